@@ -1,0 +1,1 @@
+export { siblingModule, spawnWorker } from './spawn-worker';
