@@ -1,0 +1,248 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Bus, Class, ClassCompat, Device, Driver } from './device';
+import { ERRNO, KernelError } from './errors';
+import { sysfs } from './sysfs';
+import { type Uevent, uevents } from './uevent';
+import { Work, Workqueue } from './workqueue';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function expectCode(fn: () => unknown, code: keyof typeof ERRNO) {
+  try {
+    fn();
+  } catch (err) {
+    expect(KernelError.is(err, code)).toBe(true);
+    expect((err as KernelError).errno).toBe(-ERRNO[code]);
+    return;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+function record(): Uevent[] {
+  const events: Uevent[] = [];
+  cleanups.push(uevents.subscribe((e) => events.push(e)));
+  return events;
+}
+
+describe('KernelError', () => {
+  it('has the shape of a Node system error', () => {
+    const err = new KernelError('EEXIST', 'create: mdev 1 already exists');
+    expect(err.code).toBe('EEXIST');
+    expect(err.errno).toBe(-17);
+    expect(err).toBeInstanceOf(Error);
+    expect(KernelError.fromErrno(-22, 'x').code).toBe('EINVAL');
+  });
+});
+
+describe('sysfs', () => {
+  it('enforces file modes and reports the store errno', () => {
+    sysfs.mkdir('/sys/test/a');
+    cleanups.push(() => sysfs.remove('/sys/test'));
+    let stored = '';
+    sysfs.createFile('/sys/test/a', { name: 'ro', mode: 0o444, show: () => 'hello' });
+    sysfs.createFile('/sys/test/a', {
+      name: 'wo',
+      mode: 0o200,
+      store: (t) => {
+        if (t.trim() === 'bad') throw new KernelError('EINVAL', 'bad value');
+        stored = t;
+        return undefined;
+      },
+    });
+    expect(sysfs.read('/sys/test/a/ro')).toBe('hello\n');
+    expectCode(() => sysfs.write('/sys/test/a/ro', '1'), 'EACCES');
+    expectCode(() => sysfs.read('/sys/test/a/wo'), 'EACCES');
+    expect(sysfs.write('/sys/test/a/wo', 'abc\n')).toBe(4);
+    expect(stored).toBe('abc\n');
+    expectCode(() => sysfs.write('/sys/test/a/wo', 'bad\n'), 'EINVAL');
+    expectCode(() => sysfs.read('/sys/test/a/none'), 'ENOENT');
+    expect(sysfs.list('/sys/test/a')).toEqual(['ro', 'wo']);
+  });
+
+  it('follows symlinks and reads them back', () => {
+    sysfs.mkdir('/sys/test/target');
+    cleanups.push(() => sysfs.remove('/sys/test'));
+    sysfs.createFile('/sys/test/target', { name: 'x', mode: 0o444, show: () => '1' });
+    sysfs.symlink('/sys/test/link', '/sys/test/target');
+    expect(sysfs.readlink('/sys/test/link')).toBe('/sys/test/target');
+    expect(sysfs.read('/sys/test/link/x')).toBe('1\n');
+    expect(sysfs.stat('/sys/test/link').kind).toBe('link');
+    expectCode(() => sysfs.symlink('/sys/test/link', '/sys'), 'EEXIST');
+  });
+});
+
+describe('bus, driver, device', () => {
+  function setup(opts: { probeFails?: boolean } = {}) {
+    const calls: string[] = [];
+    const bus = new Bus({
+      name: 'testbus',
+      match: (dev, drv) => dev.name.startsWith(drv.name),
+      uevent: (dev, env) => {
+        env.MODALIAS = `testbus:${dev.name}`;
+      },
+    });
+    bus.register();
+    cleanups.push(() => bus.unregister());
+    const drv = new Driver({
+      name: 'foo',
+      bus,
+      probe: (dev) => {
+        calls.push(`probe ${dev.name}`);
+        if (opts.probeFails) throw new KernelError('ENODEV', 'no');
+        dev.drvdata = { bound: dev.name };
+      },
+      remove: (dev) => calls.push(`remove ${dev.name}`),
+    });
+    return { bus, drv, calls };
+  }
+
+  it('binds on device add and on driver register, with sysfs links and uevents', () => {
+    const { bus, drv, calls } = setup();
+    const events = record();
+    const early = new Device({ name: 'foo0', bus });
+    early.add();
+    expect(early.driver).toBeNull();
+    drv.register();
+    expect(early.driver).toBe(drv);
+    const late = new Device({ name: 'foo1', bus });
+    late.add();
+    const other = new Device({ name: 'bar0', bus });
+    other.add();
+    expect(late.driver).toBe(drv);
+    expect(other.driver).toBeNull();
+    expect(calls).toEqual(['probe foo0', 'probe foo1']);
+    expect(sysfs.readlink('/sys/devices/foo1/driver')).toBe('/sys/bus/testbus/drivers/foo');
+    expect(sysfs.readlink('/sys/bus/testbus/devices/foo1')).toBe('/sys/devices/foo1');
+    expect(sysfs.readlink('/sys/devices/foo1/subsystem')).toBe('/sys/bus/testbus');
+    expect(sysfs.list('/sys/bus/testbus/drivers/foo')).toEqual(['foo0', 'foo1']);
+    expect(events.map((e) => `${e.action} ${e.devpath}`)).toEqual([
+      'add /devices/foo0',
+      'bind /devices/foo0',
+      'add /devices/foo1',
+      'bind /devices/foo1',
+      'add /devices/bar0',
+    ]);
+    expect(events[1]!.env).toMatchObject({ DRIVER: 'foo', MODALIAS: 'testbus:foo0' });
+    expect(events.map((e) => e.seqnum)).toEqual(
+      [...events.map((e) => e.seqnum)].sort((a, b) => a - b),
+    );
+
+    late.del();
+    expect(calls.at(-1)).toBe('remove foo1');
+    expect(sysfs.exists('/sys/devices/foo1')).toBe(false);
+    expect(events.slice(-2).map((e) => e.action)).toEqual(['unbind', 'remove']);
+    drv.unregister();
+    expect(early.driver).toBeNull();
+    expect(early.drvdata).toBeNull();
+    early.del();
+    other.del();
+  });
+
+  it('leaves the device unbound when probe fails', () => {
+    const { bus, drv } = setup({ probeFails: true });
+    drv.register();
+    const dev = new Device({ name: 'foo0', bus });
+    dev.add();
+    expect(dev.driver).toBeNull();
+    expect(KernelError.is(dev.lastProbeError, 'ENODEV')).toBe(true);
+    expect(sysfs.exists('/sys/devices/foo0/driver')).toBe(false);
+    dev.del();
+  });
+
+  it('places children under their parent and releases on the last reference', () => {
+    const cls = new Class('testcls');
+    cls.register();
+    cleanups.push(() => cls.unregister());
+    let released = 0;
+    const parent = new Device({ name: 'p', class: cls, release: () => released++ });
+    parent.add();
+    const child = new Device({ name: 'c', parent });
+    child.add();
+    expect(child.path).toBe('/sys/devices/virtual/testcls/p/c');
+    expect(sysfs.readlink('/sys/class/testcls/p')).toBe('/sys/devices/virtual/testcls/p');
+    expect(parent.children()).toEqual([child]);
+    expectCode(() => new Device({ name: 'c', parent }).add(), 'EEXIST');
+    child.del();
+    parent.get();
+    parent.unregister();
+    expect(released).toBe(0);
+    parent.put();
+    expect(released).toBe(1);
+  });
+
+  it('keeps class_compat links', () => {
+    const compat = new ClassCompat('testbus_bus');
+    cleanups.push(() => compat.unregister());
+    const dev = new Device({ name: 'parent0' });
+    dev.add();
+    compat.createLink(dev);
+    expect(sysfs.readlink('/sys/class/testbus_bus/parent0')).toBe(dev.path);
+    compat.removeLink(dev);
+    expect(sysfs.exists('/sys/class/testbus_bus/parent0')).toBe(false);
+    dev.del();
+  });
+
+  it('refuses a second bus with the same name', () => {
+    const { bus } = setup();
+    expectCode(() => new Bus({ name: bus.name }).register(), 'EEXIST');
+  });
+});
+
+describe('Workqueue', () => {
+  it('runs off the caller stack and does not queue a pending item twice', async () => {
+    const wq = new Workqueue('t');
+    let runs = 0;
+    const work = new Work(() => {
+      runs++;
+    });
+    expect(wq.queue(work)).toBe(true);
+    expect(wq.queue(work)).toBe(false);
+    expect(runs).toBe(0);
+    await wq.flush(work);
+    expect(runs).toBe(1);
+  });
+
+  it('lets an item requeue itself and yields the event loop between runs', async () => {
+    const wq = new Workqueue('t');
+    const order: string[] = [];
+    let n = 0;
+    const work = new Work((w) => {
+      order.push(`run${n}`);
+      if (++n < 3) wq.queue(w);
+    });
+    wq.queue(work);
+    setImmediate(() => order.push('other'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(['run0', 'other', 'run1', 'run2']);
+  });
+
+  it('cancels a pending item and waits for a running one', async () => {
+    const wq = new Workqueue('t');
+    let runs = 0;
+    const work = new Work(() => {
+      runs++;
+    });
+    wq.queue(work);
+    expect(await wq.cancelSync(work)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toBe(0);
+
+    let release!: () => void;
+    const slow = new Work(() => new Promise<void>((r) => (release = r)));
+    wq.queue(slow);
+    await new Promise((r) => setImmediate(r));
+    expect(slow.isRunning).toBe(true);
+    let cancelled = false;
+    const p = wq.cancelSync(slow).then((v) => {
+      cancelled = true;
+      return v;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(cancelled).toBe(false);
+    release();
+    expect(await p).toBe(false);
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * The errno values the project uses, as Linux defines them in include/uapi/asm-generic/errno-base.h
+ * and errno.h. Kernel functions return `-Exxx`; we throw `KernelError` carrying the same number.
+ */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENOTTY: 25,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ELOOP: 40,
+  EPROTO: 71,
+  EOPNOTSUPP: 95,
+} as const;
+
+export type ErrnoCode = keyof typeof ERRNO;
+
+/**
+ * An error the kernel would return as `-Exxx`, with Node's shape: `code` is the symbolic name
+ * (`'EEXIST'`) and `errno` the negative number (`-17`). Tests assert `code`, never the message.
+ */
+export class KernelError extends Error {
+  readonly code: ErrnoCode;
+  readonly errno: number;
+
+  constructor(code: ErrnoCode, message: string) {
+    super(`${message} (${code})`);
+    this.name = 'KernelError';
+    this.code = code;
+    this.errno = -ERRNO[code];
+  }
+
+  /** True when `err` is a KernelError, and of `code` when one is given. */
+  static is(err: unknown, code?: ErrnoCode): err is KernelError {
+    return err instanceof KernelError && (code === undefined || err.code === code);
+  }
+
+  /** The KernelError for a negative errno number returned by a lower layer. */
+  static fromErrno(errno: number, message: string): KernelError {
+    const n = Math.abs(errno);
+    const code = (Object.keys(ERRNO) as ErrnoCode[]).find((c) => ERRNO[c] === n) ?? 'EIO';
+    return new KernelError(code, message);
+  }
+}
+
+/** Shorthand for `new KernelError(code, message)`. */
+export function kernelError(code: ErrnoCode, message: string): KernelError {
+  return new KernelError(code, message);
+}
