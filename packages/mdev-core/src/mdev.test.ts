@@ -1,0 +1,304 @@
+import { Bus, Class, Device, KernelError, sysfs, type Uevent, uevents } from '@mdev/driver-core';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  MdevDevice,
+  type MdevParentOps,
+  mdevDeviceCreate,
+  mdevDeviceRemove,
+  mdevDevices,
+  mdevFromDev,
+  mdevGetDrvdata,
+  mdevProbe,
+  mdevRegisterBus,
+  mdevRegisterDevice,
+  mdevRegisterDriver,
+  mdevRemove,
+  mdevReservedUuids,
+  mdevSetDrvdata,
+  mdevUnregisterBus,
+  mdevUnregisterDevice,
+} from './index';
+
+const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+const U2 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
+
+let bus: Bus;
+let cls: Class;
+let log: string[];
+
+beforeEach(() => {
+  bus = new Bus({ name: 'mdev', probe: mdevProbe, remove: mdevRemove });
+  mdevRegisterBus(bus);
+  cls = new Class('mtest');
+  cls.register();
+  log = [];
+});
+
+afterEach(() => {
+  mdevUnregisterBus(bus);
+  cls.unregister();
+  expect(mdevReservedUuids()).toEqual([]);
+});
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (KernelError.is(err)) return err.code;
+    throw err;
+  }
+  return 'ok';
+}
+
+function testParent(name = 'mtest', over: Partial<MdevParentOps> = {}) {
+  const dev = new Device({ name, class: cls });
+  dev.add();
+  const ops: MdevParentOps = {
+    supportedTypeGroups: [
+      {
+        name: '1',
+        attrs: [
+          { name: 'name', mode: 0o444, show: () => 'Single port' },
+          { name: 'device_api', mode: 0o444, show: () => 'vfio-pci' },
+          {
+            name: 'available_instances',
+            mode: 0o444,
+            show: (t) => `${8 - t.parent.dev.children().length}`,
+          },
+        ],
+      },
+      { name: '2', attrs: [{ name: 'name', mode: 0o444, show: () => 'Dual port' }] },
+    ],
+    create: (type, mdev) => {
+      log.push(`create ${type.name} ${mdev.uuid} added=${mdev.isAdded}`);
+      mdevSetDrvdata(mdev, { type: type.name });
+    },
+    remove: (mdev) => {
+      log.push(`remove ${mdev.uuid} added=${mdev.isAdded}`);
+    },
+    ...over,
+  };
+  const parent = mdevRegisterDevice(dev, ops, bus);
+  return { dev, parent, cleanup: () => (mdevUnregisterDevice(dev), dev.unregister()) };
+}
+
+describe('the kernel documentation flow', () => {
+  it('creates, lists, reads attributes and removes through sysfs', () => {
+    const { dev, cleanup } = testParent();
+    const types = `${dev.path}/mdev_supported_types`;
+    expect(sysfs.list(types)).toEqual(['mtest-1', 'mtest-2']);
+    expect(sysfs.list(`${types}/mtest-1`)).toEqual([
+      'available_instances',
+      'create',
+      'device_api',
+      'devices',
+      'name',
+    ]);
+    expect(sysfs.read(`${types}/mtest-1/name`)).toBe('Single port\n');
+    expect(sysfs.readlink('/sys/class/mdev_bus/mtest')).toBe(dev.path);
+
+    expect(sysfs.write(`${types}/mtest-2/create`, `${U1.toUpperCase()}\n`)).toBe(37);
+    const path = `/sys/bus/mdev/devices/${U1}`;
+    expect(sysfs.readlink(path)).toBe(`${dev.path}/${U1}`);
+    expect(sysfs.readlink(`${path}/mdev_type`)).toBe(`${types}/mtest-2`);
+    expect(sysfs.list(`${types}/mtest-2/devices`)).toEqual([U1]);
+    expect(sysfs.read(`${types}/mtest-1/available_instances`)).toBe('7\n');
+    const mdev = mdevDevices()[0]!;
+    expect(mdevFromDev(mdev, bus)).toBe(mdev);
+    expect(mdevFromDev(dev, bus)).toBeNull();
+    expect(mdevGetDrvdata(mdev)).toEqual({ type: 'mtest-2' });
+
+    expect(sysfs.write(`${path}/remove`, '0\n')).toBe(2);
+    expect(sysfs.exists(path)).toBe(true);
+    sysfs.write(`${path}/remove`, '1\n');
+    expect(sysfs.exists(path)).toBe(false);
+    expect(sysfs.list(`${types}/mtest-2/devices`)).toEqual([]);
+    expect(log).toEqual([`create mtest-2 ${U1} added=false`, `remove ${U1} added=false`]);
+    cleanup();
+  });
+});
+
+describe('errno rows of inventory 10.1', () => {
+  it('validates parent registration', () => {
+    const dev = new Device({ name: 'p', class: cls });
+    dev.add();
+    const base = { supportedTypeGroups: [{ name: 'a', attrs: [] }], create() {}, remove() {} };
+    expect(code(() => mdevRegisterDevice(dev, { ...base, create: undefined } as never, bus))).toBe(
+      'EINVAL',
+    );
+    expect(code(() => mdevRegisterDevice(dev, { ...base, remove: undefined } as never, bus))).toBe(
+      'EINVAL',
+    );
+    expect(code(() => mdevRegisterDevice(dev, { ...base, supportedTypeGroups: [] }, bus))).toBe(
+      'EINVAL',
+    );
+    expect(
+      code(() =>
+        mdevRegisterDevice(dev, { ...base, supportedTypeGroups: [{ name: '', attrs: [] }] }, bus),
+      ),
+    ).toBe('EINVAL');
+    expect(sysfs.exists(`${dev.path}/mdev_supported_types`)).toBe(false);
+    mdevRegisterDevice(dev, base, bus);
+    expect(code(() => mdevRegisterDevice(dev, base, bus))).toBe('EEXIST');
+    mdevUnregisterDevice(dev);
+    mdevUnregisterDevice(dev); // unknown parent: silent
+    dev.unregister();
+  });
+
+  it('checks create input, duplicates and vendor errors', () => {
+    const a = testParent('pa');
+    const b = testParent('pb');
+    const create = (p: Device, t: string, text: string) =>
+      code(() => sysfs.write(`${p.path}/mdev_supported_types/${t}/create`, text));
+    // Both parents belong to class mtest, so their types are named mtest-1 and mtest-2.
+    expect(create(a.dev, 'mtest-1', U1.slice(0, 35))).toBe('EINVAL');
+    expect(create(a.dev, 'mtest-1', `${U1}\n\n`)).toBe('EINVAL');
+    expect(create(a.dev, 'mtest-1', U1.replace('-', 'x'))).toBe('EINVAL');
+    expect(create(a.dev, 'mtest-1', U1)).toBe('ok');
+    expect(create(b.dev, 'mtest-2', U1)).toBe('EEXIST'); // UUIDs are unique across parents
+    expect(create(a.dev, 'mtest-2', U1.toUpperCase())).toBe('EEXIST');
+    a.cleanup();
+    b.cleanup();
+
+    const failing = testParent('pc', {
+      create: () => {
+        throw new KernelError('ENOSPC', 'no room');
+      },
+    });
+    expect(code(() => mdevDeviceCreate(failing.dev, '1', U2))).toBe('ENOSPC');
+    expect(mdevReservedUuids()).toEqual([]);
+    failing.cleanup();
+  });
+
+  it('checks remove input and busy or vanished devices', () => {
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    expect(code(() => sysfs.write(`${mdev.path}/remove`, 'yes'))).toBe('EINVAL');
+    expect(code(() => sysfs.write(`${mdev.path}/remove`, '-1'))).toBe('EINVAL');
+    mdev.get(); // a user still holds it
+    mdevDeviceRemove(mdev);
+    expect(code(() => mdevDeviceRemove(mdev))).toBe('EAGAIN');
+    expect(mdevReservedUuids()).toEqual([U1]); // reserved until released
+    expect(code(() => mdevDeviceCreate(dev, '1', U1))).toBe('EEXIST');
+    mdev.put();
+    expect(code(() => mdevDeviceRemove(mdev))).toBe('ENODEV');
+    expect(mdevReservedUuids()).toEqual([]);
+    cleanup();
+  });
+
+  it('refuses creates while the parent goes away', () => {
+    let inner = '';
+    const { dev, cleanup } = testParent('pd', {
+      remove: () => {
+        inner = code(() => mdevDeviceCreate(dev, '1', U2));
+      },
+    });
+    mdevDeviceCreate(dev, '1', U1);
+    mdevUnregisterDevice(dev);
+    expect(inner).toBe('ENODEV');
+    cleanup();
+  });
+});
+
+describe('ordering (inventory 10.2)', () => {
+  it('runs vendor create before device_add and unwinds a failed add', () => {
+    const { dev, cleanup } = testParent();
+    const drv = mdevRegisterDriver(
+      {
+        name: 'probe_logger',
+        probe: (m) => {
+          log.push(
+            `probe ${m.uuid} drvdata=${JSON.stringify(mdevGetDrvdata(m))} group=${m.iommuGroup}`,
+          );
+        },
+        remove: (m) => log.push(`driver remove ${m.uuid}`),
+      },
+      bus,
+    );
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    expect(sysfs.exists(`${mdev.path}/iommu_group`)).toBe(true);
+    mdevDeviceRemove(mdev);
+    expect(log[0]).toBe(`create mtest-1 ${U1} added=false`);
+    expect(log[1]).toMatch(new RegExp(`^probe ${U1} drvdata=\\{"type":"mtest-1"\\} group=\\d+$`));
+    expect(log.slice(2)).toEqual([`driver remove ${U1}`, `remove ${U1} added=false`]);
+    drv.unregister();
+
+    // A name clash at device_add: the vendor's remove runs, the UUID is freed.
+    log = [];
+    const clash = new Device({ name: U2, parent: dev });
+    clash.add();
+    expect(code(() => mdevDeviceCreate(dev, '1', U2))).toBe('EEXIST');
+    expect(log).toEqual([`create mtest-1 ${U2} added=false`, `remove ${U2} added=false`]);
+    expect(mdevReservedUuids()).toEqual([]);
+    clash.del();
+    cleanup();
+  });
+
+  it('emits the uevent sequence of registration, create, remove and unregistration', () => {
+    const events: Uevent[] = [];
+    const stop = uevents.subscribe((e) => events.push(e));
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '2', U1);
+    mdevUnregisterDevice(dev);
+    stop();
+    const seen = events.map((e) =>
+      `${e.action} ${e.devpath.split('/').pop()} ${e.env.MDEV_STATE ?? ''}`.trim(),
+    );
+    expect(seen).toEqual([
+      'add mtest',
+      'change mtest registered',
+      `add ${U1}`,
+      `remove ${U1}`,
+      'change mtest unregistered',
+    ]);
+    expect(mdev.isAdded).toBe(false);
+    cleanup();
+  });
+});
+
+describe('randomized interleaving', () => {
+  it('leaves no device, no reserved UUID and no stray sysfs node', () => {
+    const before = sysfs.tree('/sys');
+    const uuids = Array.from({ length: 6 }, (_, i) => `00000000-0000-0000-0000-00000000000${i}`);
+    const op = fc.oneof(
+      fc.record({
+        k: fc.constant('create' as const),
+        p: fc.nat(2),
+        u: fc.nat(5),
+        t: fc.constantFrom('1', '2'),
+      }),
+      fc.record({ k: fc.constant('remove' as const), u: fc.nat(5) }),
+      fc.record({ k: fc.constant('unregister' as const), p: fc.nat(2) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+        const parents = [0, 1, 2].map((i) => testParent(`rp${i}`));
+        const live = [true, true, true];
+        for (const o of ops) {
+          if (o.k === 'create') {
+            const r = code(() => mdevDeviceCreate(parents[o.p]!.dev, o.t, uuids[o.u]!));
+            const taken = mdevDevices().some((m) => m.uuid === uuids[o.u] && m !== undefined);
+            if (!live[o.p]) expect(['ENODEV', 'EEXIST']).toContain(r);
+            else expect(r === 'ok' || (r === 'EEXIST' && taken)).toBe(true);
+          } else if (o.k === 'remove') {
+            const m = mdevDevices().find((d) => d.uuid === uuids[o.u]);
+            if (m) mdevDeviceRemove(m);
+          } else if (live[o.p]) {
+            mdevUnregisterDevice(parents[o.p]!.dev);
+            live[o.p] = false;
+          }
+          for (const m of mdevDevices()) expect(m).toBeInstanceOf(MdevDevice);
+        }
+        for (const p of parents) p.cleanup();
+        expect(mdevDevices()).toEqual([]);
+        expect(mdevReservedUuids()).toEqual([]);
+        // The mdev_bus class stays while the bus is registered; its links must be gone.
+        const stable = (p: string) =>
+          !p.startsWith('/sys/kernel/iommu_groups') && p !== '/sys/class/mdev_bus';
+        expect(sysfs.tree('/sys').filter(stable)).toEqual(before.filter(stable));
+      }),
+      { seed: 20191118, numRuns: 150 },
+    );
+  });
+});
