@@ -1,1 +1,2 @@
-export {};
+export { commands, main } from './cli';
+export type { Command, CommandIo } from './io';

@@ -1,0 +1,34 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from './cli';
+
+function capture() {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const text = { out: '', err: '' };
+  stdout.on('data', (b) => (text.out += b));
+  stderr.on('data', (b) => (text.err += b));
+  return { io: { stdout, stderr }, text };
+}
+
+describe('mdev', () => {
+  it('runs the documented create/remove flow through sysfs', async () => {
+    const { io, text } = capture();
+    expect(await main(['demo'], io)).toBe(0);
+    const lines = text.out.split('\n');
+    expect(lines).toContain('sample-1');
+    expect(lines).toContain('Sample device');
+    const uuid = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+    // available_instances drops by one while the mdev exists.
+    expect(lines.filter((l) => /^\d+$/.test(l))).toEqual(['4', '3']);
+    const listings = lines.filter((_, i) => lines[i - 1] === '# ls /sys/bus/mdev/devices');
+    expect(listings).toEqual([uuid, '']);
+    expect(text.out).toContain('/mdev_supported_types/sample-1\n');
+  });
+
+  it('rejects an unknown command with exit code 2', async () => {
+    const { io, text } = capture();
+    expect(await main(['nope'], io)).toBe(2);
+    expect(text.err).toContain("unknown command 'nope'");
+  });
+});

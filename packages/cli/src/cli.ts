@@ -1,0 +1,35 @@
+import { KernelError } from '@mdev/driver-core';
+import * as demo from './commands/demo';
+import type { Command, CommandIo } from './io';
+
+/** Every subcommand of `mdev`, by name. */
+export const commands: Record<string, Command> = { demo };
+
+function usage(io: CommandIo): void {
+  io.stdout.write('usage: mdev <command> [options]\n\ncommands:\n');
+  for (const [name, cmd] of Object.entries(commands)) {
+    io.stdout.write(`  ${name.padEnd(12)} ${cmd.summary}\n`);
+  }
+}
+
+/** Runs `mdev <command> ...args` and resolves to the exit code. */
+export async function main(argv: string[], io: CommandIo): Promise<number> {
+  const [name, ...args] = argv;
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    usage(io);
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    io.stderr.write(`mdev: unknown command '${name}'\n`);
+    usage(io);
+    return 2;
+  }
+  try {
+    return await cmd.run(args, io);
+  } catch (err) {
+    const text = KernelError.is(err) ? `${err.message}` : String(err);
+    io.stderr.write(`mdev ${name}: ${text}\n`);
+    return 1;
+  }
+}
