@@ -80,7 +80,11 @@ function testParent(name = 'mtest', over: Partial<MdevParentOps> = {}) {
     ...over,
   };
   const parent = mdevRegisterDevice(dev, ops, bus);
-  return { dev, parent, cleanup: () => (mdevUnregisterDevice(dev), dev.unregister()) };
+  const cleanup = () => {
+    mdevUnregisterDevice(dev);
+    dev.unregister();
+  };
+  return { dev, parent, cleanup };
 }
 
 describe('the kernel documentation flow', () => {
