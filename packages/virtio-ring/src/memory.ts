@@ -1,0 +1,166 @@
+/** The largest address a 64-bit ring field may carry and still be exact as a JS number. */
+export const MAX_ADDR = Number.MAX_SAFE_INTEGER;
+
+/** Whether this host stores typed arrays little-endian (rings are little-endian, 2.4). */
+export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** One contiguous piece of guest memory. */
+export interface MemoryRegion {
+  readonly base: number;
+  readonly size: number;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  readonly u8: Uint8Array;
+}
+
+/** Where an address range lives: the region's bytes and the offset in them. */
+export interface Translation {
+  u8: Uint8Array;
+  offset: number;
+}
+
+/**
+ * An address space a device reads rings and buffers through: guest memory itself (identity), or
+ * a device's own IOVA view of it.
+ */
+export interface AddressSpace {
+  /** Points `out` at `[addr, addr + len)`; false when the range is not wholly inside one region. */
+  translate(addr: number, len: number, out: Translation): boolean;
+}
+
+/** How a GuestMemory made of SharedArrayBuffer regions is handed to a worker thread. */
+export interface SharedMemoryDescriptor {
+  regions: { base: number; buffer: SharedArrayBuffer }[];
+}
+
+function checkRange(addr: number, len: number): boolean {
+  return (
+    Number.isInteger(addr) &&
+    Number.isInteger(len) &&
+    addr >= 0 &&
+    len >= 0 &&
+    addr <= MAX_ADDR &&
+    len <= MAX_ADDR - addr
+  );
+}
+
+/**
+ * Guest ("host") memory: non-overlapping regions backed by ArrayBuffer or SharedArrayBuffer,
+ * addressed by numbers. `view(addr, len)` hands out a view (no copy) after bounds and overflow
+ * checks; `translate` is the allocation-free form the hot paths use.
+ */
+export class GuestMemory implements AddressSpace {
+  private readonly list: MemoryRegion[] = [];
+  private last: MemoryRegion | undefined;
+
+  /**
+   * Adds a region at `base` backed by `backing` (a buffer, or a byte count for a new
+   * SharedArrayBuffer). RangeError when it overlaps another region or is misaligned.
+   */
+  addRegion(base: number, backing: number | ArrayBuffer | SharedArrayBuffer): MemoryRegion {
+    const buffer = typeof backing === 'number' ? new SharedArrayBuffer(backing) : backing;
+    const size = buffer.byteLength;
+    if (!checkRange(base, size) || size === 0) {
+      throw new RangeError(`GuestMemory: bad region ${base}+${size}`);
+    }
+    if (base % 4096 !== 0)
+      throw new RangeError(`GuestMemory: region base ${base} is not page aligned`);
+    for (const r of this.list) {
+      if (base < r.base + r.size && r.base < base + size) {
+        throw new RangeError(`GuestMemory: region ${base}+${size} overlaps ${r.base}+${r.size}`);
+      }
+    }
+    const region: MemoryRegion = { base, size, buffer, u8: new Uint8Array(buffer) };
+    this.list.push(region);
+    this.list.sort((a, b) => a.base - b.base);
+    return region;
+  }
+
+  /** The regions, by ascending base. */
+  get regions(): readonly MemoryRegion[] {
+    return this.list;
+  }
+
+  /** The region holding all of `[addr, addr + len)`, or undefined. */
+  regionOf(addr: number, len: number): MemoryRegion | undefined {
+    const last = this.last;
+    if (
+      last !== undefined &&
+      addr >= last.base &&
+      addr + len <= last.base + last.size &&
+      len >= 0
+    ) {
+      return last;
+    }
+    if (!checkRange(addr, len)) return undefined;
+    for (const r of this.list) {
+      if (addr >= r.base && addr + len <= r.base + r.size) {
+        this.last = r;
+        return r;
+      }
+    }
+    return undefined;
+  }
+
+  translate(addr: number, len: number, out: Translation): boolean {
+    const r = this.regionOf(addr, len);
+    if (r === undefined) return false;
+    out.u8 = r.u8;
+    out.offset = addr - r.base;
+    return true;
+  }
+
+  /** A view of `[addr, addr + len)` (no copy). RangeError when it is not inside one region. */
+  view(addr: number, len: number): Uint8Array {
+    const r = this.regionOf(addr, len);
+    if (r === undefined) throw new RangeError(`GuestMemory: ${addr}+${len} is not mapped`);
+    return r.u8.subarray(addr - r.base, addr - r.base + len);
+  }
+
+  /** Copies bytes out of guest memory into a new array. */
+  read(addr: number, len: number): Uint8Array {
+    return this.view(addr, len).slice();
+  }
+
+  /** Copies bytes into guest memory. */
+  write(addr: number, bytes: Uint8Array): void {
+    this.view(addr, bytes.length).set(bytes);
+  }
+
+  /** Describes the SharedArrayBuffer regions for a worker thread (ArrayBuffer regions cannot be shared). */
+  share(): SharedMemoryDescriptor {
+    const regions = [];
+    for (const r of this.list) {
+      if (!(r.buffer instanceof SharedArrayBuffer)) {
+        throw new TypeError(`GuestMemory: region at ${r.base} is not a SharedArrayBuffer`);
+      }
+      regions.push({ base: r.base, buffer: r.buffer });
+    }
+    return { regions };
+  }
+
+  /** Rebuilds, in a worker, the memory another thread shared. */
+  static fromShared(desc: SharedMemoryDescriptor): GuestMemory {
+    const mem = new GuestMemory();
+    for (const r of desc.regions) mem.addRegion(r.base, r.buffer);
+    return mem;
+  }
+}
+
+/**
+ * A device's IOVA view of guest memory: device address `iova` is guest address `iova - offset`
+ * within `[iovaBase, iovaBase + size)`. A vendor VF uses it with the matching DMA mapping.
+ */
+export class OffsetAddressSpace implements AddressSpace {
+  constructor(
+    private readonly memory: GuestMemory,
+    readonly iovaBase: number,
+    readonly size: number,
+    readonly offset: number,
+  ) {}
+
+  translate(addr: number, len: number, out: Translation): boolean {
+    if (!(addr >= this.iovaBase && len >= 0 && addr + len <= this.iovaBase + this.size))
+      return false;
+    return this.memory.translate(addr - this.offset, len, out);
+  }
+}

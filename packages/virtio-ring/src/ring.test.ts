@@ -1,0 +1,294 @@
+import { describe, expect, it } from 'vitest';
+import { DmaAllocator, offsetDmaOps } from './dma';
+import { EFAULT, EINVAL, ELOOP, ENOSPC, EPROTO } from './errno';
+import {
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  vringNeedEvent,
+  vringSize,
+} from './layout';
+import { GuestMemory } from './memory';
+import { Virtqueue } from './virtqueue';
+import { Vringh, VringhIov } from './vringh';
+
+const BASE = 0x10_0000;
+
+function setup(opts: { num?: number; eventIdx?: boolean; indirect?: boolean } = {}) {
+  const memory = new GuestMemory();
+  memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
+  const alloc = new DmaAllocator(memory, BASE);
+  const dma = offsetDmaOps(alloc);
+  let kicks = 0;
+  const vq = Virtqueue.create<number>({
+    index: 0,
+    num: opts.num ?? 8,
+    memory,
+    dma,
+    eventIdx: opts.eventIdx ?? false,
+    indirect: opts.indirect ?? false,
+    notify: () => {
+      kicks++;
+      return true;
+    },
+  })!;
+  const dev = new Vringh(memory);
+  expect(
+    dev.init({
+      num: vq.num,
+      descAddr: vq.descAddr,
+      availAddr: vq.availAddr,
+      usedAddr: vq.usedAddr,
+      eventIdx: opts.eventIdx ?? false,
+    }),
+  ).toBe(0);
+  const buf = (n: number, fill: number) => {
+    const addr = alloc.alloc(n, 8)!;
+    memory.view(addr, n).fill(fill);
+    return addr;
+  };
+  return { memory, alloc, vq, dev, buf, kicks: () => kicks };
+}
+
+describe('layout', () => {
+  it('computes vring_size and vring_need_event as the uapi header does', () => {
+    // 16*256 + 2*(3+256) = 4614 -> 8192; + 6 + 8*256 = 10246
+    expect(vringSize(256, 4096)).toBe(10246);
+    expect(vringNeedEvent(5, 6, 5)).toBe(true);
+    expect(vringNeedEvent(7, 6, 5)).toBe(false);
+    expect(vringNeedEvent(0xffff, 0, 0xfffe)).toBe(true); // wraps modulo 2^16
+  });
+});
+
+describe('driver and device', () => {
+  it('moves a chain with payload and used length', () => {
+    const { vq, dev, buf, memory } = setup();
+    const out = buf(10, 0xaa);
+    const inp = buf(32, 0);
+    expect(vq.add([{ addr: out, len: 10 }], [{ addr: inp, len: 32 }], 7)).toBe(0);
+    expect(vq.numFree).toBe(6);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    expect(dev.getDesc(r, w)).toBe(1);
+    expect([r.used, r.total, w.used, w.total]).toEqual([1, 10, 1, 32]);
+    const data = new Uint8Array(10);
+    expect(dev.pull(r, data)).toBe(10);
+    expect([...data]).toEqual(new Array(10).fill(0xaa));
+    expect(dev.push(w, Uint8Array.of(1, 2, 3))).toBe(3);
+    dev.complete(dev.head, 3);
+    expect(dev.getDesc(r, w)).toBe(0);
+    const used = vq.getBuf();
+    expect(used).toEqual({ token: 7, len: 3 });
+    expect([...memory.view(inp, 4)]).toEqual([1, 2, 3, 0]);
+    expect(vq.numFree).toBe(8);
+  });
+
+  it('reports a full ring and takes buffers back after reset', () => {
+    const { vq, buf } = setup({ num: 4 });
+    const a = buf(8, 1);
+    for (let i = 0; i < 4; i++) expect(vq.addOutbuf(a, 8, i + 1)).toBe(0);
+    expect(vq.addOutbuf(a, 8, 9)).toBe(-ENOSPC);
+    const back = [];
+    for (let t = vq.detachUnused(); t !== undefined; t = vq.detachUnused()) back.push(t);
+    expect(back.sort()).toEqual([1, 2, 3, 4]);
+    expect(vq.numFree).toBe(4);
+  });
+
+  it('walks indirect tables', () => {
+    const { vq, dev, buf } = setup({ indirect: true });
+    const a = buf(4, 1);
+    const b = buf(6, 2);
+    const c = buf(16, 0);
+    expect(
+      vq.add(
+        [
+          { addr: a, len: 4 },
+          { addr: b, len: 6 },
+        ],
+        [{ addr: c, len: 16 }],
+        1,
+      ),
+    ).toBe(0);
+    expect(vq.numFree).toBe(7); // one descriptor for the whole chain
+    const r = new VringhIov();
+    const w = new VringhIov();
+    expect(dev.getDesc(r, w)).toBe(1);
+    expect([r.used, r.total, w.total]).toEqual([2, 10, 16]);
+    const data = new Uint8Array(10);
+    dev.pull(r, data);
+    expect([...data]).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+    dev.complete(dev.head, 16);
+    expect(vq.getBuf()).toEqual({ token: 1, len: 16 });
+    expect(vq.numFree).toBe(8);
+  });
+
+  it('honours notification suppression with and without event idx', () => {
+    for (const eventIdx of [false, true]) {
+      const { vq, dev, buf } = setup({ eventIdx });
+      const a = buf(8, 1);
+      vq.addOutbuf(a, 8, 1);
+      expect(vq.kickPrepare()).toBe(true);
+      dev.notifyDisable();
+      vq.addOutbuf(a, 8, 2);
+      if (!eventIdx) expect(vq.kickPrepare()).toBe(false);
+      const r = new VringhIov();
+      while (dev.getDesc(r, null) === 1) dev.complete(dev.head, 0);
+      expect(dev.notifyEnable()).toBe(true);
+      vq.addOutbuf(a, 8, 3);
+      expect(vq.kickPrepare()).toBe(true);
+      // The driver turns interrupts off: the device must not raise one.
+      vq.disableCb();
+      expect(dev.getDesc(r, null)).toBe(1);
+      dev.complete(dev.head, 0);
+      expect(dev.needNotify()).toBe(0);
+      // Re-enabled: the next completion interrupts.
+      while (vq.getBuf());
+      const last = vq.enableCbPrepare();
+      expect(vq.poll(last)).toBe(false);
+      vq.addOutbuf(a, 8, 4);
+      expect(dev.getDesc(r, null)).toBe(1);
+      dev.complete(dev.head, 0);
+      expect(vq.poll(last)).toBe(true);
+      expect(dev.needNotify()).toBe(1);
+    }
+  });
+
+  it('breaks the driver queue on a bad used entry instead of throwing', () => {
+    const { vq, dev, buf } = setup();
+    const a = buf(8, 1);
+    vq.addInbuf(a, 8, 1);
+    const w = new VringhIov();
+    dev.getDesc(null, w);
+    dev.complete(dev.head, 9); // longer than the 8 writable bytes
+    expect(vq.getBuf()).toBeNull();
+    expect(vq.isBroken).toBe(true);
+    const other = setup();
+    other.dev.complete(5, 0); // never made available
+    expect(other.vq.getBuf()).toBeNull();
+    expect(other.vq.isBroken).toBe(true);
+  });
+});
+
+describe('hostile rings seen by the device', () => {
+  // Writes descriptors and avail entries directly, as a misbehaving driver would.
+  function raw(num = 8) {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
+    const dv = new DataView(memory.regions[0]!.buffer as SharedArrayBuffer);
+    const desc = BASE;
+    const avail = BASE + 16 * num;
+    const used = BASE + 0x1000;
+    const dev = new Vringh(memory);
+    expect(
+      dev.init({ num, descAddr: desc, availAddr: avail, usedAddr: used, eventIdx: false }),
+    ).toBe(0);
+    const setDesc = (
+      tableAddr: number,
+      i: number,
+      addr: number,
+      len: number,
+      flags: number,
+      next: number,
+    ) => {
+      const o = tableAddr - BASE + 16 * i;
+      dv.setUint32(o, addr % 2 ** 32, true);
+      dv.setUint32(o + 4, Math.floor(addr / 2 ** 32), true);
+      dv.setUint32(o + 8, len, true);
+      dv.setUint16(o + 12, flags, true);
+      dv.setUint16(o + 14, next, true);
+    };
+    let idx = 0;
+    const offer = (head: number) => {
+      dv.setUint16(avail - BASE + 4 + 2 * (idx % num), head, true);
+      dv.setUint16(avail - BASE + 2, ++idx, true);
+    };
+    const setAvailIdx = (v: number) => dv.setUint16(avail - BASE + 2, v, true);
+    return { dev, desc, setDesc, offer, setAvailIdx, buf: BASE + 0x2000 };
+  }
+
+  const r = () => new VringhIov();
+
+  it('rejects an out-of-range head with EINVAL and stays broken', () => {
+    const h = raw();
+    h.offer(8);
+    expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
+    expect(h.dev.broken).toBe(true);
+    h.setDesc(h.desc, 0, h.buf, 4, 0, 0);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
+  });
+
+  it('detects a descriptor loop with ELOOP', () => {
+    const h = raw();
+    h.setDesc(h.desc, 0, h.buf, 4, VRING_DESC_F_NEXT, 1);
+    h.setDesc(h.desc, 1, h.buf, 4, VRING_DESC_F_NEXT, 0);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), r())).toBe(-ELOOP);
+  });
+
+  it('rejects nested indirect tables and odd indirect lengths with EINVAL', () => {
+    const h = raw();
+    const table = h.buf + 0x100;
+    h.setDesc(h.desc, 0, table, 32, VRING_DESC_F_INDIRECT, 0);
+    h.setDesc(table, 0, table, 16, VRING_DESC_F_INDIRECT, 0);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
+    const g = raw();
+    g.setDesc(g.desc, 0, g.buf, 24, VRING_DESC_F_INDIRECT, 0);
+    g.offer(0);
+    expect(g.dev.getDesc(r(), r())).toBe(-EINVAL);
+  });
+
+  it('rejects a chained index out of range with EINVAL', () => {
+    const h = raw();
+    h.setDesc(h.desc, 0, h.buf, 4, VRING_DESC_F_NEXT, 9);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
+  });
+
+  it('rejects an unexpected direction with EPROTO and readable-after-writable with EINVAL', () => {
+    const h = raw();
+    h.setDesc(h.desc, 0, h.buf, 4, VRING_DESC_F_WRITE, 0);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), null)).toBe(-EPROTO);
+    const g = raw();
+    g.setDesc(g.desc, 0, g.buf, 4, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+    g.setDesc(g.desc, 1, g.buf, 4, 0, 0);
+    g.offer(0);
+    expect(g.dev.getDesc(r(), r())).toBe(-EINVAL);
+  });
+
+  it('rejects untranslatable and wrapping addresses, huge chains and avail jumps', () => {
+    const h = raw();
+    h.setDesc(h.desc, 0, 0x9000_0000, 4, 0, 0);
+    h.offer(0);
+    expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
+    const g = raw();
+    g.setDesc(g.desc, 0, 2 ** 64 - 8, 16, 0, 0);
+    g.offer(0);
+    expect(g.dev.getDesc(r(), r())).toBe(-EINVAL);
+    const k = raw();
+    k.setDesc(k.desc, 0, k.buf, 0xffff_ffff, VRING_DESC_F_NEXT, 1);
+    k.setDesc(k.desc, 1, k.buf, 0xffff_ffff, 0, 0);
+    k.offer(0);
+    expect(k.dev.getDesc(r(), r())).toBe(-EINVAL);
+    const j = raw();
+    j.setAvailIdx(100);
+    expect(j.dev.getDesc(r(), r())).toBe(-EFAULT);
+  });
+
+  it('refuses a bad ring size at init', () => {
+    const { dev } = raw();
+    for (const num of [0, 3, 65536]) {
+      expect(
+        dev.init({
+          num,
+          descAddr: BASE,
+          availAddr: BASE + 0x800,
+          usedAddr: BASE + 0x1000,
+          eventIdx: false,
+        }),
+      ).toBe(-EINVAL);
+    }
+  });
+});

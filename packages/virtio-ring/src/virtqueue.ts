@@ -1,0 +1,561 @@
+import type { DmaDirection, DmaMapOps } from './dma';
+import { EIO, ENOMEM, ENOSPC } from './errno';
+import {
+  VIRTQUEUE_MAX_SIZE,
+  VRING_AVAIL_ALIGN_SIZE,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_DESC_ALIGN_SIZE,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_DESC_SIZE,
+  VRING_USED_ALIGN_SIZE,
+  VRING_USED_F_NO_NOTIFY,
+  vringAvailSize,
+  vringDescSize,
+  vringNeedEvent,
+  vringUsedSize,
+} from './layout';
+import { type GuestMemory, HOST_LITTLE_ENDIAN } from './memory';
+
+/** One scatter-gather element: a CPU address in guest memory and a length. */
+export interface Sg {
+  addr: number;
+  len: number;
+}
+
+/** What `getBuf` returns: the token given to `add` and the bytes the device wrote. */
+export interface UsedBuf<T> {
+  token: T;
+  len: number;
+}
+
+/** Options of `Virtqueue.create` (the kernel's vring_create_virtqueue arguments). */
+export interface VirtqueueOptions<T> {
+  index: number;
+  /** The device's maximum queue size (a power of two up to 32768). */
+  num: number;
+  /** Allow a smaller queue when memory is short (may_reduce_num). */
+  mayReduceNum?: boolean;
+  memory: GuestMemory;
+  /** The DMA ops for coherent memory and buffer mapping (identity over a DmaAllocator otherwise). */
+  dma: DmaMapOps;
+  /** VIRTIO_RING_F_EVENT_IDX negotiated. */
+  eventIdx?: boolean;
+  /** VIRTIO_RING_F_INDIRECT_DESC negotiated. */
+  indirect?: boolean;
+  /** The transport's kick; returns false when the device is gone. */
+  notify: (vq: Virtqueue<T>) => boolean;
+  /** The driver's interrupt handler for this queue. */
+  callback?: ((vq: Virtqueue<T>) => void) | null;
+  name?: string;
+}
+
+interface Area {
+  cpuAddr: number;
+  dmaAddr: number;
+  size: number;
+}
+
+/**
+ * The driver side of a split virtqueue (the kernel's virtio_ring.c). Buffers are added as CPU
+ * addresses of guest memory; descriptors carry the device addresses the DMA ops give. The device
+ * is untrusted: a bad used entry breaks the queue, it never throws.
+ */
+export class Virtqueue<T = unknown> {
+  readonly index: number;
+  readonly name: string;
+  /** The ring size (vring.num). */
+  readonly num: number;
+  readonly eventIdx: boolean;
+  readonly indirect: boolean;
+  private readonly dma: DmaMapOps;
+  private readonly memory: GuestMemory;
+  private readonly notifyFn: (vq: Virtqueue<T>) => boolean;
+  callback: ((vq: Virtqueue<T>) => void) | null;
+
+  private readonly descArea: Area;
+  private readonly availArea: Area;
+  private readonly usedArea: Area;
+  // Views on the ring areas (little-endian host: typed arrays are the wire format).
+  private readonly desc32: Uint32Array;
+  private readonly desc16: Uint16Array;
+  private readonly avail16: Uint16Array;
+  private readonly used16: Uint16Array;
+  private readonly used32: Uint32Array;
+
+  // Driver-private shadow of every descriptor (the device may scribble on the table).
+  private readonly extraAddr: Float64Array;
+  private readonly extraLen: Uint32Array;
+  private readonly extraFlags: Uint16Array;
+  private readonly extraNext: Uint16Array;
+  // Per head: the token, the number of descriptors, the writable byte count, indirect table.
+  private readonly tokens: (T | undefined)[];
+  private readonly chainCount: Uint16Array;
+  private readonly inBytes: Float64Array;
+  private readonly indirectTable: (Area | undefined)[];
+
+  private freeHead = 0;
+  private freeCount: number;
+  private availIdxShadow = 0;
+  private availFlagsShadow = 0;
+  private lastUsedIdx = 0;
+  private numAdded = 0;
+  private broken = false;
+  private brokenReason = '';
+  private readonly usedBuf: UsedBuf<T> = { token: undefined as T, len: 0 };
+  /** The length of the last buffer `getBufToken` returned. */
+  lastLen = 0;
+
+  private constructor(opts: VirtqueueOptions<T>, num: number, areas: [Area, Area, Area]) {
+    this.index = opts.index;
+    this.name = opts.name ?? `vq${opts.index}`;
+    this.num = num;
+    this.eventIdx = opts.eventIdx ?? false;
+    this.indirect = opts.indirect ?? false;
+    this.dma = opts.dma;
+    this.memory = opts.memory;
+    this.notifyFn = opts.notify;
+    this.callback = opts.callback ?? null;
+    [this.descArea, this.availArea, this.usedArea] = areas;
+    const d = this.memory.view(this.descArea.cpuAddr, this.descArea.size);
+    const a = this.memory.view(this.availArea.cpuAddr, this.availArea.size);
+    const u = this.memory.view(this.usedArea.cpuAddr, this.usedArea.size);
+    this.desc32 = new Uint32Array(d.buffer, d.byteOffset, d.length >> 2);
+    this.desc16 = new Uint16Array(d.buffer, d.byteOffset, d.length >> 1);
+    this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
+    this.used16 = new Uint16Array(u.buffer, u.byteOffset, u.length >> 1);
+    this.used32 = new Uint32Array(u.buffer, u.byteOffset, (u.length - 2) >> 2);
+    this.extraAddr = new Float64Array(num);
+    this.extraLen = new Uint32Array(num);
+    this.extraFlags = new Uint16Array(num);
+    this.extraNext = new Uint16Array(num);
+    this.tokens = new Array(num).fill(undefined);
+    this.chainCount = new Uint16Array(num);
+    this.inBytes = new Float64Array(num);
+    this.indirectTable = new Array(num).fill(undefined);
+    for (let i = 0; i < num - 1; i++) this.extraNext[i] = i + 1;
+    this.freeCount = num;
+  }
+
+  /**
+   * Mirrors vring_create_virtqueue() for a split ring: allocates the descriptor table, driver
+   * area and device area as coherent DMA memory. Returns null when no size fits (ENOMEM).
+   */
+  static create<T>(opts: VirtqueueOptions<T>): Virtqueue<T> | null {
+    if (!HOST_LITTLE_ENDIAN) throw new Error('virtio-ring: big-endian hosts are not supported');
+    let num = opts.num;
+    if (!Number.isInteger(num) || num <= 0 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
+      throw new RangeError(`virtqueue ${opts.index}: bad size ${num}`);
+    }
+    for (; num >= 1; num >>= 1) {
+      const areas = allocAreas(opts.dma, num);
+      if (areas) return new Virtqueue(opts, num, areas);
+      if (!opts.mayReduceNum) return null;
+    }
+    return null;
+  }
+
+  /** Device address of the descriptor table (virtqueue_get_desc_addr). */
+  get descAddr(): number {
+    return this.descArea.dmaAddr;
+  }
+  /** Device address of the driver area (virtqueue_get_avail_addr). */
+  get availAddr(): number {
+    return this.availArea.dmaAddr;
+  }
+  /** Device address of the device area (virtqueue_get_used_addr). */
+  get usedAddr(): number {
+    return this.usedArea.dmaAddr;
+  }
+  /** Mirrors virtqueue_get_vring_size(). */
+  get size(): number {
+    return this.num;
+  }
+  /** Free descriptors (vq->num_free). */
+  get numFree(): number {
+    return this.freeCount;
+  }
+  /** Mirrors virtqueue_is_broken(). */
+  get isBroken(): boolean {
+    return this.broken;
+  }
+  /** Why the queue broke, for diagnostics. */
+  get brokenBecause(): string {
+    return this.brokenReason;
+  }
+
+  /** Mirrors virtio_break_device() for this queue. */
+  markBroken(reason: string): void {
+    if (!this.broken) {
+      this.broken = true;
+      this.brokenReason = reason;
+    }
+  }
+
+  private map(addr: number, len: number, dir: DmaDirection): number {
+    return this.dma.map(addr, len, dir);
+  }
+
+  /** Mirrors virtqueue_add_outbuf() for one element: 0, or -ENOSPC when the ring is full. */
+  addOutbuf(addr: number, len: number, token: T): number {
+    return this.addOne(addr, len, 0, token);
+  }
+
+  /** Mirrors virtqueue_add_inbuf() for one element: 0, or -ENOSPC when the ring is full. */
+  addInbuf(addr: number, len: number, token: T): number {
+    return this.addOne(addr, len, VRING_DESC_F_WRITE, token);
+  }
+
+  private addOne(addr: number, len: number, flags: number, token: T): number {
+    if (this.broken) return -EIO;
+    if (this.freeCount === 0) return -ENOSPC;
+    if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
+    const head = this.freeHead;
+    this.freeHead = this.extraNext[head]!;
+    this.freeCount--;
+    const dmaAddr = this.map(addr, len, flags ? 'from-device' : 'to-device');
+    this.writeDesc(head, dmaAddr, len, flags, 0);
+    this.tokens[head] = token;
+    this.chainCount[head] = 1;
+    this.inBytes[head] = flags ? len : 0;
+    this.publish(head);
+    return 0;
+  }
+
+  /**
+   * Mirrors virtqueue_add_sgs(): the readable elements then the writable ones, as one buffer with
+   * `token`. Uses an indirect table when negotiated and the chain has more than one element.
+   * Returns 0, -ENOSPC when the ring is full, -ENOMEM when an indirect table cannot be allocated.
+   */
+  add(out: readonly Sg[], inp: readonly Sg[], token: T): number {
+    if (this.broken) return -EIO;
+    const total = out.length + inp.length;
+    if (total === 0) throw new RangeError('virtqueue: empty buffer');
+    if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
+    let inLen = 0;
+    for (const sg of inp) inLen += sg.len;
+    if (this.indirect && total > 1 && this.freeCount >= 1) {
+      const table = this.dma.alloc(total * VRING_DESC_SIZE, VRING_DESC_ALIGN_SIZE);
+      if (table) {
+        const view = this.memory.view(table.cpuAddr, total * VRING_DESC_SIZE);
+        const dv = new DataView(view.buffer, view.byteOffset, view.length);
+        let i = 0;
+        for (const sg of out) {
+          const flags = i + 1 < total ? VRING_DESC_F_NEXT : 0;
+          writeDescLE(dv, i, this.map(sg.addr, sg.len, 'to-device'), sg.len, flags, i + 1);
+          i++;
+        }
+        for (const sg of inp) {
+          const flags = VRING_DESC_F_WRITE | (i + 1 < total ? VRING_DESC_F_NEXT : 0);
+          writeDescLE(dv, i, this.map(sg.addr, sg.len, 'from-device'), sg.len, flags, i + 1);
+          i++;
+        }
+        const head = this.freeHead;
+        this.freeHead = this.extraNext[head]!;
+        this.freeCount--;
+        this.writeDesc(head, table.dmaAddr, total * VRING_DESC_SIZE, VRING_DESC_F_INDIRECT, 0);
+        this.indirectTable[head] = {
+          cpuAddr: table.cpuAddr,
+          dmaAddr: table.dmaAddr,
+          size: total * VRING_DESC_SIZE,
+        };
+        this.tokens[head] = token;
+        this.chainCount[head] = 1;
+        this.inBytes[head] = inLen;
+        this.publish(head);
+        return 0;
+      }
+      if (this.freeCount < total) return -ENOMEM;
+    }
+    if (this.freeCount < total) return -ENOSPC;
+    const head = this.freeHead;
+    let i = head;
+    let n = 0;
+    for (const sg of out) {
+      n++;
+      this.writeDesc(
+        i,
+        this.map(sg.addr, sg.len, 'to-device'),
+        sg.len,
+        n < total ? VRING_DESC_F_NEXT : 0,
+        this.extraNext[i]!,
+      );
+      i = this.extraNext[i]!;
+    }
+    for (const sg of inp) {
+      n++;
+      const flags = VRING_DESC_F_WRITE | (n < total ? VRING_DESC_F_NEXT : 0);
+      this.writeDesc(
+        i,
+        this.map(sg.addr, sg.len, 'from-device'),
+        sg.len,
+        flags,
+        this.extraNext[i]!,
+      );
+      i = this.extraNext[i]!;
+    }
+    this.freeHead = i;
+    this.freeCount -= total;
+    this.tokens[head] = token;
+    this.chainCount[head] = total;
+    this.inBytes[head] = inLen;
+    this.publish(head);
+    return 0;
+  }
+
+  /** Mirrors virtqueue_add_sgs() with the kernel's argument names. */
+  addSgs(sgs: readonly Sg[], outSgs: number, token: T): number {
+    return this.add(sgs.slice(0, outSgs), sgs.slice(outSgs), token);
+  }
+
+  private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
+    const w = i * 4;
+    this.desc32[w] = dmaAddr % 0x1_0000_0000;
+    this.desc32[w + 1] = Math.floor(dmaAddr / 0x1_0000_0000);
+    this.desc32[w + 2] = len;
+    this.desc16[i * 8 + 6] = flags;
+    this.desc16[i * 8 + 7] = next;
+    this.extraAddr[i] = dmaAddr;
+    this.extraLen[i] = len;
+    this.extraFlags[i] = flags;
+    this.extraNext[i] = next;
+  }
+
+  private publish(head: number): void {
+    const mask = this.num - 1;
+    this.avail16[2 + (this.availIdxShadow & mask)] = head;
+    this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
+    // virtio_wmb: the descriptor and ring entry above are written before the index that exposes them.
+    Atomics.store(this.avail16, 1, this.availIdxShadow);
+    this.numAdded++;
+  }
+
+  /**
+   * Mirrors virtqueue_kick_prepare(): whether the device wants a notification for the buffers
+   * added since the last kick (VRING_USED_F_NO_NOTIFY, or avail_event with EVENT_IDX).
+   */
+  kickPrepare(): boolean {
+    const newIdx = this.availIdxShadow;
+    const old = (newIdx - this.numAdded) & 0xffff;
+    this.numAdded = 0;
+    // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
+    if (this.eventIdx) {
+      const availEvent = Atomics.load(this.used16, 2 + this.num * 4);
+      return vringNeedEvent(availEvent, newIdx, old);
+    }
+    return (Atomics.load(this.used16, 0) & VRING_USED_F_NO_NOTIFY) === 0;
+  }
+
+  /** Mirrors virtqueue_notify(): calls the transport's kick; a failed kick breaks the queue. */
+  notify(): boolean {
+    if (this.broken) return false;
+    if (!this.notifyFn(this)) {
+      this.markBroken('notify failed');
+      return false;
+    }
+    return true;
+  }
+
+  /** Mirrors virtqueue_kick(): kickPrepare() then notify() when needed. */
+  kick(): boolean {
+    if (this.kickPrepare()) return this.notify();
+    return true;
+  }
+
+  /** Whether the device has used buffers not yet taken (more_used_split). */
+  moreUsed(): boolean {
+    return this.lastUsedIdx !== Atomics.load(this.used16, 1);
+  }
+
+  /**
+   * Mirrors virtqueue_get_buf(): the next used buffer's token and length, or null when none (or
+   * the queue is broken). The returned object is reused by the next call.
+   */
+  getBuf(): UsedBuf<T> | null {
+    const token = this.getBufToken();
+    if (token === undefined) return null;
+    this.usedBuf.token = token;
+    this.usedBuf.len = this.lastLen;
+    return this.usedBuf;
+  }
+
+  /** Allocation-free getBuf: the token, with its length in `lastLen`; undefined when none. */
+  getBufToken(): T | undefined {
+    if (this.broken) return undefined;
+    // virtio_rmb: the used index is read (acquire) before the used element it covers.
+    if (this.lastUsedIdx === Atomics.load(this.used16, 1)) return undefined;
+    const slot = this.lastUsedIdx & (this.num - 1);
+    const id = this.used32[1 + slot * 2]!;
+    const len = this.used32[2 + slot * 2]!;
+    if (id >= this.num) {
+      this.markBroken(`used id ${id} out of range`);
+      return undefined;
+    }
+    const token = this.tokens[id];
+    if (token === undefined) {
+      this.markBroken(`used id ${id} is not a head in flight`);
+      return undefined;
+    }
+    if (len > this.inBytes[id]!) {
+      this.markBroken(`used len ${len} beyond the ${this.inBytes[id]} writable bytes of ${id}`);
+      return undefined;
+    }
+    this.detach(id);
+    this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
+    if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx) {
+      // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
+      Atomics.store(this.avail16, 2 + this.num, this.lastUsedIdx);
+    }
+    this.lastLen = len;
+    return token;
+  }
+
+  private detach(head: number): void {
+    const count = this.chainCount[head]!;
+    const table = this.indirectTable[head];
+    if (table) {
+      this.dma.free(table.cpuAddr, table.size, table.dmaAddr);
+      this.indirectTable[head] = undefined;
+    }
+    let i = head;
+    for (let n = 1; n < count; n++) {
+      this.unmapDesc(i);
+      i = this.extraNext[i]!;
+    }
+    this.unmapDesc(i);
+    this.extraNext[i] = this.freeHead;
+    this.freeHead = head;
+    this.freeCount += count;
+    this.tokens[head] = undefined;
+  }
+
+  private unmapDesc(i: number): void {
+    const flags = this.extraFlags[i]!;
+    if (flags & VRING_DESC_F_INDIRECT) return;
+    this.dma.unmap(
+      this.extraAddr[i]!,
+      this.extraLen[i]!,
+      flags & VRING_DESC_F_WRITE ? 'from-device' : 'to-device',
+    );
+  }
+
+  /** Mirrors virtqueue_disable_cb(): asks the device not to interrupt (a hint). */
+  disableCb(): void {
+    if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) return;
+    this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
+    if (this.eventIdx) {
+      // With EVENT_IDX the flag is not read; park used_event as far from the device as possible.
+      Atomics.store(this.avail16, 2 + this.num, (this.lastUsedIdx + 0x8000) & 0xffff);
+    } else {
+      Atomics.store(this.avail16, 0, this.availFlagsShadow);
+    }
+  }
+
+  /**
+   * Mirrors virtqueue_enable_cb_prepare(): re-enables interrupts and returns the opaque position
+   * to give `poll`, which tells whether buffers arrived in the meantime.
+   */
+  enableCbPrepare(): number {
+    if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
+      this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
+      if (!this.eventIdx) Atomics.store(this.avail16, 0, this.availFlagsShadow);
+    }
+    // virtio_mb (via the atomic store): used_event is visible before poll() reads used->idx.
+    Atomics.store(this.avail16, 2 + this.num, this.lastUsedIdx);
+    return this.lastUsedIdx;
+  }
+
+  /** Mirrors virtqueue_poll(): whether buffers were used since `enableCbPrepare` returned `last`. */
+  poll(last: number): boolean {
+    if (this.broken) return false;
+    return Atomics.load(this.used16, 1) !== last;
+  }
+
+  /** Mirrors virtqueue_enable_cb(): false when buffers are pending (the caller should poll again). */
+  enableCb(): boolean {
+    return !this.poll(this.enableCbPrepare());
+  }
+
+  /**
+   * Mirrors virtqueue_enable_cb_delayed(): re-enables interrupts but asks for one only after about
+   * three quarters of the outstanding buffers are used. False when many are already pending.
+   */
+  enableCbDelayed(): boolean {
+    if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
+      this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
+      if (!this.eventIdx) Atomics.store(this.avail16, 0, this.availFlagsShadow);
+    }
+    const bufs = (((this.availIdxShadow - this.lastUsedIdx) & 0xffff) * 3) >> 2;
+    Atomics.store(this.avail16, 2 + this.num, (this.lastUsedIdx + bufs) & 0xffff);
+    return ((Atomics.load(this.used16, 1) - this.lastUsedIdx) & 0xffff) <= bufs;
+  }
+
+  /**
+   * Mirrors vring_interrupt(): called by the transport when the device signals this queue.
+   * Returns 'none' when nothing was used (a spurious interrupt), else runs the callback.
+   */
+  interrupt(): 'handled' | 'none' {
+    if (!this.moreUsed()) return 'none';
+    if (this.broken) return 'handled';
+    this.callback?.(this);
+    return 'handled';
+  }
+
+  /**
+   * Mirrors virtqueue_detach_unused_buf(): after the device is reset, takes back one buffer the
+   * device never used; undefined when none is left.
+   */
+  detachUnused(): T | undefined {
+    for (let head = 0; head < this.num; head++) {
+      const token = this.tokens[head];
+      if (token === undefined) continue;
+      this.detach(head);
+      this.availIdxShadow = (this.availIdxShadow - 1) & 0xffff;
+      Atomics.store(this.avail16, 1, this.availIdxShadow);
+      return token;
+    }
+    return undefined;
+  }
+
+  /** Mirrors vring_del_virtqueue(): frees the ring memory. The queue is unusable afterwards. */
+  delete(): void {
+    while (this.detachUnused() !== undefined);
+    for (const area of [this.descArea, this.availArea, this.usedArea]) {
+      this.dma.free(area.cpuAddr, area.size, area.dmaAddr);
+    }
+    this.markBroken('deleted');
+  }
+}
+
+function allocAreas(dma: DmaMapOps, num: number): [Area, Area, Area] | null {
+  const sizes = [vringDescSize(num), vringAvailSize(num), vringUsedSize(num)];
+  const aligns = [VRING_DESC_ALIGN_SIZE, VRING_AVAIL_ALIGN_SIZE, VRING_USED_ALIGN_SIZE];
+  const areas: Area[] = [];
+  for (let i = 0; i < 3; i++) {
+    // The used area is accessed as 32-bit words and both index words as atomics: align to 4+.
+    const a = dma.alloc(sizes[i]!, Math.max(aligns[i]!, 4));
+    if (!a) {
+      for (const done of areas) dma.free(done.cpuAddr, done.size, done.dmaAddr);
+      return null;
+    }
+    areas.push({ ...a, size: sizes[i]! });
+  }
+  return areas as [Area, Area, Area];
+}
+
+function writeDescLE(
+  dv: DataView,
+  i: number,
+  addr: number,
+  len: number,
+  flags: number,
+  next: number,
+): void {
+  const o = i * VRING_DESC_SIZE;
+  dv.setUint32(o, addr % 0x1_0000_0000, true);
+  dv.setUint32(o + 4, Math.floor(addr / 0x1_0000_0000), true);
+  dv.setUint32(o + 8, len, true);
+  dv.setUint16(o + 12, flags, true);
+  dv.setUint16(o + 14, next, true);
+}

@@ -1,0 +1,394 @@
+import { EFAULT, EINVAL, ELOOP, EPROTO } from './errno';
+import {
+  VIRTQUEUE_MAX_SIZE,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_DESC_SIZE,
+  VRING_USED_F_NO_NOTIFY,
+  vringAvailSize,
+  vringDescSize,
+  vringNeedEvent,
+  vringUsedSize,
+} from './layout';
+import { type AddressSpace, MAX_ADDR, type Translation } from './memory';
+
+const U32 = 0x1_0000_0000;
+
+/**
+ * A list of buffer segments a device got from `getDesc` (the kernel's vringh_kiov): each segment
+ * is a view position (`buf[i]`, `off[i]`) and a length. Reused across calls; grows rarely.
+ */
+export class VringhIov {
+  buf: Uint8Array[] = [];
+  off: Float64Array;
+  len: Float64Array;
+  /** Device addresses of the segments (before translation). */
+  addr: Float64Array;
+  /** Segments filled by the last getDesc. */
+  used = 0;
+  /** The segment the next pull/push continues in, and the bytes consumed in it. */
+  i = 0;
+  consumed = 0;
+  /** Total bytes of all segments. */
+  total = 0;
+
+  constructor(capacity = 8) {
+    this.off = new Float64Array(capacity);
+    this.len = new Float64Array(capacity);
+    this.addr = new Float64Array(capacity);
+  }
+
+  /** Empties the list (used before a chain walk). */
+  reset(): void {
+    this.used = 0;
+    this.i = 0;
+    this.consumed = 0;
+    this.total = 0;
+  }
+
+  /** @internal */
+  push(buf: Uint8Array, off: number, len: number, addr: number): void {
+    if (this.used === this.off.length) this.grow();
+    const n = this.used++;
+    this.buf[n] = buf;
+    this.off[n] = off;
+    this.len[n] = len;
+    this.addr[n] = addr;
+    this.total += len;
+  }
+
+  private grow(): void {
+    const cap = this.off.length * 2;
+    for (const key of ['off', 'len', 'addr'] as const) {
+      const next = new Float64Array(cap);
+      next.set(this[key]);
+      this[key] = next;
+    }
+  }
+
+  /** Bytes not yet consumed by pull/push. */
+  get remaining(): number {
+    let n = -this.consumed;
+    for (let k = this.i; k < this.used; k++) n += this.len[k]!;
+    return Math.max(0, n);
+  }
+}
+
+/** Options of `Vringh.init` (vringh_init_kern). */
+export interface VringhConfig {
+  /** Queue size: a power of two from 1 to 32768. */
+  num: number;
+  descAddr: number;
+  availAddr: number;
+  usedAddr: number;
+  /** VIRTIO_RING_F_EVENT_IDX negotiated. */
+  eventIdx: boolean;
+}
+
+/**
+ * The device side of a split virtqueue (the kernel's vringh). The ring and buffers are read
+ * through an AddressSpace; ring areas are mapped once at `init`. Nothing here throws on a bad
+ * ring: calls return a negative errno, the ring is marked broken and stays broken until `init`
+ * (reset).
+ */
+export class Vringh {
+  private readonly space: AddressSpace;
+  private readonly t: Translation = { u8: new Uint8Array(0), offset: 0 };
+  num = 0;
+  eventIdx = false;
+  private desc32: Uint32Array = new Uint32Array(0);
+  private desc16: Uint16Array = new Uint16Array(0);
+  private avail16: Uint16Array = new Uint16Array(0);
+  private used16: Uint16Array = new Uint16Array(0);
+  private used32: Uint32Array = new Uint32Array(0);
+  private lastAvail = 0;
+  private lastUsed = 0;
+  private completed = 0;
+  private brokenErr = 0;
+  /** The head of the chain the last successful getDesc returned. */
+  head = 0;
+  private ready = false;
+
+  constructor(space: AddressSpace) {
+    this.space = space;
+  }
+
+  /**
+   * Mirrors vringh_init_kern(): maps the three areas. -EINVAL for a bad size ("Sane power of 2
+   * please!"), or areas that do not translate or are misaligned for their fields.
+   */
+  init(cfg: VringhConfig): number {
+    this.ready = false;
+    this.brokenErr = 0;
+    this.lastAvail = this.lastUsed = this.completed = 0;
+    const { num } = cfg;
+    if (!Number.isInteger(num) || num < 1 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
+      return -EINVAL;
+    }
+    const d = this.area(cfg.descAddr, vringDescSize(num), 16);
+    const a = this.area(cfg.availAddr, vringAvailSize(num), 2);
+    const u = this.area(cfg.usedAddr, vringUsedSize(num), 4);
+    if (!d || !a || !u) return -EINVAL;
+    this.num = num;
+    this.eventIdx = cfg.eventIdx;
+    this.desc32 = new Uint32Array(d.buffer, d.byteOffset, d.length >> 2);
+    this.desc16 = new Uint16Array(d.buffer, d.byteOffset, d.length >> 1);
+    this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
+    this.used16 = new Uint16Array(u.buffer, u.byteOffset, u.length >> 1);
+    this.used32 = new Uint32Array(u.buffer, u.byteOffset, (u.length - 2) >> 2);
+    this.ready = true;
+    return 0;
+  }
+
+  private area(addr: number, len: number, align: number): Uint8Array | null {
+    if (!this.space.translate(addr, len, this.t)) return null;
+    const start = this.t.u8.byteOffset + this.t.offset;
+    if (start % align !== 0 || start % 4 !== 0) return null;
+    return new Uint8Array(this.t.u8.buffer, start, len);
+  }
+
+  /** Whether the ring is broken (a bad ring was seen); the first error. */
+  get broken(): boolean {
+    return this.brokenErr !== 0;
+  }
+  get error(): number {
+    return this.brokenErr;
+  }
+
+  private fail(err: number): number {
+    if (this.brokenErr === 0) this.brokenErr = err;
+    return err;
+  }
+
+  /** The vq state: the next avail index the device will read (vringh.last_avail_idx). */
+  getLastAvailIdx(): number {
+    return this.lastAvail;
+  }
+
+  /** Sets the vq state (set_vq_state). */
+  setLastAvailIdx(idx: number): void {
+    this.lastAvail = idx & 0xffff;
+  }
+
+  /** Whether the driver has made buffers available that the device has not taken. */
+  hasAvail(): boolean {
+    return this.ready && this.brokenErr === 0 && Atomics.load(this.avail16, 1) !== this.lastAvail;
+  }
+
+  /**
+   * Mirrors vringh_getdesc_kern(): takes the next available chain, filling `riov` with its
+   * readable segments and `wiov` with its writable ones. Returns 1 (head in `this.head`), 0 when
+   * the ring is empty, or a negative errno (the ring is then broken).
+   */
+  getDesc(riov: VringhIov | null, wiov: VringhIov | null): number {
+    if (!this.ready) return 0;
+    if (this.brokenErr !== 0) return this.brokenErr;
+    // virtio_rmb: the avail index is read (acquire) before the ring entry it exposes.
+    const availIdx = Atomics.load(this.avail16, 1);
+    if (availIdx === this.lastAvail) return 0;
+    // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
+    if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
+    const head = this.avail16[2 + (this.lastAvail & (this.num - 1))]!;
+    if (head >= this.num) return this.fail(-EINVAL); // "Guest says index %u > %u is available"
+    const err = this.walk(head, riov, wiov);
+    if (err < 0) return this.fail(err);
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    this.head = head;
+    return 1;
+  }
+
+  private walk(head: number, riov: VringhIov | null, wiov: VringhIov | null): number {
+    riov?.reset();
+    wiov?.reset();
+    let table32: Uint32Array = this.desc32;
+    let table16: Uint16Array = this.desc16;
+    let max = this.num;
+    let i = head;
+    let upNext = -1; // where to resume after an indirect table; -2 = the chain ends there
+    let count = 0;
+    let readTotal = 0;
+    let writeTotal = 0;
+    for (;;) {
+      const lo = table32[i * 4]!;
+      const hi = table32[i * 4 + 1]!;
+      const len = table32[i * 4 + 2]!;
+      const flags = table16[i * 8 + 6]!;
+      const next = table16[i * 8 + 7]!;
+      if (hi >= 0x20_0000) return -EINVAL; // above 2^53: not an address we can represent
+      const addr = hi * U32 + lo;
+      if (flags & VRING_DESC_F_INDIRECT) {
+        if (upNext !== -1) return -EINVAL; // "Multilevel indirect"
+        if (len % VRING_DESC_SIZE !== 0 || len === 0) return -EINVAL; // "Strange indirect len"
+        if (!this.space.translate(addr, len, this.t)) return -EINVAL;
+        const start = this.t.u8.byteOffset + this.t.offset;
+        if (start % 4 !== 0) return -EINVAL;
+        table32 = new Uint32Array(this.t.u8.buffer, start, len >> 2);
+        table16 = new Uint16Array(this.t.u8.buffer, start, len >> 1);
+        upNext = flags & VRING_DESC_F_NEXT ? next : -2;
+        max = len / VRING_DESC_SIZE;
+        i = 0;
+        continue;
+      }
+      if (count++ === this.num + (upNext === -1 ? 0 : max)) return -ELOOP; // "Descriptor loop"
+      let iov: VringhIov | null;
+      if (flags & VRING_DESC_F_WRITE) {
+        iov = wiov;
+        writeTotal += len;
+      } else {
+        // A readable descriptor after a writable one breaks the order of 2.7.4.2.
+        if (wiov !== null && wiov.used > 0) return -EINVAL;
+        iov = riov;
+        readTotal += len;
+      }
+      if (iov === null) return -EPROTO; // "Unexpected writable/readable desc"
+      if (readTotal >= U32 || writeTotal >= U32) return -EINVAL;
+      if (addr > MAX_ADDR - len || !this.space.translate(addr, len, this.t)) return -EINVAL;
+      iov.push(this.t.u8, this.t.offset, len, addr);
+      if (flags & VRING_DESC_F_NEXT) {
+        i = next;
+      } else if (upNext >= 0) {
+        i = upNext;
+        upNext = -1;
+        table32 = this.desc32;
+        table16 = this.desc16;
+        max = this.num;
+      } else {
+        break;
+      }
+      if (i >= max) return -EINVAL; // "Chained index %u > %u"
+    }
+    return 0;
+  }
+
+  /**
+   * Mirrors vringh_iov_pull_kern(): copies up to `dst.length` readable bytes, continuing where
+   * the last pull stopped. Returns the bytes copied.
+   */
+  pull(riov: VringhIov, dst: Uint8Array): number {
+    return xfer(riov, dst, dst.length, false);
+  }
+
+  /** Mirrors vringh_iov_push_kern(): copies `src` into the writable segments. Returns bytes copied. */
+  push(wiov: VringhIov, src: Uint8Array): number {
+    return xfer(wiov, src, src.length, true);
+  }
+
+  /**
+   * Copies what is left of `riov` into `wiov` without an intermediate buffer (a device forwarding
+   * a chain, like the loopback). Returns the bytes copied (bounded by both).
+   */
+  copy(riov: VringhIov, wiov: VringhIov): number {
+    let total = 0;
+    while (riov.i < riov.used && wiov.i < wiov.used) {
+      const rLeft = riov.len[riov.i]! - riov.consumed;
+      const wLeft = wiov.len[wiov.i]! - wiov.consumed;
+      const n = rLeft < wLeft ? rLeft : wLeft;
+      const src = riov.buf[riov.i]!;
+      const dst = wiov.buf[wiov.i]!;
+      const so = riov.off[riov.i]! + riov.consumed;
+      const d0 = wiov.off[wiov.i]! + wiov.consumed;
+      if (src === dst) dst.copyWithin(d0, so, so + n);
+      else dst.set(src.subarray(so, so + n), d0);
+      total += n;
+      advance(riov, n);
+      advance(wiov, n);
+    }
+    return total;
+  }
+
+  /** Mirrors vringh_complete_kern(): returns the chain `head` with `len` bytes written. */
+  complete(head: number, len: number): number {
+    if (!this.ready) return -EINVAL;
+    const slot = (this.lastUsed + this.completed) & (this.num - 1);
+    this.used32[1 + slot * 2] = head;
+    this.used32[2 + slot * 2] = len;
+    this.completed++;
+    // virtio_wmb: the used element is written before the index that publishes it (release).
+    Atomics.store(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    return 0;
+  }
+
+  /** Mirrors vringh_complete_multi_kern(): completes `count` chains in one index update. */
+  completeMulti(heads: ArrayLike<number>, lens: ArrayLike<number>, count: number): number {
+    if (!this.ready) return -EINVAL;
+    for (let k = 0; k < count; k++) {
+      const slot = (this.lastUsed + this.completed + k) & (this.num - 1);
+      this.used32[1 + slot * 2] = heads[k]!;
+      this.used32[2 + slot * 2] = lens[k]!;
+    }
+    this.completed += count;
+    // virtio_wmb: all elements above are visible before the index that publishes them.
+    Atomics.store(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    return 0;
+  }
+
+  /** Mirrors vringh_abandon_kern(): gives back the last `num` chains taken by getDesc. */
+  abandon(num: number): void {
+    this.lastAvail = (this.lastAvail - num) & 0xffff;
+  }
+
+  /**
+   * Mirrors vringh_need_notify_kern(): whether the driver wants an interrupt for what was
+   * completed since the last call (VRING_AVAIL_F_NO_INTERRUPT or used_event). 1 or 0.
+   */
+  needNotify(): number {
+    if (!this.ready) return 0;
+    const completed = this.completed;
+    const oldUsed = this.lastUsed;
+    const newUsed = (oldUsed + completed) & 0xffff;
+    // Fold the completions in on both paths (the 5.4 code forgot to without event idx).
+    this.lastUsed = newUsed;
+    this.completed = 0;
+    // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
+    if (!this.eventIdx) {
+      return (Atomics.load(this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 && completed > 0
+        ? 1
+        : 0;
+    }
+    if (completed > 0xffff) return 1;
+    const usedEvent = Atomics.load(this.avail16, 2 + this.num);
+    return vringNeedEvent(usedEvent, newUsed, oldUsed) ? 1 : 0;
+  }
+
+  /**
+   * Mirrors vringh_notify_enable_kern(): asks the driver to kick again; false when buffers
+   * became available meanwhile (the caller should process them).
+   */
+  notifyEnable(): boolean {
+    if (!this.ready) return true;
+    if (this.eventIdx) Atomics.store(this.used16, 2 + this.num * 4, this.lastAvail);
+    else Atomics.store(this.used16, 0, 0);
+    // virtio_mb: the store above is ordered before re-reading avail->idx.
+    return Atomics.load(this.avail16, 1) === this.lastAvail;
+  }
+
+  /** Mirrors vringh_notify_disable_kern(): no kicks needed while the device is polling. */
+  notifyDisable(): void {
+    if (this.ready && !this.eventIdx) Atomics.store(this.used16, 0, VRING_USED_F_NO_NOTIFY);
+  }
+}
+
+function advance(iov: VringhIov, n: number): void {
+  iov.consumed += n;
+  if (iov.consumed === iov.len[iov.i]) {
+    iov.i++;
+    iov.consumed = 0;
+  }
+}
+
+function xfer(iov: VringhIov, data: Uint8Array, len: number, toIov: boolean): number {
+  let done = 0;
+  while (done < len && iov.i < iov.used) {
+    const left = iov.len[iov.i]! - iov.consumed;
+    const n = Math.min(left, len - done);
+    const buf = iov.buf[iov.i]!;
+    const o = iov.off[iov.i]! + iov.consumed;
+    if (toIov) buf.set(data.subarray(done, done + n), o);
+    else data.set(buf.subarray(o, o + n), done);
+    done += n;
+    advance(iov, n);
+  }
+  return done;
+}
