@@ -1,0 +1,138 @@
+import { Class, Device, KernelError, sysfs, type Uevent, uevents } from '@mdev/driver-core';
+import { type MdevDevice, mdevDeviceCreate, mdevDeviceRemove } from '@mdev/mdev-core';
+import { afterEach, expect, it } from 'vitest';
+import {
+  MDEV_VIRTIO_CLASS_ID_VIRTIO,
+  MdevVirtioDevice,
+  type MdevVirtioOps,
+  mdevVirtioExit,
+  mdevVirtioFromDev,
+  mdevVirtioGetOps,
+  mdevVirtioRegisterDevice,
+  mdevVirtioRegisterDriver,
+  mdevVirtioSetClassId,
+  mdevVirtioSetOps,
+  mdevVirtioUnregisterDevice,
+} from './index';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function opsTable(deviceId: number): MdevVirtioOps {
+  return {
+    setVqAddress() {},
+    setVqNum() {},
+    kickVq() {},
+    setVqCb() {},
+    setVqReady() {},
+    getVqReady: () => false,
+    setVqState() {},
+    getVqState: () => 0,
+    getVqAlign: () => 4096,
+    getFeatures: () => 1n << 32n,
+    setFeatures() {},
+    setConfigCb() {},
+    getVqNumMax: () => 256,
+    getDeviceId: () => deviceId,
+    getVendorId: () => 0,
+    getStatus: () => 0,
+    setStatus() {},
+    getConfig() {},
+    setConfig() {},
+  };
+}
+
+function parent(classIdFor: (type: string) => number) {
+  const cls = new Class('vparent');
+  cls.register();
+  const dev = new Device({ name: 'vparent', class: cls });
+  dev.add();
+  mdevVirtioRegisterDevice(dev, {
+    supportedTypeGroups: [
+      { name: 'virtio', attrs: [] },
+      { name: 'unclassed', attrs: [] },
+    ],
+    create(type, mdev) {
+      mdevVirtioSetOps(mdev, opsTable(1));
+      mdevVirtioSetClassId(mdev, classIdFor(type.group.name));
+    },
+    remove() {},
+  });
+  cleanups.push(() => {
+    mdevVirtioUnregisterDevice(dev);
+    dev.unregister();
+    cls.unregister();
+    mdevVirtioExit();
+  });
+  return dev;
+}
+
+it('binds drivers by class id and sends MODALIAS=mdev_virtio:c01', () => {
+  const dev = parent((t) => (t === 'virtio' ? MDEV_VIRTIO_CLASS_ID_VIRTIO : 0));
+  const probed: string[] = [];
+  const drv = mdevVirtioRegisterDriver({
+    name: 'virtio_test',
+    idTable: [{ id: MDEV_VIRTIO_CLASS_ID_VIRTIO }],
+    probe: (m) => probed.push(`${m.uuid} device ${mdevVirtioGetOps(m).getDeviceId(m)}`),
+  });
+  cleanups.push(() => drv.unregister());
+  const events: Uevent[] = [];
+  cleanups.push(uevents.subscribe((e) => events.push(e)));
+
+  const a = mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000a1');
+  const b = mdevDeviceCreate(dev, 'unclassed', '00000000-0000-0000-0000-0000000000b1');
+  expect(a).toBeInstanceOf(MdevVirtioDevice);
+  expect(mdevVirtioFromDev(a)).toBe(a);
+  expect(a.driver?.name).toBe('virtio_test');
+  expect(b.driver).toBeNull();
+  expect(probed).toEqual(['00000000-0000-0000-0000-0000000000a1 device 1']);
+  const add = events.find((e) => e.action === 'add' && e.devpath.endsWith('a1'))!;
+  expect(add.env.MODALIAS).toBe('mdev_virtio:c01');
+  expect(add.subsystem).toBe('mdev_virtio');
+  expect(
+    sysfs.readlink('/sys/bus/mdev_virtio/devices/00000000-0000-0000-0000-0000000000a1/driver'),
+  ).toBe('/sys/bus/mdev_virtio/drivers/virtio_test');
+  expect(sysfs.exists('/sys/class/mdev_virtio_bus/vparent')).toBe(true);
+  mdevDeviceRemove(a as MdevDevice);
+  mdevDeviceRemove(b as MdevDevice);
+});
+
+it('binds devices that exist before the driver registers', () => {
+  const dev = parent(() => MDEV_VIRTIO_CLASS_ID_VIRTIO);
+  const m = mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000c1');
+  expect(m.driver).toBeNull();
+  const drv = mdevVirtioRegisterDriver({ name: 'late', idTable: [{ id: 1 }] });
+  cleanups.push(() => drv.unregister());
+  expect(m.driver).toBe(drv);
+  mdevDeviceRemove(m);
+});
+
+it('refuses an incomplete ops table with EINVAL and fails create', () => {
+  const cls = new Class('bad');
+  cls.register();
+  const dev = new Device({ name: 'bad', class: cls });
+  dev.add();
+  mdevVirtioRegisterDevice(dev, {
+    supportedTypeGroups: [{ name: 'virtio', attrs: [] }],
+    create(_t, mdev) {
+      const { kickVq: _, ...partial } = opsTable(1);
+      mdevVirtioSetOps(mdev, partial as MdevVirtioOps);
+    },
+    remove() {},
+  });
+  cleanups.push(() => {
+    mdevVirtioUnregisterDevice(dev);
+    dev.unregister();
+    cls.unregister();
+    mdevVirtioExit();
+  });
+  let err: unknown;
+  try {
+    mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000d1');
+  } catch (e) {
+    err = e;
+  }
+  expect(KernelError.is(err, 'EINVAL')).toBe(true);
+});
