@@ -1,1 +1,24 @@
-export {};
+export {
+  buildConfig,
+  MVNET_CONFIG_SIZE,
+  MVNET_DEFAULT_MTU,
+  MVNET_DEVICE_ID,
+  MVNET_FEATURES,
+  MVNET_NUM_QUEUES,
+  MVNET_QUEUE_ALIGN,
+  MVNET_QUEUE_MAX,
+  MVNET_RX_QUEUE,
+  MVNET_TX_QUEUE,
+  MVNET_VENDOR_ID,
+  randomMac,
+  VIRTIO_MDEV_DEVICE_API_STRING,
+} from './config';
+export { LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+export {
+  MVNET_BUDGET,
+  MVNET_NAME,
+  MvnetLoopback,
+  type MvnetOptions,
+  MvnetState,
+  mvnetLoopbackInit,
+} from './device';

@@ -1,0 +1,361 @@
+import {
+  type AttributeGroup,
+  Class,
+  Device,
+  KernelError,
+  Work,
+  Workqueue,
+} from '@mdev/driver-core';
+import { type MdevDevice, mdevGetDrvdata, mdevSetDrvdata } from '@mdev/mdev-core';
+import {
+  MDEV_VIRTIO_CLASS_ID_VIRTIO,
+  type MdevVirtioOps,
+  mdevVirtioFromDev,
+  mdevVirtioRegisterDevice,
+  mdevVirtioSetClassId,
+  mdevVirtioSetOps,
+  mdevVirtioUnregisterDevice,
+  type VirtioMdevCallback,
+} from '@mdev/mdev-virtio';
+import {
+  hasFeature,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_RING_F_EVENT_IDX,
+} from '@mdev/virtio';
+import { type DmaAllocator, type GuestMemory, offsetDmaOps } from '@mdev/virtio-ring';
+import {
+  buildConfig,
+  MVNET_DEFAULT_MTU,
+  MVNET_DEVICE_ID,
+  MVNET_FEATURES,
+  MVNET_NUM_QUEUES,
+  MVNET_QUEUE_ALIGN,
+  MVNET_QUEUE_MAX,
+  MVNET_RX_QUEUE,
+  MVNET_TX_QUEUE,
+  MVNET_VENDOR_ID,
+  randomMac,
+  VIRTIO_MDEV_DEVICE_API_STRING,
+} from './config';
+import { emptyStats, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+
+/** MVNET_CLASS_NAME / MVNET_NAME. */
+export const MVNET_NAME = 'mvnet_loopback';
+
+/** Frames the datapath handles per work run before it requeues itself. */
+export const MVNET_BUDGET = 256;
+
+/** Options of `mvnetLoopbackInit`. */
+export interface MvnetOptions {
+  /** The host memory the driver's rings and buffers live in. */
+  memory: GuestMemory;
+  /** The allocator over it, used for the DMA ops mvnet installs on each mdev. */
+  allocator: DmaAllocator;
+  /** How many instances may exist at once (available_instances); default 64. */
+  maxInstances?: number;
+  /** Frames per work run; default MVNET_BUDGET. */
+  budget?: number;
+}
+
+/** The state of one mvnet instance (struct mvnet_state). */
+export class MvnetState {
+  readonly mdev: MdevDevice;
+  readonly vqs: MvnetQueue[];
+  readonly stats: MvnetStats = emptyStats();
+  readonly datapath: LoopbackDatapath;
+  readonly work: Work;
+  status = 0;
+  generation = 0;
+  features = 0n;
+  config: Uint8Array;
+  configCb: VirtioMdevCallback | null = null;
+
+  constructor(
+    mdev: MdevDevice,
+    private readonly owner: MvnetLoopback,
+  ) {
+    this.mdev = mdev;
+    this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
+    this.datapath = new LoopbackDatapath(
+      this.vqs[MVNET_RX_QUEUE]!,
+      this.vqs[MVNET_TX_QUEUE]!,
+      this.stats,
+    );
+    this.config = buildConfig(randomMac(), true, MVNET_DEFAULT_MTU);
+    this.work = new Work(() => this.runWork());
+  }
+
+  private runWork(): void {
+    const result = this.datapath.run(this.owner.budget);
+    if (result === 'more') this.owner.wq.queue(this.work);
+    else if (result === 'broken') this.needsReset();
+  }
+
+  /** A ring fault: set DEVICE_NEEDS_RESET and tell the driver through a config interrupt (2.1.2). */
+  private needsReset(): void {
+    if (this.status & VIRTIO_CONFIG_S_NEEDS_RESET) return;
+    this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    for (const vq of this.vqs) vq.ready = false;
+    this.configCb?.callback(this.configCb.private);
+  }
+
+  /** mvnet_reset: queues, features and status go back to zero; the generation moves on. */
+  reset(): void {
+    void this.owner.wq.cancelSync(this.work);
+    for (const vq of this.vqs) vq.reset();
+    this.features = 0n;
+    this.status = 0;
+    this.generation++;
+  }
+
+  /** Sets the link state reported in the config space and signals a config change. */
+  setLink(up: boolean): void {
+    const dv = new DataView(this.config.buffer);
+    dv.setUint16(6, up ? 1 : 0, true);
+    this.generation++;
+    this.configCb?.callback(this.configCb.private);
+  }
+}
+
+function state(mdev: MdevDevice): MvnetState {
+  const s = mdevGetDrvdata<MvnetState | null>(mdev);
+  if (!s) throw new KernelError('ENODEV', `mvnet: ${mdev.uuid} has no state`);
+  return s;
+}
+
+function queue(mdev: MdevDevice, idx: number): MvnetQueue {
+  const vq = state(mdev).vqs[idx];
+  if (!vq) throw new KernelError('EINVAL', `mvnet: no queue ${idx}`);
+  return vq;
+}
+
+/** The ops table of every mvnet mdev (mdev_virtio_ops in the sample, with its defects fixed). */
+function makeOps(owner: MvnetLoopback): MdevVirtioOps {
+  return {
+    setVqAddress(mdev, idx, desc, driver, device) {
+      const vq = queue(mdev, idx);
+      vq.descAddr = desc;
+      vq.driverAddr = driver;
+      vq.deviceAddr = device;
+    },
+    setVqNum(mdev, idx, num) {
+      queue(mdev, idx).num = num;
+    },
+    kickVq(mdev, idx) {
+      const s = state(mdev);
+      if (s.vqs[idx]?.ready) owner.wq.queue(s.work);
+    },
+    setVqCb(mdev, idx, cb) {
+      const vq = queue(mdev, idx);
+      vq.cb = cb ? cb.callback : null;
+      vq.cbPrivate = cb ? cb.private : null;
+    },
+    setVqReady(mdev, idx, ready) {
+      const s = state(mdev);
+      const vq = queue(mdev, idx);
+      if (!ready) {
+        vq.ready = false;
+        return;
+      }
+      // The sample always used 256; this device uses the size the driver set (set_vq_num).
+      const err = vq.vrh.init({
+        num: vq.num || MVNET_QUEUE_MAX,
+        descAddr: vq.descAddr,
+        availAddr: vq.driverAddr,
+        usedAddr: vq.deviceAddr,
+        eventIdx: hasFeature(s.features, VIRTIO_RING_F_EVENT_IDX),
+      });
+      vq.ready = err === 0;
+    },
+    getVqReady(mdev, idx) {
+      return queue(mdev, idx).ready;
+    },
+    setVqState(mdev, idx, st) {
+      queue(mdev, idx).vrh.setLastAvailIdx(st);
+    },
+    getVqState(mdev, idx) {
+      return queue(mdev, idx).vrh.getLastAvailIdx();
+    },
+    getVqAlign() {
+      return MVNET_QUEUE_ALIGN;
+    },
+    getFeatures() {
+      return MVNET_FEATURES;
+    },
+    setFeatures(mdev, features) {
+      // "DMA mapping must be done by driver": the rings must use mvnet's DMA ops.
+      if (!hasFeature(features, VIRTIO_F_ACCESS_PLATFORM)) {
+        throw new KernelError('EINVAL', 'mvnet: VIRTIO_F_ACCESS_PLATFORM is required');
+      }
+      state(mdev).features = features & MVNET_FEATURES;
+    },
+    setConfigCb(mdev, cb) {
+      state(mdev).configCb = cb;
+    },
+    getVqNumMax() {
+      return MVNET_QUEUE_MAX;
+    },
+    getDeviceId() {
+      return MVNET_DEVICE_ID;
+    },
+    getVendorId() {
+      return MVNET_VENDOR_ID;
+    },
+    getStatus(mdev) {
+      return state(mdev).status;
+    },
+    setStatus(mdev, status) {
+      const s = state(mdev);
+      if (status === 0) s.reset();
+      else s.status = status;
+    },
+    getConfig(mdev, offset, buf) {
+      // Bytes [offset, offset + len) of the config space; the sample's pointer arithmetic fixed.
+      const cfg = state(mdev).config;
+      buf.fill(0);
+      if (offset < cfg.length)
+        buf.set(cfg.subarray(offset, Math.min(cfg.length, offset + buf.length)));
+    },
+    setConfig() {
+      // No writable config field in virtio-net without VIRTIO_NET_F_CTRL_MAC_ADDR.
+    },
+    getGeneration(mdev) {
+      return state(mdev).generation;
+    },
+  };
+}
+
+/**
+ * The mvnet_loopback parent: a class and device `mvnet_loopback` registered on the mediated
+ * virtio bus with one type, `mvnet_loopback-virtio`. Each mdev is a virtio-net device whose
+ * datapath loops TX frames back to RX on a workqueue.
+ */
+export class MvnetLoopback {
+  readonly options: MvnetOptions;
+  readonly cls: Class;
+  readonly parent: Device;
+  readonly wq = new Workqueue('mvnet');
+  readonly budget: number;
+  readonly maxInstances: number;
+  readonly instances = new Set<MvnetState>();
+  private readonly ops: MdevVirtioOps;
+
+  constructor(options: MvnetOptions) {
+    this.options = options;
+    this.budget = options.budget ?? MVNET_BUDGET;
+    this.maxInstances = options.maxInstances ?? 64;
+    this.ops = makeOps(this);
+    this.cls = new Class(MVNET_NAME);
+    this.cls.register();
+    this.parent = new Device({ name: MVNET_NAME, class: this.cls });
+    try {
+      this.parent.add();
+      mdevVirtioRegisterDevice(this.parent, {
+        devAttrGroups: [
+          {
+            name: 'mvnet_dev',
+            attrs: [
+              {
+                name: 'sample_mvnet_dev',
+                mode: 0o444,
+                show: () =>
+                  mdevVirtioFromDev(this.parent) ? `This is MDEV ${this.parent.name}` : '',
+              },
+            ],
+          },
+        ],
+        mdevAttrGroups: [],
+        supportedTypeGroups: [
+          {
+            name: 'virtio',
+            attrs: [
+              { name: 'name', mode: 0o444, show: () => 'virtio-net' },
+              { name: 'device_api', mode: 0o444, show: () => VIRTIO_MDEV_DEVICE_API_STRING },
+              {
+                name: 'available_instances',
+                mode: 0o444,
+                show: () => String(this.maxInstances - this.instances.size),
+              },
+              {
+                name: 'description',
+                mode: 0o444,
+                show: () => 'virtio-net loopback: TX frames come back on RX',
+              },
+            ],
+          },
+        ],
+        create: (_type, mdev) => this.create(mdev),
+        remove: (mdev) => this.remove(mdev),
+      });
+    } catch (err) {
+      this.parent.unregister();
+      this.cls.unregister();
+      throw err;
+    }
+  }
+
+  private create(mdev: MdevDevice): void {
+    if (this.instances.size >= this.maxInstances) {
+      throw new KernelError('ENOSPC', `mvnet: all ${this.maxInstances} instances are in use`);
+    }
+    const s = new MvnetState(mdev, this);
+    mdevSetDrvdata(mdev, s);
+    this.instances.add(s);
+    mdev.dmaOps = offsetDmaOps(this.options.allocator); // "HVA as IOVA"
+    mdev.groups = [...mdev.groups, this.vendorGroup(mdev), this.statsGroup(s)];
+    mdevVirtioSetOps(mdev, this.ops);
+    mdevVirtioSetClassId(mdev, MDEV_VIRTIO_CLASS_ID_VIRTIO);
+  }
+
+  private vendorGroup(mdev: MdevDevice): AttributeGroup {
+    return {
+      name: 'vendor',
+      attrs: [{ name: 'sample_mdev_dev', mode: 0o444, show: () => `This is MDEV ${mdev.name}` }],
+    };
+  }
+
+  private statsGroup(s: MvnetState): AttributeGroup {
+    const keys: [string, keyof MvnetStats][] = [
+      ['tx_packets', 'txPackets'],
+      ['tx_bytes', 'txBytes'],
+      ['rx_packets', 'rxPackets'],
+      ['rx_bytes', 'rxBytes'],
+      ['tx_dropped', 'txDropped'],
+      ['rx_truncated', 'rxTruncated'],
+      ['ring_errors', 'ringErrors'],
+    ];
+    return {
+      name: 'stats',
+      attrs: keys.map(([name, key]) => ({ name, mode: 0o444, show: () => String(s.stats[key]) })),
+    };
+  }
+
+  private remove(mdev: MdevDevice): void {
+    const s = mdevGetDrvdata<MvnetState | null>(mdev);
+    if (!s || !this.instances.has(s))
+      throw new KernelError('EINVAL', `mvnet: unknown ${mdev.uuid}`);
+    // Unlike the sample, stop the datapath before the state goes away.
+    void this.wq.cancelSync(s.work);
+    for (const vq of s.vqs) vq.reset();
+    this.instances.delete(s);
+    mdevSetDrvdata(mdev, null);
+  }
+
+  /** The state of an mvnet mdev (for tests and tools). */
+  stateOf(mdev: MdevDevice): MvnetState {
+    return state(mdev);
+  }
+
+  /** Unregisters the parent: every mvnet mdev is removed first (mvnet_dev_exit). */
+  exit(): void {
+    mdevVirtioUnregisterDevice(this.parent);
+    this.parent.unregister();
+    this.cls.unregister();
+  }
+}
+
+/** Mirrors mvnet_dev_init(): registers the mvnet_loopback parent. */
+export function mvnetLoopbackInit(options: MvnetOptions): MvnetLoopback {
+  return new MvnetLoopback(options);
+}
