@@ -1,4 +1,4 @@
-import type { DmaDirection, DmaMapOps } from './dma';
+import type { DmaMapOps } from './dma';
 import { EIO, ENOMEM, ENOSPC } from './errno';
 import {
   VIRTQUEUE_MAX_SIZE,
@@ -16,7 +16,7 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type GuestMemory, HOST_LITTLE_ENDIAN } from './memory';
+import { type GuestMemory, HOST_LITTLE_ENDIAN, MAX_ADDR } from './memory';
 
 /** One scatter-gather element: a CPU address in guest memory and a length. */
 export interface Sg {
@@ -93,7 +93,16 @@ export class Virtqueue<T = unknown> {
   private readonly tokens: (T | undefined)[];
   private readonly chainCount: Uint16Array;
   private readonly inBytes: Float64Array;
+  // Per head: a cached indirect table (reused by later adds that fit; freed on reset/delete).
   private readonly indirectTable: (Area | undefined)[];
+  private readonly indirectCap: Uint16Array;
+  private readonly indirect32: (Uint32Array | undefined)[];
+  private readonly indirect16: (Uint16Array | undefined)[];
+  private readonly indirectInUse: Uint8Array;
+  // Scratch of the element being added (grows rarely): CPU address, length, device address.
+  private sgAddr = new Float64Array(8);
+  private sgLen = new Float64Array(8);
+  private sgDma = new Float64Array(8);
 
   private freeHead = 0;
   private freeCount: number;
@@ -102,6 +111,7 @@ export class Virtqueue<T = unknown> {
   private lastUsedIdx = 0;
   private numAdded = 0;
   private broken = false;
+  private deleted = false;
   private brokenReason = '';
   private readonly usedBuf: UsedBuf<T> = { token: undefined as T, len: 0 };
   /** The length of the last buffer `getBufToken` returned. */
@@ -134,6 +144,10 @@ export class Virtqueue<T = unknown> {
     this.chainCount = new Uint16Array(num);
     this.inBytes = new Float64Array(num);
     this.indirectTable = new Array(num).fill(undefined);
+    this.indirectCap = new Uint16Array(num);
+    this.indirect32 = new Array(num).fill(undefined);
+    this.indirect16 = new Array(num).fill(undefined);
+    this.indirectInUse = new Uint8Array(num);
     for (let i = 0; i < num - 1; i++) this.extraNext[i] = i + 1;
     this.freeCount = num;
   }
@@ -193,29 +207,27 @@ export class Virtqueue<T = unknown> {
     }
   }
 
-  private map(addr: number, len: number, dir: DmaDirection): number {
-    return this.dma.map(addr, len, dir);
-  }
-
-  /** Mirrors virtqueue_add_outbuf() for one element: 0, or -ENOSPC when the ring is full. */
+  /** Mirrors virtqueue_add_outbuf() for one element: 0, -ENOSPC when the ring is full, -EIO when broken. */
   addOutbuf(addr: number, len: number, token: T): number {
     return this.addOne(addr, len, 0, token);
   }
 
-  /** Mirrors virtqueue_add_inbuf() for one element: 0, or -ENOSPC when the ring is full. */
+  /** Mirrors virtqueue_add_inbuf() for one element: 0, -ENOSPC when the ring is full, -EIO when broken. */
   addInbuf(addr: number, len: number, token: T): number {
     return this.addOne(addr, len, VRING_DESC_F_WRITE, token);
   }
 
   private addOne(addr: number, len: number, flags: number, token: T): number {
+    checkToken(token);
+    checkSg(addr, len);
     if (this.broken) return -EIO;
     if (this.freeCount === 0) return -ENOSPC;
-    if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
+    const dmaAddr = this.dma.map(addr, len, flags ? 'from-device' : 'to-device');
+    if (!validDma(dmaAddr)) return -ENOMEM;
     const head = this.freeHead;
     this.freeHead = this.extraNext[head]!;
     this.freeCount--;
-    const dmaAddr = this.map(addr, len, flags ? 'from-device' : 'to-device');
-    this.writeDesc(head, dmaAddr, len, flags, 0);
+    this.writeDesc(head, dmaAddr, len, flags, this.freeHead);
     this.tokens[head] = token;
     this.chainCount[head] = 1;
     this.inBytes[head] = flags ? len : 0;
@@ -224,84 +236,46 @@ export class Virtqueue<T = unknown> {
   }
 
   /**
-   * Mirrors virtqueue_add_sgs(): the readable elements then the writable ones, as one buffer with
-   * `token`. Uses an indirect table when negotiated and the chain has more than one element.
-   * Returns 0, -ENOSPC when the ring is full, -ENOMEM when an indirect table cannot be allocated.
+   * Mirrors virtqueue_add_sgs(): the readable elements `out` then the writable ones `inp`, as one
+   * buffer with `token`. Uses an indirect table when negotiated and the chain has more than one
+   * element. Returns 0, -ENOSPC when the ring is full, -ENOMEM when an indirect table or a DMA
+   * mapping cannot be had, -EIO when the queue is broken. Nothing is consumed on failure.
    */
   add(out: readonly Sg[], inp: readonly Sg[], token: T): number {
-    if (this.broken) return -EIO;
     const total = out.length + inp.length;
-    if (total === 0) throw new RangeError('virtqueue: empty buffer');
-    if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
-    let inLen = 0;
-    for (const sg of inp) inLen += sg.len;
-    if (this.indirect && total > 1 && this.freeCount >= 1) {
-      const table = this.dma.alloc(total * VRING_DESC_SIZE, VRING_DESC_ALIGN_SIZE);
-      if (table) {
-        const view = this.memory.view(table.cpuAddr, total * VRING_DESC_SIZE);
-        const dv = new DataView(view.buffer, view.byteOffset, view.length);
-        let i = 0;
-        for (const sg of out) {
-          const flags = i + 1 < total ? VRING_DESC_F_NEXT : 0;
-          writeDescLE(dv, i, this.map(sg.addr, sg.len, 'to-device'), sg.len, flags, i + 1);
-          i++;
-        }
-        for (const sg of inp) {
-          const flags = VRING_DESC_F_WRITE | (i + 1 < total ? VRING_DESC_F_NEXT : 0);
-          writeDescLE(dv, i, this.map(sg.addr, sg.len, 'from-device'), sg.len, flags, i + 1);
-          i++;
-        }
-        const head = this.freeHead;
-        this.freeHead = this.extraNext[head]!;
-        this.freeCount--;
-        this.writeDesc(head, table.dmaAddr, total * VRING_DESC_SIZE, VRING_DESC_F_INDIRECT, 0);
-        this.indirectTable[head] = {
-          cpuAddr: table.cpuAddr,
-          dmaAddr: table.dmaAddr,
-          size: total * VRING_DESC_SIZE,
-        };
-        this.tokens[head] = token;
-        this.chainCount[head] = 1;
-        this.inBytes[head] = inLen;
-        this.publish(head);
-        return 0;
-      }
-      if (this.freeCount < total) return -ENOMEM;
+    this.ensureScratch(total);
+    for (let k = 0; k < out.length; k++) {
+      this.sgAddr[k] = out[k]!.addr;
+      this.sgLen[k] = out[k]!.len;
     }
-    if (this.freeCount < total) return -ENOSPC;
-    const head = this.freeHead;
-    let i = head;
-    let n = 0;
-    for (const sg of out) {
-      n++;
-      this.writeDesc(
-        i,
-        this.map(sg.addr, sg.len, 'to-device'),
-        sg.len,
-        n < total ? VRING_DESC_F_NEXT : 0,
-        this.extraNext[i]!,
-      );
-      i = this.extraNext[i]!;
+    for (let k = 0; k < inp.length; k++) {
+      this.sgAddr[out.length + k] = inp[k]!.addr;
+      this.sgLen[out.length + k] = inp[k]!.len;
     }
-    for (const sg of inp) {
-      n++;
-      const flags = VRING_DESC_F_WRITE | (n < total ? VRING_DESC_F_NEXT : 0);
-      this.writeDesc(
-        i,
-        this.map(sg.addr, sg.len, 'from-device'),
-        sg.len,
-        flags,
-        this.extraNext[i]!,
-      );
-      i = this.extraNext[i]!;
+    return this.addScratch(out.length, inp.length, token);
+  }
+
+  /**
+   * Allocation-free add for hot loops: elements `0..outNum-1` of `addrs`/`lens` are readable by
+   * the device, the next `inNum` writable. Same results as `add`.
+   */
+  addChain(
+    addrs: ArrayLike<number>,
+    lens: ArrayLike<number>,
+    outNum: number,
+    inNum: number,
+    token: T,
+  ): number {
+    const total = outNum + inNum;
+    if (!(outNum >= 0 && inNum >= 0 && total <= addrs.length && total <= lens.length)) {
+      throw new RangeError(`virtqueue: ${outNum}+${inNum} elements but ${addrs.length} given`);
     }
-    this.freeHead = i;
-    this.freeCount -= total;
-    this.tokens[head] = token;
-    this.chainCount[head] = total;
-    this.inBytes[head] = inLen;
-    this.publish(head);
-    return 0;
+    this.ensureScratch(total);
+    for (let k = 0; k < total; k++) {
+      this.sgAddr[k] = addrs[k]!;
+      this.sgLen[k] = lens[k]!;
+    }
+    return this.addScratch(outNum, inNum, token);
   }
 
   /** Mirrors virtqueue_add_sgs() with the kernel's argument names. */
@@ -309,10 +283,130 @@ export class Virtqueue<T = unknown> {
     return this.add(sgs.slice(0, outSgs), sgs.slice(outSgs), token);
   }
 
+  private ensureScratch(n: number): void {
+    if (n <= this.sgAddr.length) return;
+    let cap = this.sgAddr.length;
+    while (cap < n) cap *= 2;
+    this.sgAddr = new Float64Array(cap);
+    this.sgLen = new Float64Array(cap);
+    this.sgDma = new Float64Array(cap);
+  }
+
+  // virtqueue_add_split(): the elements are in the scratch arrays.
+  private addScratch(outNum: number, inNum: number, token: T): number {
+    const total = outNum + inNum;
+    checkToken(token);
+    if (total === 0) throw new RangeError('virtqueue: empty buffer');
+    let inLen = 0;
+    for (let k = 0; k < total; k++) {
+      checkSg(this.sgAddr[k]!, this.sgLen[k]!);
+      if (k >= outNum) inLen += this.sgLen[k]!;
+    }
+    if (this.broken) return -EIO;
+    const useIndirect = this.indirect && total > 1 && this.freeCount > 0;
+    if (!useIndirect && total > this.num) {
+      throw new RangeError(`virtqueue: ${total} elements exceed the ring size ${this.num}`);
+    }
+    if (this.freeCount < (useIndirect ? 1 : total)) return -ENOSPC;
+    // Map every element first so that a mapping failure leaves the ring untouched.
+    for (let k = 0; k < total; k++) {
+      const dmaAddr = this.dma.map(
+        this.sgAddr[k]!,
+        this.sgLen[k]!,
+        k < outNum ? 'to-device' : 'from-device',
+      );
+      if (!validDma(dmaAddr)) {
+        this.unmapScratch(k, outNum);
+        return -ENOMEM;
+      }
+      this.sgDma[k] = dmaAddr;
+    }
+    const head = this.freeHead;
+    if (useIndirect) {
+      if (!this.indirectFor(head, total)) {
+        this.unmapScratch(total, outNum);
+        return -ENOMEM;
+      }
+      const t32 = this.indirect32[head]!;
+      const t16 = this.indirect16[head]!;
+      for (let k = 0; k < total; k++) {
+        const flags =
+          (k < outNum ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0);
+        const dmaAddr = this.sgDma[k]!;
+        t32[k * 4] = dmaAddr % U32;
+        t32[k * 4 + 1] = Math.floor(dmaAddr / U32);
+        t32[k * 4 + 2] = this.sgLen[k]!;
+        t16[k * 8 + 6] = flags;
+        t16[k * 8 + 7] = k + 1 < total ? k + 1 : 0;
+      }
+      const table = this.indirectTable[head]!;
+      this.freeHead = this.extraNext[head]!;
+      this.freeCount--;
+      this.writeDesc(
+        head,
+        table.dmaAddr,
+        total * VRING_DESC_SIZE,
+        VRING_DESC_F_INDIRECT,
+        this.freeHead,
+      );
+      this.indirectInUse[head] = total;
+      this.chainCount[head] = 1;
+    } else {
+      let i = head;
+      for (let k = 0; k < total; k++) {
+        const flags =
+          (k < outNum ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0);
+        const next = this.extraNext[i]!;
+        this.writeDesc(i, this.sgDma[k]!, this.sgLen[k]!, flags, next);
+        i = next;
+      }
+      this.freeHead = i;
+      this.freeCount -= total;
+      this.chainCount[head] = total;
+    }
+    this.tokens[head] = token;
+    this.inBytes[head] = inLen;
+    this.publish(head);
+    return 0;
+  }
+
+  private unmapScratch(count: number, outNum: number): void {
+    for (let k = 0; k < count; k++) {
+      this.dma.unmap(this.sgDma[k]!, this.sgLen[k]!, k < outNum ? 'to-device' : 'from-device');
+    }
+  }
+
+  /** Makes sure head `head` has an indirect table of at least `total` entries (reused when it fits). */
+  private indirectFor(head: number, total: number): boolean {
+    if (this.indirectCap[head]! >= total) return true;
+    this.freeIndirect(head);
+    let cap = 4;
+    while (cap < total) cap *= 2;
+    const size = cap * VRING_DESC_SIZE;
+    const table = this.dma.alloc(size, VRING_DESC_ALIGN_SIZE);
+    if (!table) return false;
+    const view = this.memory.view(table.cpuAddr, size);
+    this.indirectTable[head] = { cpuAddr: table.cpuAddr, dmaAddr: table.dmaAddr, size };
+    this.indirect32[head] = new Uint32Array(view.buffer, view.byteOffset, size >> 2);
+    this.indirect16[head] = new Uint16Array(view.buffer, view.byteOffset, size >> 1);
+    this.indirectCap[head] = cap;
+    return true;
+  }
+
+  private freeIndirect(head: number): void {
+    const table = this.indirectTable[head];
+    if (table === undefined) return;
+    this.dma.free(table.cpuAddr, table.size, table.dmaAddr);
+    this.indirectTable[head] = undefined;
+    this.indirect32[head] = undefined;
+    this.indirect16[head] = undefined;
+    this.indirectCap[head] = 0;
+  }
+
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
     const w = i * 4;
-    this.desc32[w] = dmaAddr % 0x1_0000_0000;
-    this.desc32[w + 1] = Math.floor(dmaAddr / 0x1_0000_0000);
+    this.desc32[w] = dmaAddr % U32;
+    this.desc32[w + 1] = Math.floor(dmaAddr / U32);
     this.desc32[w + 2] = len;
     this.desc16[i * 8 + 6] = flags;
     this.desc16[i * 8 + 7] = next;
@@ -413,10 +507,19 @@ export class Virtqueue<T = unknown> {
 
   private detach(head: number): void {
     const count = this.chainCount[head]!;
-    const table = this.indirectTable[head];
-    if (table) {
-      this.dma.free(table.cpuAddr, table.size, table.dmaAddr);
-      this.indirectTable[head] = undefined;
+    const inTable = this.indirectInUse[head]!;
+    if (inTable > 0) {
+      // The table stays cached for the next add on this head; only its buffers are unmapped.
+      const t32 = this.indirect32[head]!;
+      const t16 = this.indirect16[head]!;
+      for (let k = 0; k < inTable; k++) {
+        this.dma.unmap(
+          t32[k * 4 + 1]! * U32 + t32[k * 4]!,
+          t32[k * 4 + 2]!,
+          t16[k * 8 + 6]! & VRING_DESC_F_WRITE ? 'from-device' : 'to-device',
+        );
+      }
+      this.indirectInUse[head] = 0;
     }
     let i = head;
     for (let n = 1; n < count; n++) {
@@ -518,14 +621,62 @@ export class Virtqueue<T = unknown> {
     return undefined;
   }
 
-  /** Mirrors vring_del_virtqueue(): frees the ring memory. The queue is unusable afterwards. */
-  delete(): void {
-    while (this.detachUnused() !== undefined);
+  /**
+   * Mirrors virtqueue_reset() after the device was reset: takes back every buffer the device did
+   * not use (handing each token to `recycle`), zeroes the ring and starts over; a broken queue
+   * becomes usable again.
+   */
+  reset(recycle?: (token: T) => void): void {
+    if (this.deleted) throw new Error(`virtqueue ${this.name}: reset after delete`);
+    for (let t = this.detachUnused(); t !== undefined; t = this.detachUnused()) recycle?.(t);
+    for (let h = 0; h < this.num; h++) this.freeIndirect(h);
+    this.memory.view(this.descArea.cpuAddr, this.descArea.size).fill(0);
+    this.memory.view(this.availArea.cpuAddr, this.availArea.size).fill(0);
+    this.memory.view(this.usedArea.cpuAddr, this.usedArea.size).fill(0);
+    for (let i = 0; i < this.num; i++) this.extraNext[i] = i + 1 < this.num ? i + 1 : 0;
+    this.freeHead = 0;
+    this.freeCount = this.num;
+    this.availIdxShadow = 0;
+    this.availFlagsShadow = 0;
+    this.lastUsedIdx = 0;
+    this.numAdded = 0;
+    this.broken = false;
+    this.brokenReason = '';
+  }
+
+  /**
+   * Mirrors vring_del_virtqueue(): takes back unused buffers (to `recycle`) and frees the ring
+   * memory and indirect tables. The queue is unusable afterwards.
+   */
+  delete(recycle?: (token: T) => void): void {
+    if (this.deleted) return;
+    for (let t = this.detachUnused(); t !== undefined; t = this.detachUnused()) recycle?.(t);
+    for (let h = 0; h < this.num; h++) this.freeIndirect(h);
     for (const area of [this.descArea, this.availArea, this.usedArea]) {
       this.dma.free(area.cpuAddr, area.size, area.dmaAddr);
     }
+    this.deleted = true;
     this.markBroken('deleted');
   }
+}
+
+const U32 = 0x1_0000_0000;
+
+function checkToken(token: unknown): void {
+  if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
+}
+
+function checkSg(addr: number, len: number): void {
+  if (!(Number.isInteger(addr) && addr >= 0 && addr <= MAX_ADDR)) {
+    throw new RangeError(`virtqueue: bad buffer address ${addr}`);
+  }
+  if (!(Number.isInteger(len) && len >= 0 && len < U32)) {
+    throw new RangeError(`virtqueue: bad buffer length ${len}`);
+  }
+}
+
+function validDma(addr: number): boolean {
+  return Number.isInteger(addr) && addr >= 0 && addr <= MAX_ADDR;
 }
 
 function allocAreas(dma: DmaMapOps, num: number): [Area, Area, Area] | null {
@@ -542,20 +693,4 @@ function allocAreas(dma: DmaMapOps, num: number): [Area, Area, Area] | null {
     areas.push({ ...a, size: sizes[i]! });
   }
   return areas as [Area, Area, Area];
-}
-
-function writeDescLE(
-  dv: DataView,
-  i: number,
-  addr: number,
-  len: number,
-  flags: number,
-  next: number,
-): void {
-  const o = i * VRING_DESC_SIZE;
-  dv.setUint32(o, addr % 0x1_0000_0000, true);
-  dv.setUint32(o + 4, Math.floor(addr / 0x1_0000_0000), true);
-  dv.setUint32(o + 8, len, true);
-  dv.setUint16(o + 12, flags, true);
-  dv.setUint16(o + 14, next, true);
 }

@@ -110,6 +110,14 @@ export class Vringh {
   /** The head of the chain the last successful getDesc returned. */
   head = 0;
   private ready = false;
+  // Views over the whole buffer of the last region an indirect table was found in.
+  private wholeBuffer: ArrayBufferLike | null = null;
+  private whole32: Uint32Array = new Uint32Array(0);
+  private whole16: Uint16Array = new Uint16Array(0);
+  // Private copy of a misaligned indirect table.
+  private copy8: Uint8Array = new Uint8Array(0);
+  private copy32: Uint32Array = new Uint32Array(0);
+  private copy16: Uint16Array = new Uint16Array(0);
 
   constructor(space: AddressSpace) {
     this.space = space;
@@ -199,46 +207,68 @@ export class Vringh {
     return 1;
   }
 
+  // __vringh_iov(): walks the chain at `head`. Direct descriptors are read from the mapped table;
+  // an indirect table through a view over its whole region (aligned) or a private copy
+  // (misaligned), so no allocation happens per chain.
   private walk(head: number, riov: VringhIov | null, wiov: VringhIov | null): number {
     riov?.reset();
     wiov?.reset();
     let table32: Uint32Array = this.desc32;
     let table16: Uint16Array = this.desc16;
+    let base = 0; // descriptor index of the table's first entry within table32/table16
     let max = this.num;
     let i = head;
     let upNext = -1; // where to resume after an indirect table; -2 = the chain ends there
     let count = 0;
     let readTotal = 0;
     let writeTotal = 0;
+    let seenWritable = false;
     for (;;) {
-      const lo = table32[i * 4]!;
-      const hi = table32[i * 4 + 1]!;
-      const len = table32[i * 4 + 2]!;
-      const flags = table16[i * 8 + 6]!;
-      const next = table16[i * 8 + 7]!;
-      if (hi >= 0x20_0000) return -EINVAL; // above 2^53: not an address we can represent
+      const d = base + i;
+      const lo = table32[d * 4]!;
+      const hi = table32[d * 4 + 1]!;
+      const len = table32[d * 4 + 2]!;
+      const flags = table16[d * 8 + 6]!;
+      const next = table16[d * 8 + 7]!;
+      // A 64-bit address above 2^53 - 1 cannot be a valid address here (DESIGN 3.3).
+      if (hi >= 0x20_0000) return -EINVAL;
       const addr = hi * U32 + lo;
       if (flags & VRING_DESC_F_INDIRECT) {
         if (upNext !== -1) return -EINVAL; // "Multilevel indirect"
         if (len % VRING_DESC_SIZE !== 0 || len === 0) return -EINVAL; // "Strange indirect len"
         if (!this.space.translate(addr, len, this.t)) return -EINVAL;
         const start = this.t.u8.byteOffset + this.t.offset;
-        if (start % 4 !== 0) return -EINVAL;
-        table32 = new Uint32Array(this.t.u8.buffer, start, len >> 2);
-        table16 = new Uint16Array(this.t.u8.buffer, start, len >> 1);
+        if (start % VRING_DESC_SIZE === 0) {
+          this.wholeViews(this.t.u8.buffer);
+          table32 = this.whole32;
+          table16 = this.whole16;
+          base = start / VRING_DESC_SIZE;
+        } else {
+          // Misaligned table: take a private copy (this also freezes it against later writes).
+          if (this.copy8.length < len) this.growCopy(len);
+          this.copy8.set(this.t.u8.subarray(this.t.offset, this.t.offset + len));
+          table32 = this.copy32;
+          table16 = this.copy16;
+          base = 0;
+        }
         upNext = flags & VRING_DESC_F_NEXT ? next : -2;
         max = len / VRING_DESC_SIZE;
         i = 0;
         continue;
       }
-      if (count++ === this.num + (upNext === -1 ? 0 : max)) return -ELOOP; // "Descriptor loop"
+      // Every direct and indirect descriptor counts against the ring size, as in the kernel; a
+      // longer chain is a loop or breaks "MUST NOT create a descriptor chain longer than the
+      // Queue Size" (2.7.5.3.1).
+      if (count++ >= this.num) return -ELOOP;
       let iov: VringhIov | null;
       if (flags & VRING_DESC_F_WRITE) {
         iov = wiov;
         writeTotal += len;
+        seenWritable = true;
       } else {
-        // A readable descriptor after a writable one breaks the order of 2.7.4.2.
-        if (wiov !== null && wiov.used > 0) return -EINVAL;
+        // 2.7.4.2: readable descriptors all come before writable ones. (The 5.4 code tested the
+        // consume cursor wiov->i, which is always 0 here, so its check never fired.)
+        if (seenWritable) return -EINVAL;
         iov = riov;
         readTotal += len;
       }
@@ -253,6 +283,7 @@ export class Vringh {
         upNext = -1;
         table32 = this.desc32;
         table16 = this.desc16;
+        base = 0;
         max = this.num;
       } else {
         break;
@@ -260,6 +291,19 @@ export class Vringh {
       if (i >= max) return -EINVAL; // "Chained index %u > %u"
     }
     return 0;
+  }
+
+  private wholeViews(buffer: ArrayBufferLike): void {
+    if (this.wholeBuffer === buffer) return;
+    this.wholeBuffer = buffer;
+    this.whole32 = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
+    this.whole16 = new Uint16Array(buffer, 0, buffer.byteLength >> 1);
+  }
+
+  private growCopy(len: number): void {
+    this.copy8 = new Uint8Array(len);
+    this.copy32 = new Uint32Array(this.copy8.buffer);
+    this.copy16 = new Uint16Array(this.copy8.buffer);
   }
 
   /**
