@@ -7,7 +7,7 @@ import {
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
 } from '@mdev/virtio';
-import { DmaAllocator, GuestMemory, Virtqueue } from '@mdev/virtio-ring';
+import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
@@ -25,7 +25,7 @@ beforeEach(() => {
   memory = new GuestMemory();
   memory.addRegion(BASE, new SharedArrayBuffer(4 << 20));
   allocator = new DmaAllocator(memory, BASE);
-  mvnet = mvnetLoopbackInit({ memory, allocator, maxInstances: 4 });
+  mvnet = mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), maxInstances: 4 });
 });
 
 afterEach(() => {
@@ -187,6 +187,6 @@ describe('mvnet_loopback', () => {
     expect(mdevDevices()).toHaveLength(2);
     mvnet.exit();
     expect(mdevDevices()).toHaveLength(0);
-    mvnet = mvnetLoopbackInit({ memory, allocator }); // for afterEach
+    mvnet = mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator) }); // for afterEach
   });
 });

@@ -23,7 +23,7 @@ import {
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
-import { type DmaAllocator, type GuestMemory, offsetDmaOps } from '@mdev/virtio-ring';
+import type { DmaMapOps, GuestMemory } from '@mdev/virtio-ring';
 import {
   buildConfig,
   MVNET_DEFAULT_MTU,
@@ -48,10 +48,13 @@ export const MVNET_BUDGET = 256;
 
 /** Options of `mvnetLoopbackInit`. */
 export interface MvnetOptions {
-  /** The host memory the driver's rings and buffers live in. */
+  /** The host memory the driver's rings and buffers live in; the datapath reads it directly. */
   memory: GuestMemory;
-  /** The allocator over it, used for the DMA ops mvnet installs on each mdev. */
-  allocator: DmaAllocator;
+  /**
+   * The DMA ops mvnet installs on each mdev: the identity mapping over that memory (the sample's
+   * "HVA as IOVA"), so ring and buffer addresses are host addresses.
+   */
+  dma: DmaMapOps;
   /** How many instances may exist at once (available_instances); default 64. */
   maxInstances?: number;
   /** Frames per work run; default MVNET_BUDGET. */
@@ -302,7 +305,7 @@ export class MvnetLoopback {
     const s = new MvnetState(mdev, this);
     mdevSetDrvdata(mdev, s);
     this.instances.add(s);
-    mdev.dmaOps = offsetDmaOps(this.options.allocator); // "HVA as IOVA"
+    mdev.dmaOps = this.options.dma; // "HVA as IOVA"
     mdev.groups = [...mdev.groups, this.vendorGroup(mdev), this.statsGroup(s)];
     mdevVirtioSetOps(mdev, this.ops);
     mdevVirtioSetClassId(mdev, MDEV_VIRTIO_CLASS_ID_VIRTIO);
