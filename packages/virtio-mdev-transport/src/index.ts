@@ -1,1 +1,8 @@
-export {};
+export {
+  RESET_POLL_LIMIT,
+  VirtioMdevDevice,
+  virtioMdevConfigOps,
+  virtioMdevDeviceOf,
+  virtioMdevExit,
+  virtioMdevInit,
+} from './transport';
