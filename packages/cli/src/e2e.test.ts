@@ -1,0 +1,113 @@
+import { sysfs, type Uevent, uevents } from '@mdev/driver-core';
+import { mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
+import { mdevVirtioExit } from '@mdev/mdev-virtio';
+import { mvnetLoopbackInit } from '@mdev/mvnet-loopback';
+import {
+  featureSet,
+  hostRam,
+  registerVirtioDriver,
+  unregisterVirtioDriver,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_VERSION_1,
+  type VirtioDevice,
+  type VirtioDriver,
+} from '@mdev/virtio';
+import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
+import type { Virtqueue } from '@mdev/virtio-ring';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const TYPE =
+  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
+const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+/** A minimal virtio driver for device id 1 that sets up the named queues. */
+function testDriver(names: (string | null)[] = ['input', 'output']) {
+  const bound: { vdev: VirtioDevice; vqs: (Virtqueue<number> | null)[] }[] = [];
+  const drv: VirtioDriver = {
+    name: 'test_net',
+    idTable: [{ device: 1, vendor: 0xffffffff }],
+    featureTable: featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
+    probe(vdev) {
+      bound.push({
+        vdev,
+        vqs: vdev.config.findVqs<number>(
+          vdev,
+          names,
+          names.map(() => null),
+        ),
+      });
+    },
+    remove(vdev) {
+      vdev.config.reset(vdev);
+      vdev.config.delVqs(vdev);
+    },
+  };
+  registerVirtioDriver(drv);
+  cleanups.push(() => unregisterVirtioDriver(drv));
+  return bound;
+}
+
+function stack() {
+  virtioMdevInit();
+  const mvnet = mvnetLoopbackInit({ memory: hostRam.memory, dma: hostRam.dma });
+  cleanups.push(() => {
+    mvnet.exit();
+    virtioMdevExit();
+    mdevVirtioExit();
+  });
+  return mvnet;
+}
+
+describe('mvnet_loopback through the virtio-mdev transport', () => {
+  it('follows the documented flow: create, virtio0 appears, traffic, remove', async () => {
+    stack();
+    const bound = testDriver();
+    const events: Uevent[] = [];
+    cleanups.push(uevents.subscribe((e) => events.push(e)));
+    sysfs.write(`${TYPE}/create`, `${UUID}\n`);
+    const vpath = `/sys/bus/mdev_virtio/devices/${UUID}/virtio0`;
+    expect(sysfs.exists(vpath)).toBe(true);
+    expect(
+      events.find((e) => e.subsystem === 'mdev_virtio' && e.action === 'add')?.env.MODALIAS,
+    ).toBe('mdev_virtio:c01');
+    expect(sysfs.read(`${vpath}/device`)).toBe('0x0001\n');
+    expect(sysfs.readlink(`${vpath}/driver`)).toBe('/sys/bus/virtio/drivers/test_net');
+    expect(Number(sysfs.read(`${vpath}/status`)) & VIRTIO_CONFIG_S_DRIVER_OK).toBe(
+      VIRTIO_CONFIG_S_DRIVER_OK,
+    );
+    const { vdev, vqs } = bound[0]!;
+    expect(vdev.config.busName(vdev)).toBe(UUID);
+    const [rx, tx] = vqs as Virtqueue<number>[];
+    expect(rx!.num).toBe(256);
+    const inBuf = hostRam.alloc(2048)!;
+    const outBuf = hostRam.alloc(100)!;
+    hostRam.memory.view(outBuf, 100).fill(0x5a);
+    rx!.addInbuf(inBuf, 2048, 1);
+    rx!.kick();
+    tx!.addOutbuf(outBuf, 100, 2);
+    tx!.kick();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(tx!.getBuf()).toEqual({ token: 2, len: 0 });
+    expect(rx!.getBuf()).toEqual({ token: 1, len: 100 });
+    expect([...hostRam.memory.view(inBuf, 100)]).toEqual(new Array(100).fill(0x5a));
+    sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1\n');
+    expect(sysfs.exists(vpath)).toBe(false);
+    expect(mdevDevices()).toHaveLength(0);
+    hostRam.free(inBuf);
+    hostRam.free(outBuf);
+  });
+
+  it('does not consume a queue index for a null name', () => {
+    stack();
+    const bound = testDriver(['input', null, 'output']);
+    sysfs.write(`${TYPE}/create`, UUID);
+    const { vqs } = bound[0]!;
+    expect(vqs.map((q) => q?.index ?? null)).toEqual([0, null, 1]);
+    mdevDeviceRemove(mdevDevices()[0]!);
+  });
+});
