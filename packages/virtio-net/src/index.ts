@@ -1,1 +1,32 @@
-export {};
+export {
+  ETH_DATA_LEN,
+  ETH_HLEN,
+  ETH_MIN_MTU,
+  NETDEV_TX_BUSY,
+  NETDEV_TX_OK,
+  type NetDevice,
+  type NetDeviceStats,
+  type NetdevEvent,
+  type NetdevListener,
+  type NetdevTx,
+  netdevAllocName,
+  netdevGetByName,
+  netdevList,
+  type RxHandler,
+  registerNetdev,
+  subscribeNetdev,
+  unregisterNetdev,
+  VLAN_HLEN,
+} from './netdev';
+export {
+  registerVirtioNetDriver,
+  setVirtioNetParams,
+  unregisterVirtioNetDriver,
+  VIRTNET_FEATURES,
+  type VirtioNetParams,
+  VirtNet,
+  virtioNetDriver,
+  virtioNetParams,
+  virtnetFromVirtioDevice,
+  virtnetWq,
+} from './virtio-net';

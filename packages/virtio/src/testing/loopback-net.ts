@@ -65,6 +65,8 @@ export interface LoopbackNetDeviceOptions {
 export class LoopbackNetDevice extends VirtioTestDevice {
   /** Frames looped back. */
   frames = 0;
+  /** Receive buffers filled (more than `frames` when frames span mergeable buffers). */
+  rxBuffers = 0;
   /** Frames dropped because a receive buffer could not hold them (no MRG_RXBUF). */
   oversize = 0;
   /** Transmit chains shorter than the header (counted, completed, not looped). */
@@ -207,6 +209,7 @@ export class LoopbackNetDevice extends VirtioTestDevice {
       rx.completeMulti(this.heads, this.lens, this.rxHeld);
       txDone++;
       rxDone += this.rxHeld;
+      this.rxBuffers += this.rxHeld;
       this.txHeld = false;
       this.rxHeld = 0;
       this.rxCap = 0;

@@ -1,0 +1,325 @@
+import { KernelError, sysfs } from '@mdev/driver-core';
+import {
+  featureSet,
+  HostRam,
+  registerVirtioDevice,
+  unregisterVirtioDevice,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_FAILED,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  type VirtioDevice,
+  virtioHasFeature,
+} from '@mdev/virtio';
+import {
+  createTestVirtioDevice,
+  LOOPBACK_DEFAULT_FEATURES,
+  LoopbackNetDevice,
+  type LoopbackNetDeviceOptions,
+} from '@mdev/virtio/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NETDEV_TX_BUSY,
+  NETDEV_TX_OK,
+  netdevGetByName,
+  registerVirtioNetDriver,
+  setVirtioNetParams,
+  unregisterVirtioNetDriver,
+  type VirtNet,
+  virtioNetParams,
+  virtnetFromVirtioDevice,
+} from './index';
+
+beforeAll(() => registerVirtioNetDriver());
+afterAll(() => unregisterVirtioNetDriver());
+
+const defaults = { ...virtioNetParams };
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+  setVirtioNetParams(defaults);
+});
+
+function setup(opts: Partial<LoopbackNetDeviceOptions> = {}) {
+  const ram = new HostRam({ regionSize: 4 << 20 });
+  const dev = new LoopbackNetDevice({ ram, numMax: 64, ...opts });
+  const vdev = createTestVirtioDevice(dev);
+  registerVirtioDevice(vdev);
+  cleanups.push(() => unregisterVirtioDevice(vdev));
+  return { ram, dev, vdev, net: virtnetFromVirtioDevice(vdev) };
+}
+
+/** Lets the device and the driver's NAPI run until `cond` holds (bounded). */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 20_000 && !cond(); i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+/** A frame of `len` bytes whose content says which frame it is. */
+function frame(seq: number, len: number): Uint8Array {
+  const f = new Uint8Array(len);
+  f.fill(0xff, 0, 6); // broadcast destination
+  for (let i = 6; i < len; i++) f[i] = (seq * 31 + i * 7) & 0xff;
+  f[12] = 0x88;
+  f[13] = 0xb5; // local experimental ethertype
+  new DataView(f.buffer).setUint32(14, seq);
+  return f;
+}
+
+function collect(net: VirtNet): Uint8Array[] {
+  const got: Uint8Array[] = [];
+  net.onReceive = (buf, off, len) => got.push(buf.slice(off, off + len));
+  return got;
+}
+
+/** Sends `frames` with backpressure: on BUSY it waits for the wake callback. */
+async function sendAll(net: VirtNet, frames: Uint8Array[]): Promise<number> {
+  let next = 0;
+  let busy = 0;
+  const pump = () => {
+    while (next < frames.length) {
+      if (net.xmit(frames[next]!, next + 1 < frames.length) === NETDEV_TX_BUSY) {
+        busy++;
+        return;
+      }
+      next++;
+    }
+  };
+  net.onTxWake = pump;
+  pump();
+  await until(() => next === frames.length);
+  expect(next).toBe(frames.length);
+  return busy;
+}
+
+describe('probe', () => {
+  it('binds a net device with the config MAC, MTU and link, and negotiates the features', () => {
+    const mac = Uint8Array.of(0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee);
+    const { vdev, net, dev } = setup({ mac, mtu: 1400 });
+    expect(net).toBeDefined();
+    expect(net!.name).toMatch(/^eth\d+$/);
+    expect(netdevGetByName(net!.name)).toBe(net);
+    expect([...net!.mac]).toEqual([...mac]);
+    expect(net!.mtu).toBe(1400);
+    expect(net!.carrier).toBe(true);
+    expect(net!.hdrLen).toBe(12);
+    expect(dev.driverFeatures).toBe(LOOPBACK_DEFAULT_FEATURES);
+    expect(sysfs.readlink(`/sys/bus/virtio/devices/${vdev.name}/driver`)).toBe(
+      '/sys/bus/virtio/drivers/virtio_net',
+    );
+    expect(sysfs.read(`/sys/bus/virtio/devices/${vdev.name}/status`)).toBe('0x0000000f\n');
+  });
+
+  it('without MAC picks a random locally administered unicast MAC; without STATUS the link is up', () => {
+    const features = featureSet(VIRTIO_F_VERSION_1);
+    const { net } = setup({ features, linkUp: false });
+    const first = net!.mac[0]!;
+    expect(first & 0x01).toBe(0);
+    expect(first & 0x02).toBe(2);
+    expect(net!.carrier).toBe(true);
+    expect(net!.mtu).toBe(1500);
+  });
+
+  it('ignores an MTU below 68 (virtnet_validate)', () => {
+    const { vdev, net } = setup({ mtu: 40 });
+    expect(virtioHasFeature(vdev, VIRTIO_NET_F_MTU)).toBe(false);
+    expect(net!.mtu).toBe(1500);
+  });
+
+  it('a device refusing a feature fails the probe with FAILED and no net device', () => {
+    const ram = new HostRam({ regionSize: 4 << 20 });
+    const dev = new LoopbackNetDevice({ ram });
+    dev.refusedFeatures = featureSet(VIRTIO_NET_F_MRG_RXBUF);
+    const vdev = createTestVirtioDevice(dev);
+    registerVirtioDevice(vdev);
+    cleanups.push(() => unregisterVirtioDevice(vdev));
+    expect(virtnetFromVirtioDevice(vdev)).toBeUndefined();
+    expect(KernelError.is(vdev.lastProbeError, 'EINVAL')).toBe(true);
+    expect(dev.status & VIRTIO_CONFIG_S_FAILED).toBe(VIRTIO_CONFIG_S_FAILED);
+    expect(ram.allocatedBytes).toBe(0);
+  });
+});
+
+describe('traffic through the loopback device', () => {
+  const sizes = [60, 61, 64, 127, 128, 255, 256, 511, 512, 1000, 1023, 1024, 1500, 1513, 1514];
+
+  async function roundTrip(vdev: VirtioDevice, net: VirtNet, repeat = 4) {
+    net.open();
+    const s0 = net.stats;
+    const got = collect(net);
+    const frames = [];
+    for (let r = 0; r < repeat; r++) for (const s of sizes) frames.push(frame(frames.length, s));
+    await sendAll(net, frames);
+    await until(() => got.length === frames.length);
+    expect(got.length).toBe(frames.length);
+    for (let i = 0; i < frames.length; i++) expect(got[i]).toEqual(frames[i]);
+    await until(() => net.stats.txPackets - s0.txPackets === frames.length);
+    const bytes = frames.reduce((n, f) => n + f.length, 0);
+    const s1 = net.stats;
+    expect({
+      rxPackets: s1.rxPackets - s0.rxPackets,
+      rxBytes: s1.rxBytes - s0.rxBytes,
+      txPackets: s1.txPackets - s0.txPackets,
+      txBytes: s1.txBytes - s0.txBytes,
+      lost: s1.rxDropped + s1.rxErrors + s1.txDropped + s1.txErrors,
+    }).toEqual({
+      rxPackets: frames.length,
+      rxBytes: bytes,
+      txPackets: frames.length,
+      txBytes: bytes,
+      lost: 0,
+    });
+    expect(vdev.vqs.every((q) => !q.isBroken)).toBe(true);
+    return frames.length;
+  }
+
+  it('small receive buffers (no MRG_RXBUF): frames of 60 to 1514 bytes come back intact', async () => {
+    const features = LOOPBACK_DEFAULT_FEATURES & ~featureSet(VIRTIO_NET_F_MRG_RXBUF);
+    const { vdev, net, dev } = setup({ features });
+    expect(net!.mergeable).toBe(false);
+    const n = await roundTrip(vdev, net!);
+    expect(dev.rxBuffers).toBe(n);
+    expect(dev.oversize).toBe(0);
+  });
+
+  it('mergeable receive buffers: a frame spans several descriptors and num_buffers says how many', async () => {
+    setVirtioNetParams({ mergeableBufSize: 128 });
+    const { vdev, net, dev } = setup();
+    expect(net!.mergeable).toBe(true);
+    let maxBuffers = 0;
+    const n = await roundTrip(vdev, net!);
+    maxBuffers = dev.rxBuffers;
+    // 1514 + 12 header bytes in 128-byte buffers need 12 of them.
+    expect(maxBuffers).toBeGreaterThan(n * 3);
+  });
+
+  it('without EVENT_IDX and INDIRECT_DESC', async () => {
+    const features =
+      LOOPBACK_DEFAULT_FEATURES & ~featureSet(VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC);
+    const { vdev, net } = setup({ features });
+    await roundTrip(vdev, net!);
+  });
+
+  it('a legacy device without ANY_LAYOUT gets a 10-byte header in a descriptor of its own', async () => {
+    const features = featureSet(VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS);
+    const { vdev, net, ram } = setup({ features });
+    expect(net!.hdrLen).toBe(10);
+    expect(net!.anyLayout).toBe(false);
+    net!.open();
+    // Look at the bytes on the ring: the first transmit chain is header, then frame.
+    const tx = net!.queues.tx;
+    const f = frame(0, 60);
+    net!.onReceive = () => {};
+    expect(net!.xmit(f)).toBe(NETDEV_TX_OK);
+    const desc = new DataView(ram.memory.view(tx.descAddr, 32).slice().buffer);
+    expect(desc.getUint32(8, true)).toBe(10); // len of descriptor 0: the header
+    expect(desc.getUint16(12, true)).toBe(1); // VRING_DESC_F_NEXT
+    expect(desc.getUint32(16 + 8, true)).toBe(60); // descriptor 1: the frame
+    const data = Number(desc.getBigUint64(16, true));
+    expect(ram.memory.read(data, 60)).toEqual(f);
+    await until(() => net!.stats.rxPackets === 1);
+    net!.stop();
+    await roundTrip(vdev, net!);
+  });
+});
+
+describe('backpressure', () => {
+  it('xmit returns BUSY when the ring is full, wakes when buffers come back, and loses nothing', async () => {
+    const { net } = setup({ numMax: 16 });
+    net!.open();
+    const got = collect(net!);
+    // Without yielding, the 17th frame cannot fit a 16-entry ring.
+    let accepted = 0;
+    while (net!.xmit(frame(accepted, 100), true) === NETDEV_TX_OK) accepted++;
+    expect(accepted).toBe(16);
+    expect(net!.txStopped).toBe(true);
+    expect(net!.xmit(frame(accepted, 100))).toBe(NETDEV_TX_BUSY);
+    let woke = 0;
+    net!.onTxWake = () => {
+      woke++;
+    };
+    await until(() => woke > 0);
+    expect(woke).toBeGreaterThan(0);
+    expect(net!.txStopped).toBe(false);
+    const rest = [];
+    for (let i = accepted; i < 500; i++) rest.push(frame(i, 60 + (i % 1400)));
+    const busy = await sendAll(net!, rest);
+    expect(busy).toBeGreaterThan(0);
+    await until(() => got.length === 500);
+    expect(got.length).toBe(500);
+    for (let i = 0; i < 500; i++) {
+      expect(new DataView(got[i]!.buffer).getUint32(14)).toBe(i);
+    }
+    expect(net!.stats.txDropped + net!.stats.rxDropped + net!.stats.rxErrors).toBe(0);
+  });
+
+  it('rejects a frame longer than MTU + headers with RangeError and queues nothing', () => {
+    const { net } = setup();
+    net!.open();
+    expect(() => net!.xmit(new Uint8Array(net!.maxFrameLen + 1))).toThrow(RangeError);
+    expect(() => net!.xmit(new Uint8Array(0))).toThrow(RangeError);
+    expect(net!.queues.tx.numFree).toBe(net!.queues.tx.num);
+  });
+});
+
+describe('link state', () => {
+  it('follows VIRTIO_NET_S_LINK_UP config changes: down stops transmit, up wakes it', async () => {
+    const { net, dev } = setup();
+    net!.open();
+    const links: boolean[] = [];
+    let woke = 0;
+    net!.onLinkChange = (up) => links.push(up);
+    net!.onTxWake = () => {
+      woke++;
+    };
+    dev.setLink(false);
+    await until(() => links.length === 1);
+    expect(links).toEqual([false]);
+    expect(net!.carrier).toBe(false);
+    expect(net!.xmit(frame(0, 60))).toBe(NETDEV_TX_BUSY);
+    dev.setLink(true);
+    await until(() => links.length === 2);
+    expect(links).toEqual([false, true]);
+    expect(woke).toBe(1);
+    const got = collect(net!);
+    expect(net!.xmit(frame(1, 60))).toBe(NETDEV_TX_OK);
+    await until(() => got.length === 1);
+    expect(got[0]).toEqual(frame(1, 60));
+  });
+});
+
+describe('remove', () => {
+  it('removing the device during traffic resets it, frees every buffer and unregisters the netdev', async () => {
+    const { net, dev, vdev, ram } = setup({ numMax: 32 });
+    const baseline = ram.allocatedBytes;
+    net!.open();
+    const got = collect(net!);
+    let sent = 0;
+    const pump = () => {
+      while (net!.xmit(frame(sent, 60 + (sent % 1000)), true) === NETDEV_TX_OK) sent++;
+    };
+    net!.onTxWake = pump;
+    pump();
+    await until(() => got.length > 100);
+    const name = net!.name;
+    unregisterVirtioDevice(vdev);
+    cleanups.length = 0;
+    expect(netdevGetByName(name)).toBeUndefined();
+    expect(virtnetFromVirtioDevice(vdev)).toBeUndefined();
+    expect(dev.queues.every((q) => !q.ready)).toBe(true);
+    expect(dev.status).toBe(VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    expect(ram.allocatedBytes).toBeLessThan(baseline);
+    expect(ram.allocatedBytes).toBe(0);
+    expect(net!.xmit(frame(0, 60))).toBe(NETDEV_TX_BUSY);
+    // Every frame received before the removal is intact and in order.
+    for (let i = 0; i < got.length; i++) expect(got[i]).toEqual(frame(i, 60 + (i % 1000)));
+    // Nothing arrives after the removal.
+    const before = got.length;
+    for (let i = 0; i < 100; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(got.length).toBe(before);
+  });
+});

@@ -1,0 +1,610 @@
+import { Work, Workqueue } from '@mdev/driver-core';
+import {
+  ETH_ALEN,
+  featureSet,
+  registerVirtioDriver,
+  unregisterVirtioDriver,
+  VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_ID_NET,
+  VIRTIO_NET_CONFIG_MAC,
+  VIRTIO_NET_CONFIG_MTU,
+  VIRTIO_NET_CONFIG_STATUS,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_HDR_MRG_RXBUF_SIZE,
+  VIRTIO_NET_HDR_NUM_BUFFERS,
+  VIRTIO_NET_HDR_SIZE,
+  VIRTIO_NET_S_LINK_UP,
+  type VirtioDevice,
+  type VirtioDriver,
+  virtioClearBit,
+  virtioCread16,
+  virtioCreadBytes,
+  virtioDeviceReady,
+  virtioFindVqs,
+  virtioHasFeature,
+  virtioResetDevice,
+} from '@mdev/virtio';
+import { ENOSPC, type Virtqueue } from '@mdev/virtio-ring';
+import {
+  ETH_DATA_LEN,
+  ETH_HLEN,
+  ETH_MIN_MTU,
+  NETDEV_TX_BUSY,
+  NETDEV_TX_OK,
+  type NetDevice,
+  type NetDeviceStats,
+  type NetdevTx,
+  netdevAllocIfindex,
+  netdevAllocName,
+  type RxHandler,
+  registerNetdev,
+  unregisterNetdev,
+  VLAN_HLEN,
+} from './netdev';
+
+/** Tunables of the driver (the kernel's module parameters and constants). */
+export interface VirtioNetParams {
+  /** Frames one NAPI poll handles before yielding (NAPI_POLL_WEIGHT). */
+  napiWeight: number;
+  /** Bytes of each mergeable receive buffer, header included. */
+  mergeableBufSize: number;
+}
+
+/** The current parameters; change with setVirtioNetParams before a device binds. */
+export const virtioNetParams: VirtioNetParams = { napiWeight: 64, mergeableBufSize: 1536 };
+
+/** Sets driver parameters for devices probed from now on. RangeError for unusable values. */
+export function setVirtioNetParams(params: Partial<VirtioNetParams>): void {
+  const next = { ...virtioNetParams, ...params };
+  if (!Number.isInteger(next.napiWeight) || next.napiWeight < 1) {
+    throw new RangeError(`virtio-net: bad napiWeight ${next.napiWeight}`);
+  }
+  if (!Number.isInteger(next.mergeableBufSize) || next.mergeableBufSize < 64) {
+    throw new RangeError(`virtio-net: mergeable buffers need at least 64 bytes`);
+  }
+  Object.assign(virtioNetParams, next);
+}
+
+const SLOT_ALIGN = 64;
+
+/** The workqueue NAPI polls and config work run on (the kernel's softirq and system_wq). */
+export const virtnetWq = new Workqueue('virtio-net');
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+function randomMac(): Uint8Array {
+  const mac = new Uint8Array(ETH_ALEN);
+  for (let i = 0; i < ETH_ALEN; i++) mac[i] = Math.floor(Math.random() * 256);
+  // eth_random_addr(): clear the multicast bit, set the locally administered bit.
+  mac[0] = (mac[0]! & 0xfe) | 0x02;
+  return mac;
+}
+
+let warned = false;
+function warnOnce(message: string): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(message);
+}
+
+/**
+ * Mirrors struct virtnet_info: one receive/transmit queue pair of a virtio-net device, with
+ * receive and transmit buffer pools allocated once in host memory at the first open.
+ */
+export class VirtNet implements NetDevice {
+  readonly name: string;
+  readonly ifindex: number;
+  readonly vdev: VirtioDevice;
+  readonly mtu: number;
+  readonly maxFrameLen: number;
+  /** Bytes of the virtio-net header on both queues (10, or 12 with VERSION_1 or MRG_RXBUF). */
+  readonly hdrLen: number;
+  readonly mergeable: boolean;
+  /** Header and frame go in one descriptor (VERSION_1 or ANY_LAYOUT). */
+  readonly anyLayout: boolean;
+  onReceive: RxHandler | null = null;
+  onTxWake: (() => void) | null = null;
+  onLinkChange: ((up: boolean) => void) | null = null;
+  private readonly macAddr: Uint8Array;
+  private readonly counters: NetDeviceStats = {
+    rxPackets: 0,
+    rxBytes: 0,
+    rxDropped: 0,
+    rxErrors: 0,
+    txPackets: 0,
+    txBytes: 0,
+    txDropped: 0,
+    txErrors: 0,
+  };
+  private readonly rvq: Virtqueue<number>;
+  private readonly svq: Virtqueue<number>;
+  private up = false;
+  private link = true;
+  private stopped = false;
+  private napiOn = false;
+  private removed = false;
+  private kickPending = false;
+  private readonly napi: Work;
+  private readonly configWork: Work;
+  // Pools: `slots` fixed-size buffers each, at `base` in host memory, seen through `u8`.
+  private rxBase = 0;
+  private rxSlot = 0;
+  private rxU8: Uint8Array = new Uint8Array(0);
+  private txBase = 0;
+  private txSlot = 0;
+  private txU8: Uint8Array = new Uint8Array(0);
+  private txFree = new Uint16Array(0);
+  private txFreeTop = 0;
+  private txLen = new Uint32Array(0);
+  private readonly txNeed: number;
+  private readonly chainAddr = new Float64Array(2);
+  private readonly chainLen = new Float64Array(2);
+  private reasm = new Uint8Array(0);
+
+  constructor(vdev: VirtioDevice) {
+    this.vdev = vdev;
+    this.mergeable = virtioHasFeature(vdev, VIRTIO_NET_F_MRG_RXBUF);
+    const v1 = virtioHasFeature(vdev, VIRTIO_F_VERSION_1);
+    this.hdrLen = v1 || this.mergeable ? VIRTIO_NET_HDR_MRG_RXBUF_SIZE : VIRTIO_NET_HDR_SIZE;
+    this.anyLayout = v1 || virtioHasFeature(vdev, VIRTIO_F_ANY_LAYOUT);
+    this.txNeed = this.anyLayout ? 1 : 2;
+    if (virtioHasFeature(vdev, VIRTIO_NET_F_MAC)) {
+      this.macAddr = new Uint8Array(ETH_ALEN);
+      virtioCreadBytes(vdev, VIRTIO_NET_CONFIG_MAC, this.macAddr);
+    } else {
+      this.macAddr = randomMac();
+    }
+    this.mtu = virtioHasFeature(vdev, VIRTIO_NET_F_MTU)
+      ? virtioCread16(vdev, VIRTIO_NET_CONFIG_MTU)
+      : ETH_DATA_LEN;
+    this.maxFrameLen = this.mtu + ETH_HLEN + VLAN_HLEN;
+    this.napi = new Work(() => this.napiRun());
+    this.configWork = new Work(() => this.configChangedWork());
+    const [rvq, svq] = virtioFindVqs<number>(
+      vdev,
+      ['input.0', 'output.0'],
+      [(vq) => this.rxInterrupt(vq), (vq) => this.txInterrupt(vq)],
+    );
+    if (!rvq || !svq) throw new TypeError('virtio-net: find_vqs gave no queues');
+    this.rvq = rvq;
+    this.svq = svq;
+    this.name = netdevAllocName();
+    this.ifindex = netdevAllocIfindex();
+  }
+
+  get mac(): Uint8Array {
+    return this.macAddr.slice();
+  }
+  get carrier(): boolean {
+    return this.link;
+  }
+  get isUp(): boolean {
+    return this.up;
+  }
+  get txStopped(): boolean {
+    return this.stopped || !this.up || !this.link;
+  }
+  get stats(): Readonly<NetDeviceStats> {
+    return { ...this.counters };
+  }
+  /** The receive and transmit virtqueues (for diagnostics and tests). */
+  get queues(): { rx: Virtqueue<number>; tx: Virtqueue<number> } {
+    return { rx: this.rvq, tx: this.svq };
+  }
+
+  /** Reads the link state from config (VIRTIO_NET_F_STATUS; always up without it). */
+  readLink(): boolean {
+    if (!virtioHasFeature(this.vdev, VIRTIO_NET_F_STATUS)) return true;
+    return (virtioCread16(this.vdev, VIRTIO_NET_CONFIG_STATUS) & VIRTIO_NET_S_LINK_UP) !== 0;
+  }
+
+  /** @internal Called once DRIVER_OK is set. */
+  initLink(): void {
+    this.link = this.readLink();
+  }
+
+  private allocPools(): void {
+    if (this.rxU8.length > 0) return;
+    const ram = this.vdev.ram;
+    this.rxSlot = alignUp(
+      this.mergeable ? virtioNetParams.mergeableBufSize : this.hdrLen + this.maxFrameLen,
+      SLOT_ALIGN,
+    );
+    this.txSlot = alignUp(this.hdrLen + this.maxFrameLen, SLOT_ALIGN);
+    const rxBytes = this.rxSlot * this.rvq.num;
+    const txBytes = this.txSlot * this.svq.num;
+    const rx = ram.alloc(rxBytes, 4096);
+    const tx = rx === null ? null : ram.alloc(txBytes, 4096);
+    if (rx === null || tx === null) {
+      if (rx !== null) ram.free(rx);
+      throw new RangeError(`${this.name}: no host memory for the buffer pools`);
+    }
+    this.rxBase = rx;
+    this.txBase = tx;
+    this.rxU8 = ram.memory.view(rx, rxBytes);
+    this.txU8 = ram.memory.view(tx, txBytes);
+    // Transmit headers stay zero (no offloads, num_buffers 0): the device only reads them.
+    this.txFree = new Uint16Array(this.svq.num);
+    this.txLen = new Uint32Array(this.svq.num);
+    for (let i = 0; i < this.svq.num; i++) this.txFree[i] = this.svq.num - 1 - i;
+    this.txFreeTop = this.svq.num;
+    this.reasm = new Uint8Array(this.maxFrameLen + this.hdrLen);
+  }
+
+  /** @internal Frees the pools after the device is reset and its queues deleted. */
+  freePools(): void {
+    if (this.rxU8.length === 0) return;
+    this.vdev.ram.free(this.rxBase);
+    this.vdev.ram.free(this.txBase);
+    this.rxU8 = new Uint8Array(0);
+    this.txU8 = new Uint8Array(0);
+  }
+
+  /** Mirrors virtnet_open(): fills the receive ring and enables NAPI. */
+  open(): void {
+    if (this.removed) throw new TypeError(`${this.name}: the device is gone`);
+    if (this.up) return;
+    this.allocPools();
+    this.up = true;
+    this.stopped = false;
+    this.napiOn = true;
+    // Transmit completions are reaped from xmit; interrupts only when the ring fills up.
+    this.svq.disableCb();
+    this.tryFillRecv();
+    virtnetWq.queue(this.napi);
+  }
+
+  /** Mirrors virtnet_close(): NAPI off, queue stopped; receive buffers stay with the device. */
+  stop(): void {
+    if (!this.up) return;
+    this.up = false;
+    this.napiOn = false;
+    void virtnetWq.cancelSync(this.napi);
+    this.flush();
+  }
+
+  private tryFillRecv(): void {
+    const vq = this.rvq;
+    const size = this.rxSlot;
+    // Every slot whose descriptor is free is a slot the device does not hold.
+    while (vq.numFree > 0) {
+      const slot = this.nextRxSlot();
+      if (slot < 0) break;
+      if (vq.addInbuf(this.rxBase + slot * size, size, slot) !== 0) break;
+    }
+    if (vq.kickPrepare()) vq.notify();
+  }
+
+  private rxPosted: Uint8Array | null = null;
+  private nextRxSlot(): number {
+    // Used only while filling at open: find a slot not posted yet.
+    if (this.rxPosted === null) this.rxPosted = new Uint8Array(this.rvq.num);
+    for (let i = 0; i < this.rxPosted.length; i++) {
+      if (this.rxPosted[i] === 0) {
+        this.rxPosted[i] = 1;
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  xmit(frame: Uint8Array, more = false): NetdevTx {
+    const len = frame.length;
+    if (len === 0 || len > this.maxFrameLen) {
+      throw new RangeError(
+        `${this.name}: frame of ${len} bytes (1 to ${this.maxFrameLen} allowed)`,
+      );
+    }
+    if (!this.up || !this.link || this.stopped) return NETDEV_TX_BUSY;
+    const vq = this.svq;
+    if (this.txFreeTop === 0 || vq.numFree < this.txNeed) this.freeOldXmit();
+    if (this.txFreeTop === 0 || vq.numFree < this.txNeed) {
+      this.stopQueue();
+      this.flush();
+      return this.stopped ? NETDEV_TX_BUSY : this.xmit(frame, more);
+    }
+    const slot = this.txFree[--this.txFreeTop]!;
+    const off = slot * this.txSlot;
+    this.txU8.set(frame, off + this.hdrLen);
+    const addr = this.txBase + off;
+    let err: number;
+    if (this.anyLayout) {
+      err = vq.addOutbuf(addr, this.hdrLen + len, slot);
+    } else {
+      // Without ANY_LAYOUT the header has a descriptor of its own (virtio 1.2 5.1.6.6, legacy).
+      this.chainAddr[0] = addr;
+      this.chainLen[0] = this.hdrLen;
+      this.chainAddr[1] = addr + this.hdrLen;
+      this.chainLen[1] = len;
+      err = vq.addChain(this.chainAddr, this.chainLen, 2, 0, slot);
+    }
+    if (err !== 0) {
+      this.txFree[this.txFreeTop++] = slot;
+      if (err === -ENOSPC) {
+        this.stopQueue();
+        this.flush();
+        return NETDEV_TX_BUSY;
+      }
+      // A broken queue: the frame is given up on, and counted.
+      this.counters.txDropped++;
+      return NETDEV_TX_OK;
+    }
+    this.txLen[slot] = len;
+    this.kickPending = true;
+    if (this.txFreeTop === 0 || vq.numFree < this.txNeed) {
+      this.freeOldXmit();
+      if (this.txFreeTop === 0 || vq.numFree < this.txNeed) this.stopQueue();
+    }
+    if (!more || this.stopped) this.flush();
+    return NETDEV_TX_OK;
+  }
+
+  /**
+   * Stops the queue and asks for a transmit interrupt once most in-flight frames are done
+   * (virtqueue_enable_cb_delayed); if they already are, restarts at once.
+   */
+  private stopQueue(): void {
+    this.stopped = true;
+    if (!this.svq.enableCbDelayed()) {
+      // More just got used: free them and check again.
+      this.freeOldXmit();
+      if (this.txFreeTop > 0 && this.svq.numFree >= this.txNeed) {
+        this.stopped = false;
+        this.svq.disableCb();
+      }
+    }
+  }
+
+  flush(): void {
+    if (!this.kickPending) return;
+    this.kickPending = false;
+    if (this.svq.kickPrepare()) this.svq.notify();
+  }
+
+  /** Mirrors free_old_xmit_skbs(): takes back the transmit buffers the device is done with. */
+  private freeOldXmit(): number {
+    const vq = this.svq;
+    let n = 0;
+    for (let slot = vq.getBufToken(); slot !== undefined; slot = vq.getBufToken()) {
+      this.counters.txPackets++;
+      this.counters.txBytes += this.txLen[slot]!;
+      this.txFree[this.txFreeTop++] = slot;
+      n++;
+    }
+    return n;
+  }
+
+  private rxInterrupt(vq: Virtqueue<number>): void {
+    // napi_schedule: interrupts stay off until the poll is done.
+    vq.disableCb();
+    if (this.napiOn) virtnetWq.queue(this.napi);
+  }
+
+  private txInterrupt(vq: Virtqueue<number>): void {
+    vq.disableCb();
+    if (this.napiOn) virtnetWq.queue(this.napi);
+  }
+
+  /** Mirrors virtnet_poll_cleantx(): reclaims and wakes a stopped queue with room again. */
+  private cleanTx(): void {
+    this.freeOldXmit();
+    if (this.stopped && this.txFreeTop > 0 && this.svq.numFree >= this.txNeed) {
+      this.stopped = false;
+      this.svq.disableCb();
+      if (this.up && this.link) this.onTxWake?.();
+    }
+  }
+
+  poll(budget: number): number {
+    if (!this.up || this.removed) return 0;
+    this.cleanTx();
+    return this.receive(budget);
+  }
+
+  /** The NAPI poll (virtnet_poll) with interrupts off, then virtqueue_napi_complete. */
+  private napiRun(): void {
+    if (!this.napiOn || this.removed) return;
+    const budget = virtioNetParams.napiWeight;
+    const done = this.poll(budget);
+    if (done >= budget) {
+      virtnetWq.queue(this.napi);
+      return;
+    }
+    // Re-enable interrupts, then look again: a buffer used between the last getBuf and the
+    // enable would otherwise raise no interrupt (the lost wakeup).
+    const opaque = this.rvq.enableCbPrepare();
+    if (this.rvq.poll(opaque)) {
+      this.rvq.disableCb();
+      virtnetWq.queue(this.napi);
+      return;
+    }
+    if (this.stopped) {
+      const t = this.svq.enableCbPrepare();
+      if (this.svq.poll(t)) virtnetWq.queue(this.napi);
+    }
+  }
+
+  /** Mirrors virtnet_receive(): up to `budget` frames, each buffer given back at once. */
+  private receive(budget: number): number {
+    const vq = this.rvq;
+    const hdrLen = this.hdrLen;
+    const size = this.rxSlot;
+    let received = 0;
+    let refilled = false;
+    while (received < budget) {
+      const slot = vq.getBufToken();
+      if (slot === undefined) break;
+      received++;
+      let len = vq.lastLen;
+      const off = slot * size;
+      if (len < hdrLen + ETH_HLEN) {
+        // "rx error: len < hdrlen": the device gave a runt; drop it and count.
+        this.counters.rxErrors++;
+        this.repost(slot);
+        refilled = true;
+        continue;
+      }
+      let numBuf = 1;
+      if (this.mergeable) {
+        numBuf =
+          this.rxU8[off + VIRTIO_NET_HDR_NUM_BUFFERS]! |
+          (this.rxU8[off + VIRTIO_NET_HDR_NUM_BUFFERS + 1]! << 8);
+        if (numBuf < 1) {
+          this.counters.rxErrors++;
+          this.repost(slot);
+          refilled = true;
+          continue;
+        }
+      }
+      if (numBuf === 1) {
+        this.deliver(this.rxU8, off + hdrLen, len - hdrLen);
+        this.repost(slot);
+        refilled = true;
+        continue;
+      }
+      // A frame in several mergeable buffers: assemble it in one place.
+      let total = len - hdrLen;
+      let ok = total <= this.reasm.length;
+      if (ok) this.reasm.set(this.rxU8.subarray(off + hdrLen, off + len), 0);
+      this.repost(slot);
+      refilled = true;
+      for (let k = 1; k < numBuf; k++) {
+        const next = vq.getBufToken();
+        if (next === undefined) {
+          // "%d buffers out of %d missing": the device published fewer buffers than it said.
+          ok = false;
+          this.counters.rxErrors++;
+          break;
+        }
+        len = vq.lastLen;
+        const o = next * size;
+        if (ok && total + len <= this.reasm.length) {
+          this.reasm.set(this.rxU8.subarray(o, o + len), total);
+        } else {
+          ok = false;
+        }
+        total += len;
+        this.repost(next);
+      }
+      if (ok) this.deliver(this.reasm, 0, total);
+      else this.counters.rxDropped++;
+    }
+    if (refilled && vq.kickPrepare()) vq.notify();
+    return received;
+  }
+
+  private repost(slot: number): void {
+    this.rvq.addInbuf(this.rxBase + slot * this.rxSlot, this.rxSlot, slot);
+  }
+
+  private deliver(buf: Uint8Array, offset: number, length: number): void {
+    const handler = this.onReceive;
+    if (handler === null) {
+      this.counters.rxDropped++;
+      return;
+    }
+    this.counters.rxPackets++;
+    this.counters.rxBytes += length;
+    try {
+      handler(buf, offset, length);
+    } catch (err) {
+      warnOnce(`${this.name}: receive handler threw: ${String(err)}`);
+    }
+  }
+
+  /** @internal The config interrupt (virtnet_config_changed): handled in a work item. */
+  configChanged(): void {
+    if (!this.removed) virtnetWq.queue(this.configWork);
+  }
+
+  private configChangedWork(): void {
+    if (this.removed) return;
+    const up = this.readLink();
+    if (up === this.link) return;
+    this.link = up;
+    this.onLinkChange?.(up);
+    // netif_tx_wake_all_queues on carrier on: whoever got BUSY may send again.
+    if (up && this.up && !this.stopped) this.onTxWake?.();
+  }
+
+  /** @internal virtnet_remove after the netdev is unregistered: reset, reclaim, delete. */
+  teardown(): void {
+    this.stop();
+    this.removed = true;
+    void virtnetWq.cancelSync(this.configWork);
+    virtioResetDevice(this.vdev);
+    // After the reset the device holds nothing: every buffer comes back (free_unused_bufs).
+    while (this.rvq.detachUnused() !== undefined);
+    while (this.svq.detachUnused() !== undefined);
+    this.vdev.config.delVqs(this.vdev);
+    this.freePools();
+  }
+}
+
+/** The features the driver handles (virtnet feature table). */
+export const VIRTNET_FEATURES = featureSet(
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_F_VERSION_1,
+);
+
+const byDevice = new WeakMap<VirtioDevice, VirtNet>();
+
+/** The net device bound to a virtio device, if virtio-net drives it. */
+export function virtnetFromVirtioDevice(vdev: VirtioDevice): VirtNet | undefined {
+  return byDevice.get(vdev);
+}
+
+/** Mirrors the virtio_net driver (struct virtio_driver virtio_net_driver). */
+export const virtioNetDriver: VirtioDriver = {
+  name: 'virtio_net',
+  idTable: [{ device: VIRTIO_ID_NET, vendor: 0xffffffff }],
+  featureTable: VIRTNET_FEATURES,
+  validate(vdev) {
+    // virtnet_validate: an MTU below the minimum is ignored.
+    if (
+      virtioHasFeature(vdev, VIRTIO_NET_F_MTU) &&
+      virtioCread16(vdev, VIRTIO_NET_CONFIG_MTU) < ETH_MIN_MTU
+    ) {
+      virtioClearBit(vdev, VIRTIO_NET_F_MTU);
+    }
+  },
+  probe(vdev) {
+    const vi = new VirtNet(vdev);
+    vdev.priv = vi;
+    byDevice.set(vdev, vi);
+    registerNetdev(vi);
+    virtioDeviceReady(vdev);
+    vi.initLink();
+  },
+  remove(vdev) {
+    const vi = byDevice.get(vdev);
+    if (!vi) return;
+    unregisterNetdev(vi);
+    vi.teardown();
+    byDevice.delete(vdev);
+    vdev.priv = null;
+  },
+  configChanged(vdev) {
+    byDevice.get(vdev)?.configChanged();
+  },
+};
+
+/** Mirrors module_virtio_driver(virtio_net_driver) init. */
+export function registerVirtioNetDriver(): void {
+  registerVirtioDriver(virtioNetDriver);
+}
+
+/** Mirrors the module exit. */
+export function unregisterVirtioNetDriver(): void {
+  unregisterVirtioDriver(virtioNetDriver);
+}
