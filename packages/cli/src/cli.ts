@@ -1,9 +1,10 @@
 import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
+import * as pktgen from './commands/pktgen';
 import type { Command, CommandIo } from './io';
 
 /** Every subcommand of `mdev`, by name. */
-export const commands: Record<string, Command> = { demo };
+export const commands: Record<string, Command> = { pktgen, demo };
 
 function usage(io: CommandIo): void {
   io.stdout.write('usage: mdev <command> [options]\n\ncommands:\n');

@@ -1,0 +1,72 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { mdevDevices } from '@mdev/mdev-core';
+import { netdevList } from '@mdev/virtio-net';
+import { describe, expect, it } from 'vitest';
+import { main } from '../cli';
+import { runPktgen, setupStack } from './run';
+
+function capture() {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const text = { out: '', err: '' };
+  stdout.on('data', (b) => (text.out += b));
+  stderr.on('data', (b) => (text.err += b));
+  return { io: { stdout, stderr }, text };
+}
+
+describe('mdev pktgen', () => {
+  it('sends frames of every size through virtio-net and mvnet_loopback and gets each back intact', async () => {
+    const stack = setupStack();
+    try {
+      for (const size of [60, 61, 64, 512, 1514]) {
+        const r = await runPktgen(stack, { count: 3000, size, burst: 32, verify: true });
+        expect({
+          tx: r.tx,
+          rx: r.rx,
+          dropped: r.dropped,
+          corrupted: r.corrupted,
+          reordered: r.reordered,
+          lost: r.lost,
+        }).toEqual({ tx: 3000, rx: 3000, dropped: 0, corrupted: 0, reordered: 0, lost: 0 });
+      }
+      expect(stack.mvnet.stateOf(stack.mdev).stats.rxPackets).toBe(5 * 3000);
+    } finally {
+      stack.teardown();
+    }
+    expect(mdevDevices()).toHaveLength(0);
+    expect(netdevList()).toHaveLength(0);
+  });
+
+  it('prints JSON figures and writes a pcap of the received frames', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pktgen-'));
+    const file = join(dir, 'rx.pcap');
+    const { io, text } = capture();
+    expect(
+      await main(['pktgen', '--count', '50', '--size', '100', '--json', '--pcap', file], io),
+    ).toBe(0);
+    const result = JSON.parse(text.out);
+    expect(result).toMatchObject({
+      name: 'pktgen',
+      tx: 50,
+      rx: 50,
+      lost: 0,
+      corrupted: 0,
+      size: 100,
+    });
+    const pcap = readFileSync(file);
+    expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4);
+    expect(pcap.readUInt32LE(20)).toBe(1); // LINKTYPE_ETHERNET
+    expect(pcap.length).toBe(24 + 50 * (16 + 100));
+    // The first record is sequence number 0.
+    expect(pcap.readUInt32BE(24 + 16 + 14)).toBe(0);
+  });
+
+  it('rejects a bad frame size with a clear error', async () => {
+    const { io, text } = capture();
+    expect(await main(['pktgen', '--size', '20'], io)).toBe(1);
+    expect(text.err).toContain('--size');
+  });
+});
