@@ -46,6 +46,7 @@ export {
   type SharedMemoryDescriptor,
   type Translation,
 } from './memory';
+export { NotifyWord } from './notify';
 export { siblingModule, spawnWorker } from './spawn-worker';
 export { type Sg, type UsedBuf, Virtqueue, type VirtqueueOptions } from './virtqueue';
 export { Vringh, type VringhConfig, VringhIov } from './vringh';

@@ -328,7 +328,7 @@ export class Vringh {
     while (riov.i < riov.used && wiov.i < wiov.used) {
       const rLeft = riov.len[riov.i]! - riov.consumed;
       const wLeft = wiov.len[wiov.i]! - wiov.consumed;
-      const n = rLeft < wLeft ? rLeft : wLeft;
+      const n = Math.min(rLeft, wLeft);
       const src = riov.buf[riov.i]!;
       const dst = wiov.buf[wiov.i]!;
       const so = riov.off[riov.i]! + riov.consumed;
