@@ -77,7 +77,7 @@ export class LoopbackNetDevice extends VirtioTestDevice {
   private heads = new Uint32Array(64);
   private lens = new Uint32Array(64);
   private readonly hdr = new Uint8Array(VIRTIO_NET_HDR_MRG_RXBUF_SIZE);
-  private readonly skip = new Uint8Array(VIRTIO_NET_HDR_MRG_RXBUF_SIZE);
+  private readonly hdrLegacy = this.hdr.subarray(0, VIRTIO_NET_HDR_SIZE);
   // A frame taken from the transmit queue that waits for receive buffers, and the buffers held.
   private txHeld = false;
   private txHead = 0;
@@ -192,7 +192,7 @@ export class LoopbackNetDevice extends VirtioTestDevice {
         break;
       }
       // The driver's header is not forwarded; the device writes the receive header.
-      this.pullHeader(hdrLen);
+      if (skipBytes(this.riov, hdrLen) !== hdrLen) this.malformed++;
       this.hdr.fill(0);
       if (hdrLen === VIRTIO_NET_HDR_MRG_RXBUF_SIZE) {
         const n = mrg ? this.rxHeld : 1;
@@ -200,7 +200,7 @@ export class LoopbackNetDevice extends VirtioTestDevice {
         this.hdr[VIRTIO_NET_HDR_NUM_BUFFERS + 1] = n >> 8;
       }
       const w0 = this.wiovs[0]!;
-      rx.push(w0, hdrLen === this.hdr.length ? this.hdr : this.hdr.subarray(0, hdrLen));
+      rx.push(w0, hdrLen === this.hdr.length ? this.hdr : this.hdrLegacy);
       for (let k = 0; k < this.rxHeld; k++) {
         this.lens[k] = (k === 0 ? hdrLen : 0) + rx.copy(this.riov, this.wiovs[k]!);
       }
@@ -223,12 +223,20 @@ export class LoopbackNetDevice extends VirtioTestDevice {
     if (blockedOnRx) return !rx.notifyEnable();
     return !tx.notifyEnable();
   }
+}
 
-  private pullHeader(hdrLen: number): void {
-    const got = this.queues[LOOPBACK_TX_QUEUE]!.vringh.pull(
-      this.riov,
-      this.skip.subarray(0, hdrLen),
-    );
-    if (got !== hdrLen) this.malformed++;
+/** Advances `iov` past `n` bytes without copying them; returns the bytes skipped. */
+function skipBytes(iov: VringhIov, n: number): number {
+  let done = 0;
+  while (done < n && iov.i < iov.used) {
+    const left = iov.len[iov.i]! - iov.consumed;
+    const step = Math.min(left, n - done);
+    done += step;
+    iov.consumed += step;
+    if (iov.consumed === iov.len[iov.i]) {
+      iov.i++;
+      iov.consumed = 0;
+    }
   }
+  return done;
 }
