@@ -32,3 +32,25 @@ describe('mdev', () => {
     expect(text.err).toContain("unknown command 'nope'");
   });
 });
+
+describe('mdev types and mdev sysfs', () => {
+  it('lists the mvnet_loopback type with its attributes', async () => {
+    const { io, text } = capture();
+    expect(await main(['types'], io)).toBe(0);
+    expect(text.out).toContain('mvnet_loopback\n  mvnet_loopback-virtio\n');
+    expect(text.out).toContain('    Device API: virtio-mdev\n');
+    expect(text.out).toContain('    Name: virtio-net\n');
+  });
+
+  it('prints the tree after setup, with virtio0 under the mdev', async () => {
+    const { io, text } = capture();
+    expect(await main(['sysfs', '/sys/bus/mdev_virtio'], io)).toBe(0);
+    expect(text.out).toMatch(
+      /\/sys\/bus\/mdev_virtio\/devices\/[0-9a-f-]{36} -> \/sys\/devices\/virtual\/mvnet_loopback\/mvnet_loopback\/[0-9a-f-]{36}\n/,
+    );
+    expect(text.out).toContain('/sys/bus/mdev_virtio/drivers/virtio_mdev/');
+    const bad = capture();
+    expect(await main(['sysfs', '/sys/nope'], bad.io)).toBe(1);
+    expect(bad.text.err).toContain('no such file');
+  });
+});

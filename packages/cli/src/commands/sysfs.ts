@@ -1,0 +1,38 @@
+import { sysfs } from '@mdev/driver-core';
+import type { CommandIo } from '../io';
+import { setupStack } from '../pktgen/run';
+
+export const summary = 'print the sysfs tree after setting up mvnet_loopback with one mdev';
+
+/**
+ * `mdev sysfs [PATH]`: sets the stack up as pktgen does (one mvnet mdev, virtio0, eth0), then
+ * prints every node under PATH (default /sys): directories, files with their contents when
+ * readable, and links with their targets.
+ */
+export async function run(args: string[], io: CommandIo): Promise<number> {
+  const root = args[0] ?? '/sys';
+  const stack = setupStack();
+  try {
+    if (!sysfs.exists(root)) {
+      io.stderr.write(`mdev sysfs: ${root}: no such file or directory\n`);
+      return 1;
+    }
+    for (const path of sysfs.tree(root)) {
+      const { kind, mode } = sysfs.stat(path);
+      if (kind === 'link') io.stdout.write(`${path} -> ${sysfs.readlink(path)}\n`);
+      else if (kind === 'dir') io.stdout.write(`${path}/\n`);
+      else if (mode & 0o444) {
+        let value: string;
+        try {
+          value = sysfs.read(path).trimEnd().replace(/\n/g, '\\n');
+        } catch (err) {
+          value = `<${(err as { code?: string }).code ?? 'error'}>`;
+        }
+        io.stdout.write(`${path} = ${value}\n`);
+      } else io.stdout.write(`${path} (write-only)\n`);
+    }
+    return 0;
+  } finally {
+    stack.teardown();
+  }
+}
