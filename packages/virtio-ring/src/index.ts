@@ -29,11 +29,13 @@ export {
   VRING_USED_FLAGS,
   VRING_USED_IDX,
   VRING_USED_RING,
+  vringAvailEventOffset,
   vringAvailSize,
   vringDescSize,
   vringLayout,
   vringNeedEvent,
   vringSize,
+  vringUsedEventOffset,
   vringUsedSize,
 } from './layout';
 export {

@@ -69,6 +69,16 @@ export function vringUsedSize(num: number): number {
   return VRING_USED_RING + VRING_USED_ELEM_SIZE * num + 2;
 }
 
+/** Offset of used_event inside the driver area: just after avail->ring[num] (vring_used_event()). */
+export function vringUsedEventOffset(num: number): number {
+  return VRING_AVAIL_RING + VRING_AVAIL_ELEM_SIZE * num;
+}
+
+/** Offset of avail_event inside the device area: just after used->ring[num] (vring_avail_event()). */
+export function vringAvailEventOffset(num: number): number {
+  return VRING_USED_RING + VRING_USED_ELEM_SIZE * num;
+}
+
 /** Rounds `n` up to a multiple of the power-of-two `align`. */
 export function alignUp(n: number, align: number): number {
   return Math.ceil(n / align) * align;
