@@ -538,10 +538,16 @@ export class VirtNet implements NetDevice {
     this.stop();
     this.removed = true;
     void virtnetWq.cancelSync(this.configWork);
+    // Account for every frame in flight, so a user's counts still add up after a removal:
+    // transmitted frames the device finished are reaped as sent, received frames nobody will
+    // read any more are dropped.
+    while (this.svq.getBufToken() !== undefined);
+    while (this.rvq.getBufToken() !== undefined) this.counters.rxDropped++;
     virtioResetDevice(this.vdev);
-    // After the reset the device holds nothing: every buffer comes back (free_unused_bufs).
+    // After the reset the device holds nothing: every buffer comes back (free_unused_bufs); a
+    // frame the device never sent is dropped.
     while (this.rvq.detachUnused() !== undefined);
-    while (this.svq.detachUnused() !== undefined);
+    while (this.svq.detachUnused() !== undefined) this.counters.txDropped++;
     this.vdev.config.delVqs(this.vdev);
     this.freePools();
   }

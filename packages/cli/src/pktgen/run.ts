@@ -167,9 +167,22 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     wake?.();
     wake = null;
   };
-  const dropped = () => deviceStats.txDropped - droppedBefore + netdev.stats.txDropped;
+  const netBefore = netdev.stats;
+  // Frames the device found no receive buffer for, plus those the driver gave up on (a broken
+  // queue, or a device removed mid-run).
+  const dropped = () => {
+    const s = netdev.stats;
+    return (
+      deviceStats.txDropped -
+      droppedBefore +
+      s.txDropped -
+      netBefore.txDropped +
+      s.rxDropped -
+      netBefore.rxDropped
+    );
+  };
 
-  while (tx < target && performance.now() < stopAt) {
+  while (tx < target && performance.now() < stopAt && netdev.isUp) {
     let n = 0;
     while (n < opts.burst && tx < target) {
       if (opts.verify) stampFrame(frame, tx);
@@ -200,7 +213,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   // Drain: wait until every frame is received or dropped, or nothing moves for two seconds.
   let lastSeen = rx + dropped();
   let idleSince = performance.now();
-  while (rx + dropped() < tx) {
+  while (rx + dropped() < tx && netdev.isUp) {
     await nextTurn();
     const seen = rx + dropped();
     const now = performance.now();
