@@ -1,0 +1,49 @@
+// `pnpm fuzz [cases] [seed]`: runs the ring fuzzer (default 100000 cases) in chunks, printing one
+// JSON line per chunk and a summary; exits 1 with the replay seed and case on a failure.
+import { fuzzRings } from '../src/fuzz';
+
+const args = process.argv.slice(2).filter((a) => a !== '--');
+const cases = Number(args[0] ?? process.env.FUZZ_CASES ?? 100_000);
+const seed = Number(args[1] ?? process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
+if (!Number.isInteger(cases) || cases <= 0 || !Number.isInteger(seed)) {
+  console.error('usage: pnpm fuzz [cases] [seed]');
+  process.exit(2);
+}
+
+const CHUNK = 50_000;
+const started = performance.now();
+let done = 0;
+let chains = 0;
+const errors: Record<string, number> = {};
+// Each chunk uses its own seed so a failure replays with `pnpm fuzz <cases> <seed>`.
+for (let chunk = 0; done < cases; chunk++) {
+  const n = Math.min(CHUNK, cases - done);
+  const chunkSeed = seed + chunk;
+  const stats = fuzzRings(n, chunkSeed);
+  done += stats.cases;
+  chains += stats.chains;
+  for (const [k, v] of Object.entries(stats.errors)) errors[k] = (errors[k] ?? 0) + v;
+  if (stats.failure) {
+    console.log(
+      JSON.stringify({
+        name: 'virtio-ring fuzz',
+        ok: false,
+        ...stats.failure,
+        replay: `pnpm fuzz ${stats.failure.caseIndex + 1} ${chunkSeed}`,
+      }),
+    );
+    process.exit(1);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  console.log(
+    JSON.stringify({
+      name: 'virtio-ring fuzz',
+      ok: true,
+      seed: chunkSeed,
+      cases: done,
+      chains,
+      errors,
+      seconds,
+    }),
+  );
+}
