@@ -303,10 +303,13 @@ export class Virtqueue<T = unknown> {
       if (k >= outNum) inLen += this.sgLen[k]!;
     }
     if (this.broken) return -EIO;
-    const useIndirect = this.indirect && total > 1 && this.freeCount > 0;
-    if (!useIndirect && total > this.num) {
+    // 2.7.5.3.1: "A driver MUST NOT create a descriptor chain longer than the Queue Size of the
+    // device", indirect tables included (the kernel's driver only warns without indirect; a
+    // device checking the rule, like our Vringh, would break the queue).
+    if (total > this.num) {
       throw new RangeError(`virtqueue: ${total} elements exceed the ring size ${this.num}`);
     }
+    const useIndirect = this.indirect && total > 1 && this.freeCount > 0;
     if (this.freeCount < (useIndirect ? 1 : total)) return -ENOSPC;
     // Map every element first so that a mapping failure leaves the ring untouched.
     for (let k = 0; k < total; k++) {
