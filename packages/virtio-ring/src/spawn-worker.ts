@@ -19,7 +19,10 @@ export function siblingModule(name: string, callerUrl: string): URL {
  */
 export function spawnWorker(moduleUrl: URL, options: WorkerOptions = {}): Worker {
   if (!moduleUrl.pathname.endsWith('.ts')) return new Worker(moduleUrl, options);
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
+  // require.resolve gives tsx's CommonJS build of the API; the worker imports the ES module one
+  // (under a `--import tsx` parent the CommonJS one fails to load its ESM half).
+  const tsxCjs = createRequire(import.meta.url).resolve('tsx/esm/api');
+  const tsxApi = pathToFileURL(tsxCjs.replace(/\.cjs$/, '.mjs')).href;
   const boot = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(moduleUrl.href)}); })`;
   const execArgv = [...(options.execArgv ?? []), '--conditions=source'];
   return new Worker(boot, { ...options, eval: true, execArgv });
