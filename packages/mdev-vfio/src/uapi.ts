@@ -97,7 +97,7 @@ export const VFIO_REGION_INFO_CAP_TYPE_SIZE = 16;
 
 export const VFIO_REGION_TYPE_PCI_VENDOR_TYPE = 0x80000000;
 export const VFIO_REGION_TYPE_PCI_VENDOR_MASK = 0xffff;
-export const VFIO_REGION_TYPE_GFX = 2;
+export const VFIO_REGION_TYPE_GFX = 1;
 export const VFIO_REGION_SUBTYPE_GFX_EDID = 1;
 
 // struct vfio_region_gfx_edid (all __u32): the EDID region's register block.
