@@ -1,0 +1,425 @@
+import { Class, Device, KernelError, sysfs } from '@mdev/driver-core';
+import { type MdevDevice, mdevDeviceCreate, mdevDeviceRemove } from '@mdev/mdev-core';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  DmaBuf,
+  Eventfd,
+  eventfdCtxFdget,
+  fdget,
+  MdevVfioDevice,
+  type MdevVfioOps,
+  mdevVfioExit,
+  mdevVfioGetOps,
+  mdevVfioRegisterDevice,
+  mdevVfioSetOps,
+  mdevVfioUnregisterDevice,
+  PAGE_SIZE,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_GET_GFX_DMABUF,
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_DATA_BOOL,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_NUM_IRQS,
+  VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_SUBTYPE_GFX_EDID,
+  VFIO_REGION_TYPE_GFX,
+  VfioDevice,
+  vfioCapSparseMmap,
+  vfioCapType,
+  vfioDecodeCapSparseMmap,
+  vfioDecodeCapType,
+  vfioDeviceInfo,
+  vfioDeviceOpen,
+  vfioIrqSet,
+  vfioIrqSetData,
+  vfioMdevDevices,
+  vfioMdevFromDev,
+  vfioPciIndexToOffset,
+  vfioPciOffsetInRegion,
+  vfioPciOffsetToIndex,
+  vfioRegionInfo,
+  vfioRegionInfoReply,
+  vfioSetIrqsValidateAndPrepare,
+  vfioSplitAccess,
+} from './index';
+
+function errno(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (KernelError.is(err)) return err.code;
+    throw err;
+  }
+  return undefined;
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+/** A test device: 16 bytes of registers at region 0, recording each access it gets. */
+interface TestState {
+  regs: Uint8Array;
+  accesses: string[];
+  opens: number;
+  releases: number;
+  irq: Eventfd | null;
+  fb: Uint8Array;
+  dmabufs: DmaBuf[];
+}
+
+function testOps(state: TestState, without: (keyof MdevVfioOps)[] = []): MdevVfioOps {
+  const access = (buf: Uint8Array, pos: number, write: boolean) =>
+    vfioSplitAccess(buf, pos, (piece, at) => {
+      const off = vfioPciOffsetInRegion(at);
+      if (vfioPciOffsetToIndex(at) !== 0 || off + piece.length > state.regs.length) return false;
+      state.accesses.push(`${write ? 'w' : 'r'}${piece.length}@${off}`);
+      if (write) state.regs.set(piece, off);
+      else piece.set(state.regs.subarray(off, off + piece.length));
+      return true;
+    });
+  const ops: MdevVfioOps = {
+    open: () => {
+      state.opens++;
+    },
+    release: () => {
+      state.releases++;
+    },
+    read: (_m, buf, pos) => access(buf, pos, false),
+    write: (_m, buf, pos) => access(buf, pos, true),
+    ioctl(_m, cmd, arg) {
+      switch (cmd) {
+        case VFIO_DEVICE_GET_INFO: {
+          const req = vfioDeviceInfo.copyFromUser(arg);
+          if (req.argsz < vfioDeviceInfo.minsz) throw new KernelError('EINVAL', 'argsz');
+          vfioDeviceInfo.copyToUser(arg, {
+            argsz: req.argsz,
+            flags: VFIO_DEVICE_FLAGS_PCI,
+            numRegions: 10,
+            numIrqs: VFIO_PCI_NUM_IRQS,
+          });
+          return 0;
+        }
+        case VFIO_DEVICE_GET_REGION_INFO: {
+          const req = vfioRegionInfo.copyFromUser(arg);
+          if (req.index > 9) throw new KernelError('EINVAL', 'index');
+          const caps =
+            req.index === 9
+              ? [
+                  vfioCapType(VFIO_REGION_TYPE_GFX, VFIO_REGION_SUBTYPE_GFX_EDID),
+                  vfioCapSparseMmap([{ offset: 0, size: PAGE_SIZE }]),
+                ]
+              : [];
+          vfioRegionInfoReply(
+            arg,
+            req,
+            {
+              flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_MMAP,
+              index: req.index,
+              size: 16,
+              offset: vfioPciIndexToOffset(req.index),
+            },
+            caps,
+          );
+          return 0;
+        }
+        case VFIO_DEVICE_SET_IRQS: {
+          const hdr = vfioIrqSet.copyFromUser(arg);
+          const size = vfioSetIrqsValidateAndPrepare(hdr, VFIO_PCI_NUM_IRQS, 1);
+          const data = vfioIrqSetData(arg, hdr, size);
+          if (hdr.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+            state.irq = data[0]! >= 0 ? eventfdCtxFdget(data[0]!) : null;
+          } else if (hdr.flags & VFIO_IRQ_SET_DATA_NONE) {
+            state.irq?.signal();
+          } else if (hdr.flags & VFIO_IRQ_SET_DATA_BOOL && data[0]) {
+            state.irq?.signal();
+          }
+          return 0;
+        }
+        case VFIO_DEVICE_RESET:
+          state.regs.fill(0);
+          return 0;
+        case VFIO_DEVICE_GET_GFX_DMABUF: {
+          const buf = new DmaBuf({ memory: state.fb });
+          state.dmabufs.push(buf);
+          return buf.fd;
+        }
+        default:
+          throw new KernelError('ENOTTY', `unknown ioctl 0x${cmd.toString(16)}`);
+      }
+    },
+    mmap(_m, vma) {
+      if (!vma.shared) throw new KernelError('EINVAL', 'not shared');
+      if (vma.pgoff * PAGE_SIZE !== vfioPciIndexToOffset(9) || vma.length > state.fb.length) {
+        throw new KernelError('EINVAL', 'bad mmap');
+      }
+      return state.fb.subarray(0, vma.length);
+    },
+  };
+  for (const name of without) delete ops[name];
+  return ops;
+}
+
+function setup(without: (keyof MdevVfioOps)[] = []) {
+  const state: TestState = {
+    regs: new Uint8Array(16),
+    accesses: [],
+    opens: 0,
+    releases: 0,
+    irq: null,
+    fb: new Uint8Array(2 * PAGE_SIZE),
+    dmabufs: [],
+  };
+  const cls = new Class('vfiotest');
+  cls.register();
+  const parent = new Device({ name: 'vfiotest', class: cls });
+  parent.add();
+  mdevVfioRegisterDevice(parent, {
+    supportedTypeGroups: [
+      { name: 'a', attrs: [] },
+      { name: 'noops', attrs: [] },
+    ],
+    create(type, mdev) {
+      if (type.group.name === 'a') mdevVfioSetOps(mdev, testOps(state, without));
+    },
+    remove() {},
+  });
+  cleanups.push(() => {
+    mdevVfioUnregisterDevice(parent);
+    parent.unregister();
+    cls.unregister();
+    mdevVfioExit();
+  });
+  const mdev = mdevDeviceCreate(parent, 'a', '11111111-2222-3333-4444-555555555555');
+  return { state, parent, mdev };
+}
+
+describe('the VFIO mediated bus', () => {
+  it('puts mdevs on bus mdev, bound to vfio_mdev, with /sys/class/mdev_bus', () => {
+    const { mdev, parent } = setup();
+    expect(mdev).toBeInstanceOf(MdevVfioDevice);
+    expect(vfioMdevFromDev(mdev)).toBe(mdev);
+    expect(vfioMdevFromDev(parent)).toBeNull();
+    expect(mdev.driver?.name).toBe('vfio_mdev');
+    expect(sysfs.readlink(`/sys/bus/mdev/devices/${mdev.uuid}/driver`)).toBe(
+      '/sys/bus/mdev/drivers/vfio_mdev',
+    );
+    expect(sysfs.exists('/sys/class/mdev_bus/vfiotest')).toBe(true);
+    expect(vfioMdevDevices()).toEqual([mdev]);
+    expect(typeof mdevVfioGetOps(mdev).ioctl).toBe('function');
+  });
+
+  it('refuses to open a device whose parent set no ops or no open op (EINVAL)', () => {
+    const { parent } = setup();
+    const bare = mdevDeviceCreate(parent, 'noops', '11111111-2222-3333-4444-000000000001');
+    expect(errno(() => mdevVfioGetOps(bare))).toBe('ENODEV');
+    expect(errno(() => vfioDeviceOpen(bare))).toBe('EINVAL');
+    expect(errno(() => vfioDeviceOpen('99999999-2222-3333-4444-000000000001'))).toBe('ENODEV');
+  });
+
+  it('answers EINVAL for each missing op, as vfio_mdev does', () => {
+    setup(['open']);
+    expect(errno(() => vfioDeviceOpen('11111111-2222-3333-4444-555555555555'))).toBe('EINVAL');
+    cleanups.pop()!();
+    setup(['read', 'write', 'ioctl', 'mmap']);
+    const h = vfioDeviceOpen('11111111-2222-3333-4444-555555555555');
+    expect(errno(() => h.read(0, 4))).toBe('EINVAL');
+    expect(errno(() => h.write(0, [1]))).toBe('EINVAL');
+    expect(errno(() => h.ioctl(VFIO_DEVICE_RESET))).toBe('EINVAL');
+    expect(errno(() => h.mmap(0, PAGE_SIZE))).toBe('EINVAL');
+    h.close();
+  });
+});
+
+describe('a VFIO device handle', () => {
+  it('calls open and release once per handle; a closed handle is EBADF', () => {
+    const { state, mdev } = setup();
+    const h = vfioDeviceOpen(mdev.uuid.toUpperCase());
+    expect(h).toBeInstanceOf(VfioDevice);
+    expect(fdget(h.fd)).toBe(h);
+    expect(state.opens).toBe(1);
+    h.close();
+    h.close();
+    expect(state.releases).toBe(1);
+    expect(errno(() => h.read(0, 1))).toBe('EBADF');
+    expect(errno(() => fdget(h.fd))).toBe('EBADF');
+  });
+
+  it('splits read and write into naturally aligned 4/2/1-byte accesses', () => {
+    const { state, mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    expect(h.write(1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).toBe(10);
+    expect(state.accesses).toEqual(['w1@1', 'w2@2', 'w4@4', 'w2@8', 'w1@10']);
+    expect([...h.read(0, 12)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0]);
+    expect(state.accesses.slice(5)).toEqual(['r4@0', 'r4@4', 'r4@8']);
+    h.writeU32(12, 0xdeadbeef);
+    expect(h.readU16(14)).toBe(0xdead);
+    expect(h.readU8(12)).toBe(0xef);
+    // A piece outside the registers fails the whole access with EFAULT.
+    expect(errno(() => h.read(14, 4))).toBe('EFAULT');
+    expect(errno(() => h.read(vfioPciIndexToOffset(1), 1))).toBe('EFAULT');
+    expect(errno(() => h.read(-1, 1))).toBe('EINVAL');
+    h.close();
+  });
+
+  it('encodes GET_INFO and unknown ioctls reach the parent (ENOTTY)', () => {
+    const { mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    expect(h.getInfo()).toMatchObject({
+      flags: VFIO_DEVICE_FLAGS_PCI,
+      numRegions: 10,
+      numIrqs: 5,
+    });
+    expect(errno(() => h.ioctl(0x3b00 + 99, new Uint8Array(16)))).toBe('ENOTTY');
+    // A buffer shorter than minsz faults, as copy_from_user would.
+    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_INFO, new Uint8Array(8)))).toBe('EFAULT');
+    // argsz below minsz is EINVAL.
+    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_INFO, vfioDeviceInfo.encode({ argsz: 8 })))).toBe(
+      'EINVAL',
+    );
+    h.close();
+  });
+
+  it('returns the capability chain of GET_REGION_INFO after asking for argsz', () => {
+    const { mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    // First call with the bare struct: CAPS is set and argsz says how much is needed.
+    const small = vfioRegionInfo.encode({ index: 9 });
+    h.ioctl(VFIO_DEVICE_GET_REGION_INFO, small);
+    const first = vfioRegionInfo.decode(small);
+    expect(first.flags & VFIO_REGION_INFO_FLAG_CAPS).toBeTruthy();
+    expect(first.capOffset).toBe(0);
+    expect(first.argsz).toBe(32 + 16 + 32);
+    const info = h.getRegionInfo(9);
+    expect(info.capOffset).toBe(32);
+    expect(info.offset).toBe(9 * 2 ** 40);
+    expect(info.caps.map((c) => [c.id, c.version, c.offset])).toEqual([
+      [2, 1, 32],
+      [1, 1, 48],
+    ]);
+    expect(vfioDecodeCapType(info.caps[0]!)).toEqual({
+      type: VFIO_REGION_TYPE_GFX,
+      subtype: VFIO_REGION_SUBTYPE_GFX_EDID,
+    });
+    expect(vfioDecodeCapSparseMmap(info.caps[1]!)).toEqual([{ offset: 0, size: PAGE_SIZE }]);
+    const plain = h.getRegionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
+    expect(plain.caps).toEqual([]);
+    expect(plain.flags & VFIO_REGION_INFO_FLAG_CAPS).toBe(0);
+    expect(errno(() => h.getRegionInfo(10))).toBe('EINVAL');
+    h.close();
+  });
+
+  it('passes eventfds through SET_IRQS as fd numbers and counts the signals', () => {
+    const { state, mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    const efd = new Eventfd();
+    const seen: number[] = [];
+    efd.onSignal((_e, n) => seen.push(n));
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: 0,
+      data: [efd],
+    });
+    expect(state.irq).toBe(efd);
+    h.setIrqs({ flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index: 0, count: 1 });
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: 0,
+      data: [true],
+    });
+    expect(seen).toEqual([1, 1]);
+    expect(efd.total).toBe(2);
+    expect(efd.read()).toBe(2);
+    expect(errno(() => efd.read())).toBe('EAGAIN');
+    // Bad index, bad range and a closed fd.
+    expect(
+      errno(() =>
+        h.setIrqs({ flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index: 5 }),
+      ),
+    ).toBe('EINVAL');
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+          index: 0,
+          start: 1,
+          data: [efd],
+        }),
+      ),
+    ).toBe('EINVAL');
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+          index: 0,
+          data: [efd],
+        }),
+      ),
+    ).toBe('EINVAL');
+    efd.close();
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+          index: 0,
+          data: [efd],
+        }),
+      ),
+    ).toBe('EBADF');
+    expect(errno(() => eventfdCtxFdget(h.fd))).toBe('EINVAL');
+    h.close();
+  });
+
+  it('maps a shared view and hands out dma-bufs as files', () => {
+    const { state, mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    const map = h.mmap(vfioPciIndexToOffset(9), PAGE_SIZE);
+    map[5] = 0x5a;
+    expect(state.fb[5]).toBe(0x5a);
+    expect(errno(() => h.mmap(vfioPciIndexToOffset(9) + 1, PAGE_SIZE))).toBe('EINVAL');
+    expect(errno(() => h.mmap(vfioPciIndexToOffset(9), PAGE_SIZE, { shared: false }))).toBe(
+      'EINVAL',
+    );
+    const buf = h.getGfxDmabuf(1);
+    expect(buf.size).toBe(2 * PAGE_SIZE);
+    state.fb[PAGE_SIZE] = 7;
+    expect(buf.mmap(PAGE_SIZE, PAGE_SIZE)[0]).toBe(7);
+    expect(errno(() => buf.mmap(1, 1))).toBe('EINVAL');
+    buf.close();
+    expect(errno(() => buf.mmap())).toBe('EBADF');
+    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_GFX_DMABUF, null))).toBeUndefined();
+    for (const b of state.dmabufs) b.close();
+    h.close();
+  });
+
+  it('revokes open handles when the mdev is removed (release once, then ENODEV)', () => {
+    const { state, mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    mdevDeviceRemove(mdev as MdevDevice);
+    expect(state.releases).toBe(1);
+    expect(errno(() => h.read(0, 1))).toBe('ENODEV');
+    h.close();
+    expect(state.releases).toBe(1);
+    expect(vfioMdevDevices()).toEqual([]);
+  });
+});
+
+describe('the eventfd', () => {
+  it('resolves wait() at the next signal', async () => {
+    const efd = new Eventfd();
+    const p = efd.wait();
+    efd.signal(3);
+    await expect(p).resolves.toBe(3);
+    efd.close();
+    expect(efd.signal()).toBe(0);
+  });
+});
