@@ -205,18 +205,40 @@ describe('Workqueue', () => {
     expect(runs).toBe(1);
   });
 
-  it('lets an item requeue itself and yields the event loop between runs', async () => {
+  it('runs items requeued during a drain in the same turn, and still yields the event loop', async () => {
     const wq = new Workqueue('t');
+    const other = new Workqueue('u');
     const order: string[] = [];
     let n = 0;
-    const work = new Work((w) => {
-      order.push(`run${n}`);
-      if (++n < 3) wq.queue(w);
+    const pong = new Work(() => {
+      order.push(`pong${n}`);
     });
-    wq.queue(work);
+    const ping = new Work((w) => {
+      order.push(`ping${n}`);
+      if (++n < 3) {
+        other.queue(pong);
+        wq.queue(w);
+      }
+    });
+    wq.queue(ping);
     setImmediate(() => order.push('other'));
     await new Promise((r) => setTimeout(r, 20));
-    expect(order).toEqual(['run0', 'other', 'run1', 'run2']);
+    // One FIFO across queues, requeued items in the same turn: no event-loop turn per hop.
+    expect(order.slice(0, 5)).toEqual(['ping0', 'pong1', 'ping1', 'pong2', 'ping2']);
+
+    // An item that requeues itself forever does not starve the event loop: the turn ends after
+    // the time slice and a timer gets to stop it.
+    let spins = 0;
+    let stop = false;
+    const spinner = new Work((w) => {
+      spins++;
+      if (!stop) wq.queue(w);
+    });
+    wq.queue(spinner);
+    await new Promise((r) => setTimeout(r, 10));
+    stop = true;
+    await wq.flush(spinner);
+    expect(spins).toBeGreaterThan(1);
   });
 
   it('cancels a pending item and waits for a running one', async () => {

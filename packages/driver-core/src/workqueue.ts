@@ -9,6 +9,8 @@ export class Work {
   /** @internal */ pending = false;
   /** @internal */ running = false;
   /** @internal */ idleWaiters: Waiter[] = [];
+  /** @internal The queue it was last queued on (for error reports). */
+  queuedOn: Workqueue | null = null;
 
   constructor(fn: WorkFn) {
     this.fn = fn;
@@ -26,17 +28,90 @@ export class Work {
 }
 
 /**
- * Mirrors a workqueue: `queue()` (queue_work/schedule_work) runs each item once per queuing, on a
- * later turn of the event loop; an item queued again while pending is not queued twice. Every batch
- * of items runs in one `setImmediate` turn, and items queued while a batch runs go to the next
- * turn, so a device that requeues itself cannot starve the event loop. No allocation per queuing.
+ * The thread's worker pool (the kernel's per-CPU kworker pool): every Workqueue of this thread
+ * feeds one FIFO run queue, drained in one `setImmediate` turn. Items queued while the pool
+ * drains (a device that requeues itself, the NAPI poll its interrupt scheduled) run in the same
+ * turn, so a datapath does not pay an event-loop turn per hop; after `WORK_SLICE_MS` the pool
+ * yields to the event loop and goes on in the next turn, so nothing starves timers or I/O.
+ */
+export const WORK_SLICE_MS = 2;
+
+const pool = {
+  items: [] as Work[],
+  head: 0,
+  scheduled: false,
+  draining: false,
+};
+
+function schedule(): void {
+  if (pool.scheduled || pool.draining) return;
+  pool.scheduled = true;
+  setImmediate(drainPool);
+}
+
+function drainPool(): void {
+  pool.scheduled = false;
+  pool.draining = true;
+  const deadline = performance.now() + WORK_SLICE_MS;
+  let n = 0;
+  try {
+    while (pool.head < pool.items.length) {
+      const work = pool.items[pool.head++]!;
+      runItem(work);
+      if ((++n & 31) === 0 && performance.now() >= deadline) break;
+    }
+  } finally {
+    pool.draining = false;
+    const { items } = pool;
+    if (pool.head === items.length) {
+      items.length = 0;
+      pool.head = 0;
+    } else {
+      if (pool.head > 1024) {
+        items.copyWithin(0, pool.head);
+        items.length -= pool.head;
+        pool.head = 0;
+      }
+      schedule();
+    }
+  }
+}
+
+function runItem(work: Work): void {
+  if (!work.pending) return; // cancelled after queuing
+  const wq = work.queuedOn;
+  work.pending = false;
+  work.running = true;
+  let result: void | Promise<void>;
+  try {
+    result = work.fn(work);
+  } catch (err) {
+    work.running = false;
+    settle(work);
+    reportWorkError(wq?.name ?? 'events', err);
+    return;
+  }
+  if (result && typeof (result as Promise<void>).then === 'function') {
+    (result as Promise<void>).then(
+      () => finish(work),
+      (err) => {
+        finish(work);
+        reportWorkError(wq?.name ?? 'events', err);
+      },
+    );
+  } else {
+    work.running = false;
+    settle(work);
+  }
+}
+
+/**
+ * Mirrors a workqueue: `queue()` (queue_work/schedule_work) runs each item once per queuing, off
+ * the caller's stack, on the thread's worker pool; an item queued again while pending is not
+ * queued twice. No allocation per queuing.
  */
 export class Workqueue {
   readonly name: string;
-  private items: Work[] = [];
-  private spare: Work[] = [];
-  private scheduled = false;
-  private readonly drain = () => this.runBatch();
 
   constructor(name = 'events') {
     this.name = name;
@@ -46,47 +121,10 @@ export class Workqueue {
   queue(work: Work): boolean {
     if (work.pending) return false;
     work.pending = true;
-    this.items.push(work);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.drain);
-    }
+    work.queuedOn = this;
+    pool.items.push(work);
+    schedule();
     return true;
-  }
-
-  private runBatch(): void {
-    this.scheduled = false;
-    const batch = this.items;
-    this.items = this.spare;
-    for (let i = 0; i < batch.length; i++) {
-      const work = batch[i]!;
-      if (!work.pending) continue; // cancelled after queuing
-      work.pending = false;
-      work.running = true;
-      let result: void | Promise<void>;
-      try {
-        result = work.fn(work);
-      } catch (err) {
-        work.running = false;
-        settle(work);
-        reportWorkError(this.name, err);
-        continue;
-      }
-      if (result && typeof (result as Promise<void>).then === 'function') {
-        (result as Promise<void>).then(
-          () => finish(work),
-          (err) => {
-            finish(work);
-            reportWorkError(this.name, err);
-          },
-        );
-      } else {
-        work.running = false;
-        settle(work);
-      }
-    }
-    batch.length = 0;
-    this.spare = batch;
   }
 
   /** Mirrors flush_work(): resolves once the item is neither pending nor running. */
@@ -102,9 +140,8 @@ export class Workqueue {
   async cancelSync(work: Work): Promise<boolean> {
     const wasPending = work.pending;
     if (wasPending) {
+      // The pool skips an entry whose item is no longer pending.
       work.pending = false;
-      const i = this.items.indexOf(work);
-      if (i >= 0) this.items.splice(i, 1);
       if (!work.running) settle(work);
     }
     if (work.running) await new Promise<void>((resolve) => work.idleWaiters.push(resolve));

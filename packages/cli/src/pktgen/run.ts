@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sysfs } from '@mdev/driver-core';
+import { sysfs, Work, Workqueue } from '@mdev/driver-core';
 import { type MdevDevice, mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit } from '@mdev/mdev-virtio';
 import { type MvnetLoopback, mvnetLoopbackInit } from '@mdev/mvnet-loopback';
@@ -13,15 +13,7 @@ import {
   unregisterVirtioNetDriver,
   VirtNet,
 } from '@mdev/virtio-net';
-import {
-  frameIntact,
-  frameSeq,
-  initFrame,
-  MAX_FRAME,
-  MIN_FRAME,
-  SEQ_OFFSET,
-  stampFrame,
-} from './frame';
+import { FramePattern, frameSeq, initFrame, MAX_FRAME, MIN_FRAME, SEQ_OFFSET } from './frame';
 import { PcapWriter } from './pcap';
 
 export const MVNET_TYPE_PATH =
@@ -110,6 +102,9 @@ export function setupStack(uuid: string = randomUUID()): PktgenStack {
   }
 }
 
+/** The workqueue the sender runs on (the pktgen kthread). */
+const pktgenWq = new Workqueue('pktgen');
+
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -131,6 +126,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const mac = netdev.mac;
   const frame = new Uint8Array(opts.size);
   initFrame(frame, mac);
+  const pattern = new FramePattern(opts.size, mac);
   const pcap = opts.pcap ? new PcapWriter(opts.pcap) : null;
   const deviceStats = mvnet.stateOf(mdev).stats;
   const droppedBefore = deviceStats.txDropped;
@@ -140,11 +136,9 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   let corrupted = 0;
   let reordered = 0;
   let expected = 0;
-  let lastRxAt = 0;
   netdev.onReceive = (buf, offset, length) => {
     rx++;
     rxBytes += length;
-    lastRxAt = performance.now();
     if (length < SEQ_OFFSET + 4) {
       corrupted++;
       return;
@@ -152,7 +146,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     const seq = frameSeq(buf, offset);
     if (seq < expected) reordered++;
     else expected = seq + 1;
-    if (opts.verify && !frameIntact(buf, offset, length, opts.size, mac)) corrupted++;
+    if (opts.verify && !pattern.intact(buf, offset, length)) corrupted++;
     pcap?.write(buf, offset, length);
   };
 
@@ -162,11 +156,6 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const stopAt = opts.duration ? start + opts.duration * 1000 : Number.POSITIVE_INFINITY;
   let tx = 0;
   let lastProgress = start;
-  let wake: (() => void) | null = null;
-  netdev.onTxWake = () => {
-    wake?.();
-    wake = null;
-  };
   const netBefore = netdev.stats;
   // Frames the device found no receive buffer for, plus those the driver gave up on (a broken
   // queue, or a device removed mid-run).
@@ -182,37 +171,53 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     );
   };
 
-  while (tx < target && performance.now() < stopAt && netdev.isUp) {
-    let n = 0;
-    while (n < opts.burst && tx < target) {
-      if (opts.verify) stampFrame(frame, tx);
-      else {
-        frame[SEQ_OFFSET] = tx >>> 24;
-        frame[SEQ_OFFSET + 1] = (tx >>> 16) & 0xff;
-        frame[SEQ_OFFSET + 2] = (tx >>> 8) & 0xff;
-        frame[SEQ_OFFSET + 3] = tx & 0xff;
+  // The sender is a work item on the thread's worker pool, like the kernel's pktgen thread: a
+  // burst per run, then it requeues itself, so the device's work and the NAPI poll its interrupt
+  // schedules run between bursts in the same event-loop turn.
+  await new Promise<void>((resolve) => {
+    const sender = new Work(() => {
+      if (!(tx < target && netdev.isUp) || (opts.duration && performance.now() >= stopAt)) {
+        netdev.onTxWake = null;
+        resolve();
+        return;
       }
-      const more = n < opts.burst - 1 && tx < target - 1;
-      if (netdev.xmit(frame, more) === NETDEV_TX_BUSY) break;
-      tx++;
-      n++;
-    }
-    netdev.flush();
-    if (n === 0 && netdev.txStopped) {
-      // The ring is full: wait for the wake callback (or the next turn, whichever is first).
-      await Promise.race([new Promise<void>((r) => (wake = r)), nextTurn()]);
-    } else {
-      await nextTurn();
-    }
-    const now = performance.now();
-    if (opts.onProgress && now - lastProgress >= 200) {
-      lastProgress = now;
-      opts.onProgress(tx, rx, target);
-    }
-  }
+      let n = 0;
+      while (n < opts.burst && tx < target) {
+        if (opts.verify) pattern.stamp(frame, tx);
+        else {
+          frame[SEQ_OFFSET] = tx >>> 24;
+          frame[SEQ_OFFSET + 1] = (tx >>> 16) & 0xff;
+          frame[SEQ_OFFSET + 2] = (tx >>> 8) & 0xff;
+          frame[SEQ_OFFSET + 3] = tx & 0xff;
+        }
+        const more = n < opts.burst - 1 && tx < target - 1;
+        if (netdev.xmit(frame, more) === NETDEV_TX_BUSY) break;
+        tx++;
+        n++;
+      }
+      netdev.flush();
+      if (opts.onProgress && (tx & 0x3fff) < n) {
+        const now = performance.now();
+        if (now - lastProgress >= 200) {
+          lastProgress = now;
+          opts.onProgress(tx, rx, target);
+        }
+      }
+      if (n === 0 && netdev.txStopped) {
+        // A full ring: the TX wake (the device completed frames) requeues the sender; a timer
+        // does too, in case the device is gone and no wake will come.
+        setTimeout(() => pktgenWq.queue(sender), 5);
+        return;
+      }
+      pktgenWq.queue(sender);
+    });
+    netdev.onTxWake = () => pktgenWq.queue(sender);
+    pktgenWq.queue(sender);
+  });
   // Drain: wait until every frame is received or dropped, or nothing moves for two seconds.
   let lastSeen = rx + dropped();
   let idleSince = performance.now();
+  let end = performance.now();
   while (rx + dropped() < tx && netdev.isUp) {
     await nextTurn();
     const seen = rx + dropped();
@@ -220,9 +225,9 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     if (seen !== lastSeen) {
       lastSeen = seen;
       idleSince = now;
+      end = now;
     } else if (now - idleSince > 2000) break;
   }
-  const end = lastRxAt > start ? lastRxAt : performance.now();
   netdev.onReceive = null;
   netdev.onTxWake = null;
   await pcap?.close();

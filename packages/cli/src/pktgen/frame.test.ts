@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { FramePattern, frameIntact, initFrame, stampFrame } from './frame';
+
+const mac = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
+
+describe('FramePattern', () => {
+  for (const size of [60, 61, 63, 64, 512, 1514]) {
+    it(`stamps the same bytes as stampFrame and checks like frameIntact (${size} B)`, () => {
+      const p = new FramePattern(size, mac);
+      const ref = new Uint8Array(size);
+      initFrame(ref, mac);
+      // Received frames at aligned and misaligned offsets of one buffer.
+      const rx = new Uint8Array(4096);
+      for (const seq of [0, 1, 255, 256, 257, 0x12345678, 0xffffffff]) {
+        stampFrame(ref, seq);
+        const got = new Uint8Array(size);
+        p.stamp(got, seq);
+        expect(got).toEqual(ref);
+        for (const off of [12, 13, 14, 15]) {
+          rx.set(got, off);
+          expect(p.intact(rx, off, size)).toBe(true);
+          expect(frameIntact(rx, off, size, size, mac)).toBe(true);
+          // A flipped byte (the low sequence byte included: another payload class), or a wrong length,
+          // is caught. (A high sequence byte flipped makes another intact frame: order catches it.)
+          for (const at of [0, 7, 12, 13, 17, 18, 19, 20, size - 1]) {
+            rx[off + at]! ^= 0x40;
+            expect(p.intact(rx, off, size)).toBe(frameIntact(rx, off, size, size, mac));
+            expect(p.intact(rx, off, size)).toBe(false);
+            rx[off + at]! ^= 0x40;
+          }
+          expect(p.intact(rx, off, size - 1)).toBe(false);
+        }
+      }
+    });
+  }
+});
