@@ -1,0 +1,61 @@
+export { MBOCHS_MEMORY_BAR, MBOCHS_MMIO_BAR, mbochsConfigSpace } from './config';
+export {
+  MBOCHS_CONFIG_SPACE_SIZE,
+  MBOCHS_EDID_BLOB_OFFSET,
+  MBOCHS_EDID_MAX_SIZE,
+  MBOCHS_EDID_OFFSET,
+  MBOCHS_EDID_REGION_INDEX,
+  MBOCHS_EDID_SIZE,
+  MBOCHS_MAX_MBYTES,
+  MBOCHS_MEMORY_BAR_OFFSET,
+  MBOCHS_MMIO_BAR_OFFSET,
+  MBOCHS_MMIO_BAR_SIZE,
+  MBOCHS_MMIO_DISPI_BASE,
+  MBOCHS_MMIO_EDID_BASE,
+  MBOCHS_NAME,
+  MBOCHS_NUM_REGIONS,
+  MBOCHS_PCI_DEVICE_ID,
+  MBOCHS_PCI_VENDOR_ID,
+  MBOCHS_TYPES,
+  type MbochsTypeDef,
+  VBE_DISPI_8BIT_DAC,
+  VBE_DISPI_DISABLED,
+  VBE_DISPI_ENABLED,
+  VBE_DISPI_GETCAPS,
+  VBE_DISPI_ID0,
+  VBE_DISPI_ID5,
+  VBE_DISPI_INDEX_BANK,
+  VBE_DISPI_INDEX_BPP,
+  VBE_DISPI_INDEX_COUNT,
+  VBE_DISPI_INDEX_ENABLE,
+  VBE_DISPI_INDEX_ID,
+  VBE_DISPI_INDEX_VIDEO_MEMORY_64K,
+  VBE_DISPI_INDEX_VIRT_HEIGHT,
+  VBE_DISPI_INDEX_VIRT_WIDTH,
+  VBE_DISPI_INDEX_X_OFFSET,
+  VBE_DISPI_INDEX_XRES,
+  VBE_DISPI_INDEX_Y_OFFSET,
+  VBE_DISPI_INDEX_YRES,
+  VBE_DISPI_IOPORT_DATA,
+  VBE_DISPI_IOPORT_INDEX,
+  VBE_DISPI_LFB_ENABLED,
+  VBE_DISPI_NOCLEARMEM,
+} from './defs';
+export {
+  Mbochs,
+  type MbochsOptions,
+  MbochsState,
+  mbochsExit,
+  mbochsInit,
+  mbochsVfioOps,
+} from './device';
+export { type DispiLimits, DispiRegisters } from './dispi';
+export { MbochsDmabuf } from './dmabuf';
+export { type EdidOptions, generateEdid, MbochsEdid } from './edid';
+export {
+  MBOCHS_MIN_RES,
+  type MbochsMode,
+  mbochsCheckFramebuffer,
+  mbochsModesEqual,
+} from './framebuffer';
+export { MbochsMemory } from './memory';
