@@ -39,6 +39,8 @@ import {
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './config';
 import { emptyStats, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+import { MvnetOffload } from './offload';
+import { PENDING_BROKEN, PENDING_RX, PENDING_TX } from './offload-protocol';
 
 /** MVNET_CLASS_NAME / MVNET_NAME. */
 export const MVNET_NAME = 'mvnet_loopback';
@@ -59,13 +61,25 @@ export interface MvnetOptions {
   maxInstances?: number;
   /** Frames per work run; default MVNET_BUDGET. */
   budget?: number;
+  /**
+   * The largest queue the device takes (get_vq_num_max): a power of two from 2 to 32768;
+   * default MVNET_QUEUE_MAX (256).
+   */
+  queueSize?: number;
+  /**
+   * Worker mode: the datapath of every instance runs in a worker thread over the shared host
+   * memory (which must be SharedArrayBuffer regions), as a card's hardware would.
+   */
+  offload?: boolean;
 }
 
 /** The state of one mvnet instance (struct mvnet_state). */
 export class MvnetState {
   readonly mdev: MdevDevice;
   readonly vqs: MvnetQueue[];
-  readonly stats: MvnetStats = emptyStats();
+  /** The instance's row in the worker's tables (worker mode). */
+  readonly slot: number;
+  readonly stats: MvnetStats;
   readonly datapath: LoopbackDatapath;
   readonly work: Work;
   status = 0;
@@ -77,8 +91,11 @@ export class MvnetState {
   constructor(
     mdev: MdevDevice,
     private readonly owner: MvnetLoopback,
+    slot: number,
   ) {
     this.mdev = mdev;
+    this.slot = slot;
+    this.stats = owner.offload ? owner.offload.stats(slot) : emptyStats();
     this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
     this.datapath = new LoopbackDatapath(
       this.vqs[MVNET_RX_QUEUE]!,
@@ -96,7 +113,7 @@ export class MvnetState {
   }
 
   /** A ring fault: set DEVICE_NEEDS_RESET and tell the driver through a config interrupt (2.1.2). */
-  private needsReset(): void {
+  needsReset(): void {
     if (this.status & VIRTIO_CONFIG_S_NEEDS_RESET) return;
     this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
     for (const vq of this.vqs) vq.ready = false;
@@ -106,6 +123,12 @@ export class MvnetState {
   /** mvnet_reset: queues, features and status go back to zero; the generation moves on. */
   reset(): void {
     void this.owner.wq.cancelSync(this.work);
+    const offload = this.owner.offload;
+    if (offload) {
+      // Synchronous: once this returns the worker no longer touches the rings.
+      for (let q = 0; q < this.vqs.length; q++)
+        if (this.vqs[q]!.ready) offload.unready(this.slot, q);
+    }
     for (const vq of this.vqs) vq.reset();
     this.features = 0n;
     this.status = 0;
@@ -147,7 +170,9 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     },
     kickVq(mdev, idx) {
       const s = state(mdev);
-      if (s.vqs[idx]?.ready) owner.wq.queue(s.work);
+      if (!s.vqs[idx]?.ready) return;
+      if (owner.offload) owner.offload.kick();
+      else owner.wq.queue(s.work);
     },
     setVqCb(mdev, idx, cb) {
       const vq = queue(mdev, idx);
@@ -158,27 +183,40 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       const s = state(mdev);
       const vq = queue(mdev, idx);
       if (!ready) {
+        if (vq.ready && owner.offload) owner.offload.unready(s.slot, idx);
         vq.ready = false;
         return;
       }
-      // The sample always used 256; this device uses the size the driver set (set_vq_num).
-      const err = vq.vrh.init({
-        num: vq.num || MVNET_QUEUE_MAX,
+      // The sample always used 256; this device uses the size the driver set (set_vq_num), up
+      // to its maximum.
+      const num = vq.num || owner.queueSize;
+      if (num > owner.queueSize) {
+        vq.ready = false;
+        return;
+      }
+      const config = {
+        num,
         descAddr: vq.descAddr,
         availAddr: vq.driverAddr,
         usedAddr: vq.deviceAddr,
         eventIdx: hasFeature(s.features, VIRTIO_RING_F_EVENT_IDX),
-      });
+      };
+      const err = owner.offload ? owner.offload.ready(s.slot, idx, config) : vq.vrh.init(config);
       vq.ready = err === 0;
     },
     getVqReady(mdev, idx) {
       return queue(mdev, idx).ready;
     },
     setVqState(mdev, idx, st) {
-      queue(mdev, idx).vrh.setLastAvailIdx(st);
+      const vq = queue(mdev, idx);
+      if (owner.offload) owner.offload.setState(state(mdev).slot, idx, st);
+      else vq.vrh.setLastAvailIdx(st);
     },
     getVqState(mdev, idx) {
-      return queue(mdev, idx).vrh.getLastAvailIdx();
+      const vq = queue(mdev, idx);
+      return owner.offload
+        ? owner.offload.getState(state(mdev).slot, idx)
+        : vq.vrh.getLastAvailIdx();
     },
     getVqAlign() {
       return MVNET_QUEUE_ALIGN;
@@ -197,7 +235,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       state(mdev).configCb = cb;
     },
     getVqNumMax() {
-      return MVNET_QUEUE_MAX;
+      return owner.queueSize;
     },
     getDeviceId() {
       return MVNET_DEVICE_ID;
@@ -241,14 +279,39 @@ export class MvnetLoopback {
   readonly wq = new Workqueue('mvnet');
   readonly budget: number;
   readonly maxInstances: number;
+  readonly queueSize: number;
   readonly instances = new Set<MvnetState>();
+  /** The datapath worker (worker mode), or null when the datapath runs on a workqueue. */
+  readonly offload: MvnetOffload | null;
+  private readonly bySlot: (MvnetState | null)[];
   private readonly ops: MdevVirtioOps;
 
   constructor(options: MvnetOptions) {
     this.options = options;
     this.budget = options.budget ?? MVNET_BUDGET;
     this.maxInstances = options.maxInstances ?? 64;
+    this.queueSize = options.queueSize ?? MVNET_QUEUE_MAX;
+    if (
+      !Number.isInteger(this.queueSize) ||
+      this.queueSize < 2 ||
+      this.queueSize > 32768 ||
+      (this.queueSize & (this.queueSize - 1)) !== 0
+    ) {
+      throw new RangeError(
+        `mvnet: queue size ${options.queueSize} is not a power of two from 2 to 32768`,
+      );
+    }
+    if (!Number.isInteger(this.maxInstances) || this.maxInstances < 1) {
+      throw new RangeError(
+        `mvnet: maxInstances ${options.maxInstances} must be a positive integer`,
+      );
+    }
+    this.bySlot = new Array(this.maxInstances).fill(null);
     this.ops = makeOps(this);
+    this.offload = options.offload
+      ? new MvnetOffload(options.memory, this.maxInstances, this.budget)
+      : null;
+    if (this.offload) this.offload.onPending = (slot, bits) => this.deliver(slot, bits);
     this.cls = new Class(MVNET_NAME);
     this.cls.register();
     this.parent = new Device({ name: MVNET_NAME, class: this.cls });
@@ -294,15 +357,28 @@ export class MvnetLoopback {
     } catch (err) {
       this.parent.unregister();
       this.cls.unregister();
+      void this.offload?.close();
       throw err;
     }
   }
 
+  /** Interrupts and faults the worker raised for a slot (worker mode). */
+  private deliver(slot: number, bits: number): void {
+    const s = this.bySlot[slot];
+    if (!s) return;
+    if (bits & PENDING_BROKEN) s.needsReset(); // the worker counted the ring error
+    if (bits & PENDING_RX && s.vqs[MVNET_RX_QUEUE]!.ready) s.vqs[MVNET_RX_QUEUE]!.interrupt();
+    if (bits & PENDING_TX && s.vqs[MVNET_TX_QUEUE]!.ready) s.vqs[MVNET_TX_QUEUE]!.interrupt();
+  }
+
   private create(mdev: MdevDevice): void {
-    if (this.instances.size >= this.maxInstances) {
+    const slot = this.bySlot.indexOf(null);
+    if (this.instances.size >= this.maxInstances || slot < 0) {
       throw new KernelError('ENOSPC', `mvnet: all ${this.maxInstances} instances are in use`);
     }
-    const s = new MvnetState(mdev, this);
+    this.offload?.attach(slot);
+    const s = new MvnetState(mdev, this, slot);
+    this.bySlot[slot] = s;
     mdevSetDrvdata(mdev, s);
     this.instances.add(s);
     mdev.dmaOps = this.options.dma; // "HVA as IOVA"
@@ -340,7 +416,9 @@ export class MvnetLoopback {
       throw new KernelError('EINVAL', `mvnet: unknown ${mdev.uuid}`);
     // Unlike the sample, stop the datapath before the state goes away.
     void this.wq.cancelSync(s.work);
+    this.offload?.detach(s.slot);
     for (const vq of s.vqs) vq.reset();
+    this.bySlot[s.slot] = null;
     this.instances.delete(s);
     mdevSetDrvdata(mdev, null);
   }
@@ -355,6 +433,7 @@ export class MvnetLoopback {
     mdevVirtioUnregisterDevice(this.parent);
     this.parent.unregister();
     this.cls.unregister();
+    void this.offload?.close();
   }
 }
 

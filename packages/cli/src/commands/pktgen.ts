@@ -11,6 +11,8 @@ export const usage = `usage: mdev pktgen [options]
   --duration S     send for S seconds instead of a count
   --size B         frame size, ${MIN_FRAME}-${MAX_FRAME} bytes (default 64)
   --burst N        frames per doorbell (default 32)
+  --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
+  --offload        run the device's datapath in a worker thread (the "hardware")
   --pcap FILE      write the received frames to a pcap file
   --no-verify      check order only, not frame contents
   --json           print one JSON line instead of text
@@ -25,9 +27,10 @@ function positive(name: string, text: string | undefined, fallback: number, min 
 }
 
 /** Formats a result for a person. */
-export function formatResult(r: PktgenResult): string {
+export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
   const lines = [
     `device   ${r.device} (mdev ${r.uuid}), ${r.size}-byte frames`,
+    `datapath ${mode}, queues of ${queueSize}`,
     `tx       ${r.tx}`,
     `rx       ${r.rx}`,
     `dropped  ${r.dropped}`,
@@ -48,6 +51,8 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       duration: { type: 'string' },
       size: { type: 'string' },
       burst: { type: 'string' },
+      'queue-size': { type: 'string' },
+      offload: { type: 'boolean', default: false },
       pcap: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -64,8 +69,13 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     values.duration === undefined ? undefined : positive('duration', values.duration, 0, 0.001);
   const size = positive('size', values.size, 64, MIN_FRAME);
   const burst = positive('burst', values.burst, 32);
+  const queueSize = positive('queue-size', values['queue-size'], 256, 2);
+  if (!Number.isInteger(queueSize) || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0) {
+    throw new RangeError('pktgen: --queue-size must be a power of two from 2 to 32768');
+  }
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
-  const stack = setupStack();
+  const offload = values.offload;
+  const stack = setupStack(undefined, { offload, queueSize });
   let result: PktgenResult;
   try {
     result = await runPktgen(stack, {
@@ -89,7 +99,9 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   if (tty) io.stdout.write('\r\x1b[K');
   io.stdout.write(
-    values.json ? `${JSON.stringify({ name: 'pktgen', ...result })}\n` : formatResult(result),
+    values.json
+      ? `${JSON.stringify({ name: 'pktgen', mode: offload ? 'worker' : 'same-thread', queueSize, ...result })}\n`
+      : formatResult(result, offload ? 'worker' : 'same-thread', queueSize),
   );
   return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
 }

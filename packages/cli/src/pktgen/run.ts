@@ -55,6 +55,14 @@ export interface PktgenResult {
   heapAfterBytes: number;
 }
 
+/** How the stack is built. */
+export interface StackOptions {
+  /** Run mvnet's datapath in a worker thread (worker mode). */
+  offload?: boolean;
+  /** The device's largest queue (a power of two, 2 to 32768; default 256). */
+  queueSize?: number;
+}
+
 /** The stack pktgen runs on: mvnet_loopback, the transport, virtio-net, one mdev and its netdev. */
 export interface PktgenStack {
   mvnet: MvnetLoopback;
@@ -69,10 +77,23 @@ export interface PktgenStack {
  * transport and virtio-net are loaded, `echo $UUID > .../create`, virtio0 appears, virtio-net
  * binds and its net device is opened.
  */
-export function setupStack(uuid: string = randomUUID()): PktgenStack {
+export function setupStack(uuid: string = randomUUID(), options: StackOptions = {}): PktgenStack {
   virtioMdevInit();
   registerVirtioNetDriver();
-  const mvnet = mvnetLoopbackInit({ memory: hostRam.memory, dma: hostRam.dma });
+  let mvnet: MvnetLoopback;
+  try {
+    mvnet = mvnetLoopbackInit({
+      memory: hostRam.memory,
+      dma: hostRam.dma,
+      offload: options.offload,
+      queueSize: options.queueSize,
+    });
+  } catch (err) {
+    unregisterVirtioNetDriver();
+    virtioMdevExit();
+    mdevVirtioExit();
+    throw err;
+  }
   const teardownModules = () => {
     mvnet.exit();
     unregisterVirtioNetDriver();

@@ -1,0 +1,59 @@
+/**
+ * What the main thread and the datapath worker share (worker mode): a control block of 32-bit
+ * words, one pending-interrupt word and a row of counters per instance slot, all in
+ * SharedArrayBuffers, plus requests posted on a MessagePort that the worker reads synchronously.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { SharedMemoryDescriptor, VringhConfig } from '@mdev/virtio-ring';
+import type { MvnetStats } from './datapath';
+
+/** Control words (Int32 indexes). */
+export const CTL_DOORBELL = 0; // main -> worker: bumped by every kick and request
+export const CTL_IRQ = 1; // worker -> main: bumped when pending bits were set
+export const CTL_ACK_SEQ = 2; // worker -> main: the last request handled
+export const CTL_ACK_VALUE = 3; // worker -> main: its result
+export const CTL_STOP = 4; // main -> worker: leave the loop
+export const CTL_WORDS = 8;
+
+/** Pending bits of a slot: queue interrupts and a ring fault. */
+export const PENDING_RX = 1 << 0;
+export const PENDING_TX = 1 << 1;
+export const PENDING_BROKEN = 1 << 2;
+
+/** The counters of a slot, in this order. */
+export const STAT_KEYS: readonly (keyof MvnetStats)[] = [
+  'txPackets',
+  'txBytes',
+  'rxPackets',
+  'rxBytes',
+  'txDropped',
+  'rxTruncated',
+  'ringErrors',
+];
+export const STAT_STRIDE = 8;
+
+/** Requests to the worker; each is answered through CTL_ACK_SEQ / CTL_ACK_VALUE. */
+export type OffloadRequest =
+  | { seq: number; op: 'attach'; slot: number }
+  | { seq: number; op: 'detach'; slot: number }
+  | {
+      seq: number;
+      op: 'ready';
+      slot: number;
+      queue: number;
+      config: VringhConfig;
+      memory: SharedMemoryDescriptor | null;
+    }
+  | { seq: number; op: 'unready'; slot: number; queue: number }
+  | { seq: number; op: 'getState'; slot: number; queue: number }
+  | { seq: number; op: 'setState'; slot: number; queue: number; value: number };
+
+/** What the worker starts with. */
+export interface OffloadWorkerData {
+  control: SharedArrayBuffer;
+  pending: SharedArrayBuffer;
+  stats: SharedArrayBuffer;
+  memory: SharedMemoryDescriptor;
+  port: MessagePort;
+  budget: number;
+}

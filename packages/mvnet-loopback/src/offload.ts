@@ -1,0 +1,214 @@
+/**
+ * Worker mode, main-thread side: the datapath of every instance of a parent runs in one worker
+ * thread (the card's "hardware") over the shared host memory. Kicks are doorbell writes,
+ * interrupts arrive through `Atomics.waitAsync` on the interrupt word, and control requests
+ * (queue ready, reset, ring state) are synchronous, like register writes: the caller waits for
+ * the worker's answer, so after a reset returns the worker no longer touches the rings.
+ */
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { KernelError } from '@mdev/driver-core';
+import {
+  type GuestMemory,
+  NotifyWord,
+  siblingModule,
+  spawnWorker,
+  type VringhConfig,
+} from '@mdev/virtio-ring';
+import type { MvnetStats } from './datapath';
+import {
+  CTL_ACK_SEQ,
+  CTL_ACK_VALUE,
+  CTL_DOORBELL,
+  CTL_IRQ,
+  CTL_STOP,
+  CTL_WORDS,
+  type OffloadRequest,
+  type OffloadWorkerData,
+  STAT_STRIDE,
+} from './offload-protocol';
+
+/** How long a control request may wait for the worker (it boots on the first one). */
+const REQUEST_TIMEOUT_MS = 15_000;
+
+type RequestBody = OffloadRequest extends infer R
+  ? R extends { seq: number }
+    ? Omit<R, 'seq'>
+    : never
+  : never;
+
+/** Counters of a slot, read from the worker's shared row (written by the worker only). */
+class SharedStats implements MvnetStats {
+  constructor(
+    private readonly row: Float64Array,
+    private readonly base: number,
+  ) {}
+  private at(k: number): number {
+    return this.row[this.base + k]!;
+  }
+  get txPackets() {
+    return this.at(0);
+  }
+  get txBytes() {
+    return this.at(1);
+  }
+  get rxPackets() {
+    return this.at(2);
+  }
+  get rxBytes() {
+    return this.at(3);
+  }
+  get txDropped() {
+    return this.at(4);
+  }
+  get rxTruncated() {
+    return this.at(5);
+  }
+  get ringErrors() {
+    return this.at(6);
+  }
+}
+
+export class MvnetOffload {
+  /** Called on the main thread with a slot's pending bits (PENDING_*). */
+  onPending: (slot: number, bits: number) => void = () => {};
+  private readonly ctl: Int32Array;
+  private readonly pending: Int32Array;
+  private readonly statsRow: Float64Array;
+  private readonly doorbell: NotifyWord;
+  private readonly irq: NotifyWord;
+  private readonly port: MessagePort;
+  private readonly worker: Worker;
+  private readonly memory: GuestMemory;
+  private readonly attached = new Set<number>();
+  private sharedRegions: number;
+  private seq = 0;
+  private closed = false;
+  private failure: string | null = null;
+
+  constructor(memory: GuestMemory, slots: number, budget: number) {
+    this.memory = memory;
+    const control = new SharedArrayBuffer(CTL_WORDS * 4);
+    const pending = new SharedArrayBuffer(slots * 4);
+    const stats = new SharedArrayBuffer(slots * STAT_STRIDE * 8);
+    this.ctl = new Int32Array(control);
+    this.pending = new Int32Array(pending);
+    this.statsRow = new Float64Array(stats);
+    this.doorbell = new NotifyWord(control, CTL_DOORBELL * 4);
+    this.irq = new NotifyWord(control, CTL_IRQ * 4);
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    const shared = memory.share();
+    this.sharedRegions = shared.regions.length;
+    const workerData: OffloadWorkerData = {
+      control,
+      pending,
+      stats,
+      memory: shared,
+      port: channel.port2,
+      budget,
+    };
+    this.worker = spawnWorker(siblingModule('offload-worker', import.meta.url), {
+      workerData,
+      transferList: [channel.port2],
+    });
+    this.worker.on('error', (err) => {
+      this.failure = String(err);
+    });
+    this.worker.unref();
+    void this.interruptLoop();
+  }
+
+  /** A doorbell write: the worker looks at every ready queue. */
+  kick(): void {
+    this.doorbell.signal();
+    // The main thread may be busy for a while (a worker-pool turn); interrupts raised meanwhile
+    // are delivered here too, so a driver that keeps transmitting also keeps receiving.
+    this.deliverPending();
+  }
+
+  /** Hands every slot's pending bits to `onPending`. */
+  deliverPending(): void {
+    for (const slot of this.attached) {
+      if (Atomics.load(this.pending, slot) === 0) continue;
+      const bits = Atomics.exchange(this.pending, slot, 0);
+      if (bits !== 0) this.onPending(slot, bits);
+    }
+  }
+
+  attach(slot: number): void {
+    this.call({ op: 'attach', slot });
+    this.attached.add(slot);
+  }
+
+  /** Stops the slot's datapath; when this returns the worker no longer touches its rings. */
+  detach(slot: number): void {
+    this.attached.delete(slot);
+    this.call({ op: 'detach', slot });
+    Atomics.store(this.pending, slot, 0);
+  }
+
+  /** Enables a queue; the result is Vringh.init's (0 or a negative errno). */
+  ready(slot: number, queue: number, config: VringhConfig): number {
+    // Host memory grows by regions; hand the worker the new ones with the queue that may use them.
+    const regions = this.memory.regions.length;
+    const memory = regions !== this.sharedRegions ? this.memory.share() : null;
+    this.sharedRegions = regions;
+    return this.call({ op: 'ready', slot, queue, config, memory });
+  }
+
+  unready(slot: number, queue: number): void {
+    this.call({ op: 'unready', slot, queue });
+  }
+
+  getState(slot: number, queue: number): number {
+    return this.call({ op: 'getState', slot, queue });
+  }
+
+  setState(slot: number, queue: number, value: number): void {
+    this.call({ op: 'setState', slot, queue, value });
+  }
+
+  /** The slot's counters as a live view. */
+  stats(slot: number): MvnetStats {
+    return new SharedStats(this.statsRow, slot * STAT_STRIDE);
+  }
+
+  /** Stops the worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctl, CTL_STOP, 1);
+    this.doorbell.signal();
+    this.irq.signal();
+    this.port.close();
+    await this.worker.terminate();
+  }
+
+  private call(body: RequestBody): number {
+    if (this.closed) throw new KernelError('ENODEV', 'mvnet: the datapath worker has stopped');
+    if (this.failure)
+      throw new KernelError('EIO', `mvnet: the datapath worker failed: ${this.failure}`);
+    const seq = ++this.seq | 0;
+    this.port.postMessage({ ...body, seq });
+    this.doorbell.signal();
+    const deadline = performance.now() + REQUEST_TIMEOUT_MS;
+    for (;;) {
+      const acked = Atomics.load(this.ctl, CTL_ACK_SEQ);
+      if (acked === seq) break;
+      if (performance.now() > deadline) {
+        throw new KernelError('EIO', `mvnet: the datapath worker did not answer ${body.op}`);
+      }
+      Atomics.wait(this.ctl, CTL_ACK_SEQ, acked, 50);
+    }
+    return Atomics.load(this.ctl, CTL_ACK_VALUE);
+  }
+
+  /** Delivers pending interrupts whenever the worker bumps the interrupt word. */
+  private async interruptLoop(): Promise<void> {
+    while (!this.closed) {
+      const seen = this.irq.load();
+      this.deliverPending();
+      await this.irq.waitAsync(seen, 1000);
+    }
+  }
+}
