@@ -1,12 +1,19 @@
 import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
 import * as pktgen from './commands/pktgen';
+import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
 import * as types from './commands/types';
 import type { Command, CommandIo } from './io';
 
 /** Every subcommand of `mdev`, by name. */
-export const commands: Record<string, Command> = { pktgen, types, sysfs: sysfsCmd, demo };
+export const commands: Record<string, Command> = {
+  pktgen,
+  types,
+  sysfs: sysfsCmd,
+  demo,
+  screenshot,
+};
 
 function usage(io: CommandIo): void {
   io.stdout.write('usage: mdev <command> [options]\n\ncommands:\n');
