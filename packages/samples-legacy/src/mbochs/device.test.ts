@@ -415,3 +415,29 @@ describe('mbochs bad calls', () => {
     expect(errno(() => dev.read(MBOCHS_MEMORY_BAR_OFFSET + 4 * MB, 1))).toBe('EFAULT');
   });
 });
+
+describe('mbochs under hostile accesses', () => {
+  it('answers random reads, writes and ioctls with data or a KernelError, nothing else', () => {
+    const dev = create('mbochs-small');
+    let seed = 0x2019;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const span = MBOCHS_MEMORY_BAR_OFFSET + 4 * MB + 8192;
+    for (let i = 0; i < 3000; i++) {
+      const pos = rnd(3) === 0 ? rnd(0x4000) : rnd(span);
+      const len = 1 + rnd(rnd(4) === 0 ? 9000 : 9);
+      const op = rnd(3);
+      try {
+        if (op === 0) dev.read(pos, len);
+        else if (op === 1) dev.write(pos, new Uint8Array(len).fill(rnd(256)));
+        else dev.ioctl(0x3b00 + 100 + rnd(20), new Uint8Array(rnd(80)).fill(0xff));
+      } catch (err) {
+        expect(KernelError.is(err), String(err)).toBe(true);
+      }
+    }
+    // The device still answers.
+    expect(dev.readU16(dispi(VBE_DISPI_INDEX_VIDEO_MEMORY_64K))).toBe(64);
+  });
+});

@@ -259,3 +259,29 @@ describe('mdpy bad calls', () => {
     expect(errno(() => dev.ioctl(VFIO_DEVICE_GET_REGION_INFO, small))).toBe('EINVAL');
   });
 });
+
+describe('mdpy under hostile accesses', () => {
+  it('answers random reads, writes and ioctls with data or a KernelError, nothing else', () => {
+    const dev = create('mdpy-vga');
+    let seed = 0x2019;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const span = MDPY_MEMORY_BAR_OFFSET + (2 << 20) + 8192;
+    for (let i = 0; i < 3000; i++) {
+      const pos = rnd(3) === 0 ? rnd(0x2000) : rnd(span);
+      const len = 1 + rnd(rnd(4) === 0 ? 9000 : 9);
+      const op = rnd(3);
+      try {
+        if (op === 0) dev.read(pos, len);
+        else if (op === 1) dev.write(pos, new Uint8Array(len).fill(rnd(256)));
+        else
+          dev.ioctl(VFIO_DEVICE_GET_REGION_INFO - 8 + rnd(20), new Uint8Array(rnd(80)).fill(0xff));
+      } catch (err) {
+        expect(KernelError.is(err), String(err)).toBe(true);
+      }
+    }
+    expect(dev.readU16(0)).toBe(0x1b36);
+  });
+});
