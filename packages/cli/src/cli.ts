@@ -1,5 +1,6 @@
 import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
+import * as lspci from './commands/lspci';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
@@ -13,6 +14,7 @@ export const commands: Record<string, Command> = {
   sysfs: sysfsCmd,
   demo,
   screenshot,
+  lspci,
 };
 
 function usage(io: CommandIo): void {
