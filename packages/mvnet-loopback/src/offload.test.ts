@@ -1,0 +1,162 @@
+import { sysfs } from '@mdev/driver-core';
+import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
+import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
+import {
+  featureSet,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+} from '@mdev/virtio';
+import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
+import { type MvnetLoopback, mvnetLoopbackInit } from './device';
+
+const BASE = 0x100000;
+const TYPE =
+  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
+const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+
+let memory: GuestMemory;
+let allocator: DmaAllocator;
+let mvnet: MvnetLoopback;
+
+beforeEach(() => {
+  memory = new GuestMemory();
+  memory.addRegion(BASE, new SharedArrayBuffer(4 << 20));
+  allocator = new DmaAllocator(memory, BASE);
+  mvnet = mvnetLoopbackInit({
+    memory,
+    dma: offsetDmaOps(allocator),
+    maxInstances: 4,
+    offload: true,
+    queueSize: 128,
+  });
+});
+
+afterEach(() => {
+  mvnet.exit();
+  mdevVirtioExit();
+});
+
+async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return true;
+}
+
+function bringUp(mdev: MdevDevice, num: number) {
+  const ops = mdevVirtioGetOps(mdev);
+  ops.setFeatures(
+    mdev,
+    featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_RING_F_EVENT_IDX),
+  );
+  const irqs = [0, 0];
+  const vqs = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
+    const vq = Virtqueue.create<number>({
+      index: idx,
+      num,
+      memory,
+      dma: mdev.dmaOps!,
+      eventIdx: true,
+      notify: () => {
+        ops.kickVq(mdev, idx);
+        return true;
+      },
+    })!;
+    ops.setVqCb(mdev, idx, { callback: () => irqs[idx]!++, private: null });
+    ops.setVqNum(mdev, idx, vq.num);
+    ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
+    ops.setVqReady(mdev, idx, true);
+    return vq;
+  });
+  return { ops, rx: vqs[0]!, tx: vqs[1]!, irqs };
+}
+
+describe('mvnet_loopback in worker mode', () => {
+  it('offers its queue size and refuses a larger one', () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const ops = mdevVirtioGetOps(mdev);
+    expect(ops.getVqNumMax(mdev)).toBe(128);
+    ops.setVqNum(mdev, 0, 256);
+    ops.setVqAddress(mdev, 0, BASE, BASE + 4096, BASE + 8192);
+    ops.setVqReady(mdev, 0, true);
+    expect(ops.getVqReady(mdev, 0)).toBe(false);
+    expect(() =>
+      mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), queueSize: 100 }),
+    ).toThrow(/power of two/);
+  });
+
+  it('loops frames back from the worker, with interrupts and shared counters', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx, irqs } = bringUp(mdev, 64);
+    const rxBufs = Array.from({ length: 32 }, () => allocator.alloc(2048)!);
+    for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i);
+    rx.kick();
+    const frames = Array.from({ length: 20 }, (_, k) => {
+      const len = 60 + k * 50;
+      const addr = allocator.alloc(len)!;
+      const bytes = memory.view(addr, len);
+      for (let i = 0; i < len; i++) bytes[i] = (i * 13 + k) & 0xff;
+      return { addr, len };
+    });
+    for (const [k, f] of frames.entries()) tx.addOutbuf(f.addr, f.len, k);
+    tx.kick();
+    expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === 20)).toBe(true);
+    expect(await until(() => irqs[MVNET_RX_QUEUE]! > 0)).toBe(true);
+    for (let k = 0; k < frames.length; k++) {
+      const used = rx.getBuf()!;
+      expect(used.len).toBe(frames[k]!.len);
+      expect(memory.read(rxBufs[used.token]!, used.len)).toEqual(
+        memory.read(frames[k]!.addr, frames[k]!.len),
+      );
+    }
+    const stats = `/sys/bus/mdev_virtio/devices/${UUID}/stats`;
+    expect(sysfs.read(`${stats}/tx_packets`)).toBe('20\n');
+    expect(sysfs.read(`${stats}/rx_bytes`)).toBe(`${frames.reduce((a, f) => a + f.len, 0)}\n`);
+    // The ring state is the worker's, read back synchronously.
+    expect(mdevVirtioGetOps(mdev).getVqState(mdev, MVNET_TX_QUEUE)).toBe(20);
+  });
+
+  it('after a reset returns, the worker no longer touches the rings', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev, 64);
+    for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick();
+    ops.setStatus(mdev, 0);
+    expect(ops.getStatus(mdev)).toBe(0);
+    const used = memory.view(tx.usedAddr, 4);
+    const before = [...used];
+    const addr = allocator.alloc(64)!;
+    for (let i = 0; i < 4; i++) tx.addOutbuf(addr, 64, i);
+    tx.notify(); // a driver kicking a reset device
+    await new Promise((r) => setTimeout(r, 50));
+    expect([...used]).toEqual(before);
+    expect(mvnet.stateOf(mdev).stats.txPackets).toBe(0);
+  });
+
+  it('reports DEVICE_NEEDS_RESET for a garbage ring found by the worker', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, tx } = bringUp(mdev, 64);
+    let configIrqs = 0;
+    ops.setConfigCb(mdev, { callback: () => configIrqs++, private: null });
+    const avail = memory.view(tx.availAddr, 6);
+    avail[4] = 0xff; // a head beyond the ring
+    avail[5] = 0x7f;
+    avail[2] = 1;
+    ops.kickVq(mdev, MVNET_TX_QUEUE);
+    expect(await until(() => (ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0)).toBe(true);
+    expect(configIrqs).toBe(1);
+    expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(1);
+    ops.setStatus(mdev, 0);
+    expect(ops.getStatus(mdev)).toBe(0);
+  });
+});
