@@ -4,6 +4,7 @@ import * as lspci from './commands/lspci';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
+import * as tty from './commands/tty';
 import * as types from './commands/types';
 import type { Command, CommandIo } from './io';
 
@@ -15,6 +16,7 @@ export const commands: Record<string, Command> = {
   demo,
   screenshot,
   lspci,
+  tty,
 };
 
 function usage(io: CommandIo): void {
