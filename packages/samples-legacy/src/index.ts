@@ -84,6 +84,7 @@ export {
   type MttyIrqStats,
   type MttyOptions,
   MttyState,
+  mttyExit,
   mttyInit,
   UART_DLL,
   UART_DLM,

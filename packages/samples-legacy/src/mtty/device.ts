@@ -423,7 +423,7 @@ export interface MttyOptions {
 }
 
 /**
- * Loads the mtty sample (mtty_dev_init): class `mtty`, parent `/sys/devices/virtual/mtty/mtty`
+ * Mirrors mtty_dev_init(): loads the mtty sample: class `mtty`, parent `/sys/devices/virtual/mtty/mtty`
  * registered on the VFIO mediated bus with types `mtty-1` and `mtty-2`. EEXIST when it is loaded
  * already.
  */
@@ -512,4 +512,9 @@ export function mttyInit(options: MttyOptions = {}): MttyHandle {
       cls.unregister();
     },
   };
+}
+
+/** Mirrors mtty_dev_exit(): every mtty device is removed, then the parent and its class. */
+export function mttyExit(mtty: MttyHandle): void {
+  mtty.exit();
 }

@@ -15,6 +15,7 @@ export {
   type MttyIrqStats,
   type MttyOptions,
   MttyState,
+  mttyExit,
   mttyInit,
 } from './device';
 export {

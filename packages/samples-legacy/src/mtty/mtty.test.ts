@@ -32,7 +32,7 @@ import {
   vfioPciIndexToOffset,
 } from '@mdev/mdev-vfio';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type MttyHandle, mttyInit } from './device';
+import { type MttyHandle, mttyExit, mttyInit } from './device';
 import {
   UART_DLL,
   UART_DLM,
@@ -574,7 +574,7 @@ describe('mtty interrupts', () => {
 describe('mtty unload', () => {
   it('removes every device and the parent at exit, and can load again', () => {
     device('mtty-2');
-    mtty!.exit();
+    mttyExit(mtty!);
     mtty = null;
     expect(sysfs.exists('/sys/devices/virtual/mtty/mtty')).toBe(false);
     expect(sysfs.exists('/sys/class/mtty')).toBe(false);
