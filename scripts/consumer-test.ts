@@ -13,21 +13,12 @@
  *
  * Scenarios: "ring" (virtio-ring alone drives a ring, no other @mdev package), "pktgen" (the
  * whole stack through `npx mdev pktgen`), "mtty" (mdev-core + mdev-vfio + samples-legacy, no
- * virtio package). A scenario whose API has not landed yet is reported as skipped, never as
- * passed.
+ * virtio package).
  *
  * Usage: pnpm test:consumer [--no-build] [--keep] [scenario...]
  */
 import { spawnSync } from 'node:child_process';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAll, packAll, ROOT, run, since } from './lib/workspace';
@@ -42,8 +33,6 @@ interface Scenario {
   script?: string;
   /** Extra checks run in the consumer folder after the script. */
   after?: (dir: string) => void;
-  /** Why the scenario cannot run yet, or null when it can. */
-  unavailable?: () => string | null;
 }
 
 const VIRTIO = /^@mdev\/virtio/;
@@ -83,21 +72,12 @@ const scenarios: Scenario[] = [
   },
   {
     name: 'mtty',
-    layers: ['@mdev/mdev-core', '@mdev/mdev-vfio', '@mdev/samples-legacy'],
+    layers: ['@mdev/driver-core', '@mdev/mdev-core', '@mdev/mdev-vfio', '@mdev/samples-legacy'],
     expect: (installed) => {
       const virtio = installed.filter((n) => VIRTIO.test(n));
       return virtio.length === 0 ? null : `virtio packages installed: ${virtio.join(', ')}`;
     },
     script: 'mtty.mts',
-    unavailable: () => {
-      const src = join(ROOT, 'packages', 'samples-legacy', 'src', 'index.ts');
-      if (!/\bmtty\b/i.test(readFileSync(src, 'utf8'))) {
-        return '@mdev/samples-legacy does not export mtty yet';
-      }
-      return existsSync(join(ROOT, 'scripts', 'consumer', 'mtty.mts'))
-        ? null
-        : 'scripts/consumer/mtty.mts is not written yet';
-    },
   },
 ];
 
@@ -129,13 +109,8 @@ function installed(dir: string): string[] {
   return [...names].sort();
 }
 
-function runScenario(s: Scenario): 'pass' | 'skip' {
+function runScenario(s: Scenario): 'pass' {
   const t0 = performance.now();
-  const why = s.unavailable?.() ?? null;
-  if (why !== null) {
-    console.log(`SKIP ${s.name}: not yet available (${why})`);
-    return 'skip';
-  }
   const dir = join(work, s.name);
   mkdirSync(dir);
   const file = (name: string) => `file:${tarballs.get(name)}`;
