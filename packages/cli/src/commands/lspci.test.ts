@@ -81,6 +81,22 @@ describe('mdev lspci', () => {
     }
   });
 
+  it('uses a sample loaded already, and leaves it loaded', async () => {
+    const mtty = mttyInit();
+    try {
+      const { io, text } = capture();
+      expect(await main(['lspci', '--type', 'mtty-1'], io)).toBe(0);
+      expect(text.out).toMatch(/^[0-9a-f-]{36} Serial controller: Device 4348:3253 \(rev 10\)/);
+      expect(mdevDevices()).toEqual([]);
+      expect(sysfs.read(`${mtty.path}/mdev_supported_types/mtty-1/available_instances`)).toBe(
+        '24\n',
+      );
+    } finally {
+      mtty.exit();
+      mdevVfioExit();
+    }
+  });
+
   it('prints JSON entries with the decoded header', async () => {
     const { io, text } = capture();
     expect(await main(['lspci', '--json', '--type', 'mbochs-small'], io)).toBe(0);

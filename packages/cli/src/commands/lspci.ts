@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Device, KernelError, sysfs } from '@mdev/driver-core';
-import { mdevDeviceRemove } from '@mdev/mdev-core';
+import { mdevDeviceRemove, mdevReservedUuids } from '@mdev/mdev-core';
 import {
   mdevVfioExit,
   VFIO_PCI_BAR0_REGION_INDEX,
@@ -268,17 +268,20 @@ export function setupVfioSamples(types: readonly string[] = []): SampleSetup {
       if (m?.active) mdevDeviceRemove(m);
     }
     for (const s of loaded.reverse()) s.exit();
-    if (vfioMdevDevices().length === 0) mdevVfioExit();
+    // Unload the bus only when this setup loaded it and no parent is left on it.
+    const parentsLeft = sysfs.exists('/sys/class/mdev_bus')
+      ? sysfs.list('/sys/class/mdev_bus')
+      : [];
+    if (loaded.length && parentsLeft.length === 0) mdevVfioExit();
   };
   try {
+    const available = new Map<string, string>();
     for (const [name, load] of SAMPLE_LOADERS) {
       if (types.length && !types.some((t) => t.startsWith(`${name}-`))) continue;
-      if (sysfs.exists(`/sys/class/${name}`)) continue; // loaded already
-      loaded.push(load());
-    }
-    const available = new Map<string, string>();
-    for (const s of loaded) {
-      const dir = `${s.parent.path}/mdev_supported_types`;
+      // A sample loaded already (by this process) is used as it is.
+      if (!sysfs.exists(`/sys/class/${name}`)) loaded.push(load());
+      const dir = `/sys/class/mdev_bus/${name}/mdev_supported_types`;
+      if (!sysfs.exists(dir)) continue;
       for (const t of sysfs.list(dir)) available.set(t, `${dir}/${t}`);
     }
     const wanted = types.length ? [...types] : [...available.keys()];
@@ -291,7 +294,10 @@ export function setupVfioSamples(types: readonly string[] = []): SampleSetup {
         );
       }
       if (!types.length && Number(sysfs.read(`${dir}/available_instances`)) < 1) continue;
-      const uuid = sampleUuid(created.length);
+      const taken = new Set(mdevReservedUuids());
+      let n = created.length;
+      while (taken.has(sampleUuid(n))) n++;
+      const uuid = sampleUuid(n);
       sysfs.write(`${dir}/create`, uuid);
       created.push(uuid);
     }
