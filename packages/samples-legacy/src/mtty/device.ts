@@ -476,6 +476,16 @@ export function mttyInit(options: MttyOptions = {}): MttyHandle {
           throw new KernelError('ENOSPC', `mtty: no ports left for ${type.name}`);
         }
         const state = new MttyState(mdev, ports);
+        // The sample's per-mdev group vendor/sample_mdev_dev; added with the device.
+        mdev.groups = [
+          ...mdev.groups,
+          {
+            name: 'vendor',
+            attrs: [
+              { name: 'sample_mdev_dev', mode: 0o444, show: () => `This is MDEV ${mdev.uuid}\n` },
+            ],
+          },
+        ];
         states.add(state);
         mdevSetDrvdata(mdev, state);
         mdevVfioSetOps(mdev, mttyVfioOps);

@@ -168,6 +168,9 @@ describe('mtty types', () => {
     expect(sysfs.read(`${TYPES}/mtty-2/available_instances`)).toBe('1\n');
     sysfs.write(`${TYPES}/mtty-2/create`, UUID2);
     expect(sysfs.read(`${TYPES}/mtty-1/available_instances`)).toBe('1\n');
+    expect(sysfs.read(`/sys/bus/mdev/devices/${UUID2}/vendor/sample_mdev_dev`)).toBe(
+      `This is MDEV ${UUID2}\n`,
+    );
   });
 });
 
