@@ -129,9 +129,18 @@ export class PciConfigSpace {
       : PCI_BASE_ADDRESS_SPACE_MEMORY |
         (spec.mem64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : PCI_BASE_ADDRESS_MEM_TYPE_32) |
         (spec.prefetch ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
+    if (spec.mem64 && (spec.io || index + 1 >= PCI_STD_NUM_BARS)) {
+      throw new RangeError(`pci: BAR ${index} cannot be a 64-bit memory BAR`);
+    }
     this.barMask[index] = ~(spec.size - 1) >>> 0;
     this.barFlagBits[index] = spec.io ? PCI_BASE_ADDRESS_IO_FLAGS : PCI_BASE_ADDRESS_MEM_FLAGS;
     this.setU32(PCI_BASE_ADDRESS_0 + index * 4, flags);
+    if (spec.mem64) {
+      // The next register holds the upper 32 address bits: all writable (sizes below 4 GiB).
+      this.barMask[index + 1] = 0xffffffff;
+      this.barFlagBits[index + 1] = 0;
+      this.setU32(PCI_BASE_ADDRESS_0 + (index + 1) * 4, 0);
+    }
   }
 
   /** Whether `offset` is the first byte of a BAR register (0x10..0x24 step 4). */
