@@ -1,2 +1,14 @@
 export { commands, main } from './cli';
 export type { Command, CommandIo } from './io';
+export {
+  type PktgenDevice,
+  type PktgenOptions,
+  type PktgenParent,
+  type PktgenResult,
+  type PktgenStack,
+  pktgenDeviceList,
+  registerPktgenDevice,
+  runPktgen,
+  type StackOptions,
+  setupStack,
+} from './pktgen/run';

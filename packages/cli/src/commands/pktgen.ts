@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CommandIo } from '../io';
 import { MAX_FRAME, MIN_FRAME } from '../pktgen/frame';
-import { type PktgenResult, runPktgen, setupStack } from '../pktgen/run';
+import { type PktgenResult, pktgenDeviceList, runPktgen, setupStack } from '../pktgen/run';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
@@ -13,6 +13,7 @@ export const usage = `usage: mdev pktgen [options]
   --burst N        frames per doorbell (default 32)
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
   --offload        run the device's datapath in a worker thread (the "hardware")
+  --device NAME    the parent driver to run over (default mvnet_loopback)
   --pcap FILE      write the received frames to a pcap file
   --no-verify      check order only, not frame contents
   --json           print one JSON line instead of text
@@ -53,6 +54,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       burst: { type: 'string' },
       'queue-size': { type: 'string' },
       offload: { type: 'boolean', default: false },
+      device: { type: 'string' },
       pcap: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -62,6 +64,9 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   });
   if (values.help) {
     io.stdout.write(usage);
+    io.stdout.write('\ndevices:\n');
+    for (const [name, d] of pktgenDeviceList())
+      io.stdout.write(`  ${name.padEnd(16)} ${d.summary}\n`);
     return 0;
   }
   const count = positive('count', values.count, 1_000_000);
@@ -75,7 +80,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
   const offload = values.offload;
-  const stack = setupStack(undefined, { offload, queueSize });
+  const stack = setupStack(undefined, { device: values.device, offload, queueSize });
   let result: PktgenResult;
   try {
     result = await runPktgen(stack, {

@@ -30,13 +30,13 @@ for (const offload of [false, true]) {
     it('runs pktgen end to end with every frame back intact', async () => {
       const stack = setupStack(undefined, { offload, queueSize: 512 });
       try {
-        expect(stack.mvnet.offload !== null).toBe(offload);
+        expect(stack.mvnet!.offload !== null).toBe(offload);
         const r = await runPktgen(stack, { count: 20_000, size: 256, burst: 32, verify: true });
         expect([r.tx, r.rx + r.dropped, r.corrupted, r.reordered, r.lost]).toEqual([
           20_000, 20_000, 0, 0, 0,
         ]);
         expect(r.rx).toBeGreaterThan(0);
-        const stats = stack.mvnet.stateOf(stack.mdev).stats;
+        const stats = stack.mvnet!.stateOf(stack.mdev).stats;
         expect(stats.txPackets).toBe(20_000);
         expect(stats.rxPackets).toBe(r.rx);
         expect(stats.txDropped).toBe(r.dropped);
@@ -107,7 +107,7 @@ for (const offload of [false, true]) {
         // The driver scribbles a head that does not exist into its TX avail ring, publishes it
         // and kicks the device.
         const tx = vdev.vqs[1]!;
-        const memory = stack.mvnet.options.memory;
+        const memory = stack.mvnet!.options.memory;
         const idx = memory.view(tx.availAddr + 2, 2);
         const cur = idx[0]! | (idx[1]! << 8);
         const slot = memory.view(tx.availAddr + 4 + 2 * (cur % tx.num), 2);
@@ -119,7 +119,7 @@ for (const offload of [false, true]) {
         expect(
           await until(() => (vdev.config.getStatus(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0),
         ).toBe(true);
-        expect(stack.mvnet.stateOf(stack.mdev).stats.ringErrors).toBe(1);
+        expect(stack.mvnet!.stateOf(stack.mdev).stats.ringErrors).toBe(1);
         expect(await until(() => configChanges > 0)).toBe(true);
         // Nothing came back from the broken ring, and the process is fine.
         for (let i = 0; i < 20; i++) await nextTurn();

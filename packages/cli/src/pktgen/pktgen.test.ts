@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { mdevDevices } from '@mdev/mdev-core';
+import { mvnetLoopbackInit } from '@mdev/mvnet-loopback';
+import { hostRam } from '@mdev/virtio';
 import { netdevList } from '@mdev/virtio-net';
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli';
-import { runPktgen, setupStack } from './run';
+import { MVNET_TYPE_PATH, registerPktgenDevice, runPktgen, setupStack } from './run';
 
 function capture() {
   const stdout = new PassThrough();
@@ -32,7 +34,7 @@ describe('mdev pktgen', () => {
           lost: r.lost,
         }).toEqual({ tx: 3000, rx: 3000, dropped: 0, corrupted: 0, reordered: 0, lost: 0 });
       }
-      expect(stack.mvnet.stateOf(stack.mdev).stats.rxPackets).toBe(5 * 3000);
+      expect(stack.mvnet!.stateOf(stack.mdev).stats.rxPackets).toBe(5 * 3000);
     } finally {
       stack.teardown();
     }
@@ -62,6 +64,37 @@ describe('mdev pktgen', () => {
     expect(pcap.length).toBe(24 + 50 * (16 + 100));
     // The first record is sequence number 0.
     expect(pcap.readUInt32BE(24 + 16 + 14)).toBe(0);
+  });
+
+  it('runs over a parent driver registered by name, and names the known ones on a bad --device', async () => {
+    let inits = 0;
+    registerPktgenDevice('loopback-test', {
+      summary: 'mvnet_loopback under another name',
+      init(options) {
+        inits++;
+        const mvnet = mvnetLoopbackInit({ memory: hostRam.memory, dma: hostRam.dma, ...options });
+        return {
+          typePath: MVNET_TYPE_PATH,
+          txDropped: (mdev) => mvnet.stateOf(mdev).stats.txDropped,
+          exit: () => mvnet.exit(),
+        };
+      },
+    });
+    expect(() =>
+      registerPktgenDevice('loopback-test', { summary: '', init: () => ({}) as never }),
+    ).toThrow(/registered/);
+    const ok = capture();
+    expect(
+      await main(['pktgen', '--device', 'loopback-test', '--count', '500', '--json'], ok.io),
+    ).toBe(0);
+    expect(inits).toBe(1);
+    expect(JSON.parse(ok.text.out)).toMatchObject({ tx: 500, rx: 500, lost: 0, corrupted: 0 });
+    const bad = capture();
+    expect(await main(['pktgen', '--device', 'nope'], bad.io)).toBe(1);
+    expect(bad.text.err).toContain("no device 'nope'");
+    expect(bad.text.err).toContain('mvnet_loopback');
+    expect(bad.text.err).toContain('loopback-test');
+    expect(mdevDevices()).toHaveLength(0);
   });
 
   it('rejects a bad frame size with a clear error', async () => {

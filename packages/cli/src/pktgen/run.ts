@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sysfs, Work, Workqueue } from '@mdev/driver-core';
 import { type MdevDevice, mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit } from '@mdev/mdev-virtio';
-import { type MvnetLoopback, mvnetLoopbackInit } from '@mdev/mvnet-loopback';
+import { type MvnetLoopback, type MvnetStats, mvnetLoopbackInit } from '@mdev/mvnet-loopback';
 import { hostRam } from '@mdev/virtio';
 import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
 import {
@@ -57,15 +57,91 @@ export interface PktgenResult {
 
 /** How the stack is built. */
 export interface StackOptions {
-  /** Run mvnet's datapath in a worker thread (worker mode). */
+  /** The parent driver to run over (see `registerPktgenDevice`); default `mvnet_loopback`. */
+  device?: string;
+  /** Run the device's datapath in a worker thread (worker mode). */
   offload?: boolean;
   /** The device's largest queue (a power of two, 2 to 32768; default 256). */
   queueSize?: number;
 }
 
-/** The stack pktgen runs on: mvnet_loopback, the transport, virtio-net, one mdev and its netdev. */
-export interface PktgenStack {
+/** A registered parent driver, as pktgen uses it. */
+export interface PktgenParent {
+  /** The sysfs directory of the mdev type pktgen creates its device through. */
+  typePath: string;
+  /**
+   * Frames the device dropped (a TX frame with no RX buffer to land in) for this mdev. Asked
+   * once while the mdev exists; it must keep answering (the final count) after the mdev is
+   * removed, so a run cut short by a removal still adds up.
+   */
+  txDropped(mdev: MdevDevice): number;
+  /** Unregisters the parent driver (which removes its mdevs). */
+  exit(): void;
+}
+
+/**
+ * A parent driver pktgen can run over (`mdev pktgen --device NAME`): `init` registers it with
+ * the kernel's host memory (`hostRam` of @mdev/virtio) and the stack's options.
+ */
+export interface PktgenDevice {
+  /** One line for `--help`. */
+  summary: string;
+  init(options: StackOptions): PktgenParent;
+}
+
+/** The mvnet_loopback parent as pktgen holds it (tools and tests reach the device through it). */
+interface MvnetParent extends PktgenParent {
   mvnet: MvnetLoopback;
+}
+
+const isMvnetParent = (p: PktgenParent): p is MvnetParent => 'mvnet' in p;
+
+const mvnetDevice: PktgenDevice = {
+  summary: 'the mvnet_loopback sample: every transmitted frame comes back',
+  init(options): MvnetParent {
+    // The counters of each mdev, held so they can still be read after the mdev is removed.
+    const kept = new WeakMap<MdevDevice, MvnetStats>();
+    const mvnet = mvnetLoopbackInit({
+      memory: hostRam.memory,
+      dma: hostRam.dma,
+      offload: options.offload,
+      queueSize: options.queueSize,
+    });
+    return {
+      typePath: MVNET_TYPE_PATH,
+      txDropped(mdev) {
+        let stats = kept.get(mdev);
+        if (!stats) {
+          stats = mvnet.stateOf(mdev).stats;
+          kept.set(mdev, stats);
+        }
+        return stats.txDropped;
+      },
+      exit: () => mvnet.exit(),
+      mvnet,
+    };
+  },
+};
+
+const pktgenDevices = new Map<string, PktgenDevice>([['mvnet_loopback', mvnetDevice]]);
+
+/** Makes a parent driver available to pktgen as `--device name`. EEXIST-like error if taken. */
+export function registerPktgenDevice(name: string, device: PktgenDevice): void {
+  if (pktgenDevices.has(name)) throw new Error(`pktgen: a device named ${name} is registered`);
+  pktgenDevices.set(name, device);
+}
+
+/** The devices pktgen can run over, by name. */
+export function pktgenDeviceList(): [string, PktgenDevice][] {
+  return [...pktgenDevices.entries()];
+}
+
+/** The stack pktgen runs on: a parent driver, the transport, virtio-net, one mdev and its netdev. */
+export interface PktgenStack {
+  /** The parent driver. */
+  parent: PktgenParent;
+  /** The mvnet_loopback parent when that is the device, else null. */
+  mvnet: MvnetLoopback | null;
   mdev: MdevDevice;
   netdev: NetDevice;
   uuid: string;
@@ -78,16 +154,18 @@ export interface PktgenStack {
  * binds and its net device is opened.
  */
 export function setupStack(uuid: string = randomUUID(), options: StackOptions = {}): PktgenStack {
+  const name = options.device ?? 'mvnet_loopback';
+  const device = pktgenDevices.get(name);
+  if (!device) {
+    throw new RangeError(
+      `pktgen: no device '${name}' (known: ${[...pktgenDevices.keys()].join(', ')})`,
+    );
+  }
   virtioMdevInit();
   registerVirtioNetDriver();
-  let mvnet: MvnetLoopback;
+  let parent: PktgenParent;
   try {
-    mvnet = mvnetLoopbackInit({
-      memory: hostRam.memory,
-      dma: hostRam.dma,
-      offload: options.offload,
-      queueSize: options.queueSize,
-    });
+    parent = device.init(options);
   } catch (err) {
     unregisterVirtioNetDriver();
     virtioMdevExit();
@@ -95,19 +173,20 @@ export function setupStack(uuid: string = randomUUID(), options: StackOptions = 
     throw err;
   }
   const teardownModules = () => {
-    mvnet.exit();
+    parent.exit();
     unregisterVirtioNetDriver();
     virtioMdevExit();
     mdevVirtioExit();
   };
   try {
-    sysfs.write(`${MVNET_TYPE_PATH}/create`, `${uuid}\n`);
+    sysfs.write(`${parent.typePath}/create`, `${uuid}\n`);
     const mdev = mdevDevices().find((m) => m.uuid === uuid)!;
     const netdev = netdevList().find((d) => d instanceof VirtNet && d.vdev.parent === mdev);
     if (!netdev) throw new Error(`pktgen: no net device bound to mdev ${uuid}`);
     netdev.open();
     return {
-      mvnet,
+      parent,
+      mvnet: isMvnetParent(parent) ? parent.mvnet : null,
       mdev,
       netdev,
       uuid,
@@ -134,7 +213,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * for (received or dropped by the device) or nothing moved for two seconds.
  */
 export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promise<PktgenResult> {
-  const { netdev, mvnet, mdev } = stack;
+  const { netdev, parent, mdev } = stack;
   if (
     !Number.isInteger(opts.size) ||
     opts.size < MIN_FRAME ||
@@ -149,8 +228,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   initFrame(frame, mac);
   const pattern = new FramePattern(opts.size, mac);
   const pcap = opts.pcap ? new PcapWriter(opts.pcap) : null;
-  const deviceStats = mvnet.stateOf(mdev).stats;
-  const droppedBefore = deviceStats.txDropped;
+  const droppedBefore = parent.txDropped(mdev);
 
   let rx = 0;
   let rxBytes = 0;
@@ -183,7 +261,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const dropped = () => {
     const s = netdev.stats;
     return (
-      deviceStats.txDropped -
+      parent.txDropped(mdev) -
       droppedBefore +
       s.txDropped -
       netBefore.txDropped +
