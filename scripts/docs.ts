@@ -1,6 +1,7 @@
 /**
- * `pnpm docs`: the API reference of every package, generated with TypeDoc into docs/api
- * (gitignored; open docs/api/index.html).
+ * `pnpm run docs`: the API reference of every package, generated with TypeDoc into docs/api
+ * (gitignored; open docs/api/index.html). `run` is needed: a bare `pnpm docs` is npm's `docs`
+ * command, which pnpm passes through before looking at scripts.
  *
  * Each package is documented from exactly what it exports: the entry points are the `source`
  * conditions of its package.json `exports` (`.` and subpaths like `./testing`), converted with
@@ -13,7 +14,7 @@
  * once per package. Warnings that remain are real API problems (for example a public signature
  * using a type the package does not export); `--strict` turns them into a failure.
  *
- * Usage: pnpm docs [--strict]
+ * Usage: pnpm run docs [--strict]
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,8 +31,6 @@ const common: TypeDocOptions = {
   excludePrivate: true,
   excludeInternal: true,
   logLevel: LogLevel.Warn,
-  // Kernel names in comments (`@mdev/...`, `vring_interrupt()`) are prose, not TSDoc tags.
-  treatWarningsAsErrors: false,
 };
 
 type ExportTarget = string | { [condition: string]: ExportTarget } | null;
