@@ -1,7 +1,7 @@
 // `pnpm bench` in @mdev/cli: pktgen over virtio-net + mvnet_loopback for 64, 512 and 1514-byte
 // frames with the datapath in the same thread and in a worker, one JSON line per case; then a
 // long 64-byte run that reports the heap (after a full GC) before and after, to show that the
-// steady state allocates nothing per frame. Options: `--frames N` (per case, default 2,000,000),
+// steady state allocates nothing per frame. Each line also gives the CPU time per frame. Options: `--frames N` (per case, default 2,000,000),
 // `--long N` (frames of the heap run, default 10,000,000; 0 skips it).
 import { parseArgs } from 'node:util';
 import { runPktgen, setupStack } from '../src/pktgen/run';
@@ -28,7 +28,9 @@ async function one(size: number, offload: boolean, count: number, heapCheck = fa
     // A short warm-up so the figures are of optimised code, not of the first calls.
     await runPktgen(stack, { count: 20_000, size, burst: 32, verify: true });
     const before = heapCheck ? heap() : 0;
+    const cpu0 = process.cpuUsage();
     const r = await runPktgen(stack, { count, size, burst: 32, verify: true });
+    const cpu = process.cpuUsage(cpu0);
     const after = heapCheck ? heap() : 0;
     console.log(
       JSON.stringify({
@@ -43,6 +45,9 @@ async function one(size: number, offload: boolean, count: number, heapCheck = fa
         seconds: +r.seconds.toFixed(3),
         mpps: +r.mpps.toFixed(3),
         gbps: +r.gbps.toFixed(3),
+        // CPU time of the process (every thread) per frame: steadier than wall-clock rates on a
+        // busy machine.
+        cpuNsPerFrame: Math.round(((cpu.user + cpu.system) * 1000) / Math.max(1, r.tx)),
         ...(heapCheck
           ? { heapBeforeBytes: before, heapAfterBytes: after, gcForced: gc !== undefined }
           : {}),

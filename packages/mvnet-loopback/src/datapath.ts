@@ -56,11 +56,19 @@ export const emptyStats = (): MvnetStats => ({
 });
 
 /**
+ * How a datapath run ended: nothing left, the budget used up (run again), a ring fault, or
+ * (with `holdWhenNoRx`) a TX frame waiting for a receive buffer.
+ */
+export type DatapathResult = 'idle' | 'more' | 'broken' | 'starved';
+
+/**
  * The loopback datapath (mvnet_work): every TX chain is copied, virtio-net header and all, into
  * one RX chain. TX completes with length 0, RX with the bytes written. A TX frame with no RX
- * buffer is completed and counted as dropped. At most `budget` frames per run; the caller
- * requeues when `run` returns true. Interrupts follow the driver's suppression (needNotify).
- * A ring fault returns 'broken'.
+ * buffer is completed and counted as dropped, unless `holdWhenNoRx` is set: then the frame stays
+ * on the TX ring, RX kicks are enabled and the run ends 'starved' (a device in a thread of its
+ * own uses this to give the driver a moment to refill, as a NIC's FIFO would, and drops only
+ * after that). At most `budget` frames per run; 'more' asks the caller to run again.
+ * Interrupts follow the driver's suppression (needNotify). A ring fault returns 'broken'.
  */
 export class LoopbackDatapath {
   private readonly r = new VringhIov();
@@ -72,13 +80,13 @@ export class LoopbackDatapath {
     readonly stats: MvnetStats,
   ) {}
 
-  run(budget: number): 'idle' | 'more' | 'broken' {
+  run(budget: number, holdWhenNoRx = false): DatapathResult {
     const { rx, tx, r, w, stats } = this;
     if (!tx.ready || !rx.ready) return 'idle';
     const txv = tx.vrh;
     const rxv = rx.vrh;
     let n = 0;
-    let result: 'idle' | 'more' | 'broken' = 'idle';
+    let result: DatapathResult = 'idle';
     txv.notifyDisable();
     for (;;) {
       if (n === budget) {
@@ -98,7 +106,20 @@ export class LoopbackDatapath {
       }
       n++;
       const len = r.total;
-      const rgot = rxv.getDesc(null, w);
+      let rgot = rxv.getDesc(null, w);
+      if (rgot === 0 && holdWhenNoRx) {
+        // No receive buffer: ask for a kick when the driver adds one, and look once more.
+        if (!rxv.notifyEnable()) {
+          rxv.notifyDisable();
+          rgot = rxv.getDesc(null, w);
+        }
+        if (rgot === 0) {
+          // Still none: give the TX chain back and wait for the driver (see `holdWhenNoRx`).
+          txv.abandon(1);
+          result = 'starved';
+          break;
+        }
+      }
       if (rgot < 0) {
         txv.abandon(1);
         result = 'broken';

@@ -30,7 +30,18 @@ interface Slot {
   stats: MvnetStats;
   datapath: LoopbackDatapath;
   active: boolean;
+  /** When the slot's TX started waiting for a receive buffer (0 = not waiting). */
+  starvedSince: number;
 }
+
+/**
+ * How long a TX frame may wait for the driver to post a receive buffer before it is dropped:
+ * the device's FIFO, in time. The driver refills from another thread, so without it a frame
+ * would be dropped whenever the driver is a moment late.
+ */
+const RX_GRACE_MS = 5;
+/** How long an idle datapath polls the rings before it sleeps on the doorbell. */
+const POLL_US = 30;
 
 const data = workerData as OffloadWorkerData;
 const ctl = new Int32Array(data.control);
@@ -63,6 +74,7 @@ function attach(slot: number): Slot {
     stats,
     datapath: new LoopbackDatapath(vqs[0]!, vqs[1]!, stats),
     active: true,
+    starvedSince: 0,
   };
   slots.set(slot, s);
   publish(slot, stats);
@@ -118,16 +130,21 @@ function serveRequests(): void {
   }
 }
 
-while (Atomics.load(ctl, CTL_STOP) === 0) {
-  // Read the doorbell before looking at the rings: a kick after this point ends the wait at once.
-  const seen = doorbell.load();
-  serveRequests();
-  let busy = false;
+/** Runs every active slot once; returns 'busy', 'starved' (someone waits for RX) or 'idle'. */
+function runSlots(): 'busy' | 'starved' | 'idle' {
+  let state: 'busy' | 'starved' | 'idle' = 'idle';
   for (const [slot, s] of slots) {
     if (!s.active) continue;
-    const result = s.datapath.run(data.budget);
+    const hold = s.starvedSince === 0 || performance.now() - s.starvedSince < RX_GRACE_MS;
+    const result = s.datapath.run(data.budget, hold);
     publish(slot, s.stats);
-    if (result === 'more') busy = true;
+    if (result === 'starved') {
+      if (s.starvedSince === 0) s.starvedSince = performance.now();
+      if (state === 'idle') state = 'starved';
+      continue;
+    }
+    s.starvedSince = 0;
+    if (result === 'more') state = 'busy';
     else if (result === 'broken') {
       // The queues stop until the driver resets the device; the main thread sets NEEDS_RESET.
       s.active = false;
@@ -139,6 +156,31 @@ while (Atomics.load(ctl, CTL_STOP) === 0) {
     raised = false;
     irq.signal();
   }
-  if (!busy) doorbell.wait(seen, 1000);
+  return state;
+}
+
+/** Whether any active slot has TX work the last run did not see. */
+function txPending(): boolean {
+  for (const s of slots.values())
+    if (s.active && s.vqs[1]!.ready && s.vqs[1]!.vrh.hasAvail()) return true;
+  return false;
+}
+
+while (Atomics.load(ctl, CTL_STOP) === 0) {
+  // Read the doorbell before looking at the rings: a kick after this point ends the wait at once.
+  const seen = doorbell.load();
+  serveRequests();
+  const state = runSlots();
+  if (state === 'busy') continue;
+  if (state === 'idle') {
+    // Poll a little before sleeping: a driver sending bursts is back within microseconds, and
+    // finding its buffers this way costs less than a kick and a wake-up.
+    const until = performance.now() + POLL_US / 1000;
+    let found = false;
+    while (!found && performance.now() < until) found = txPending();
+    if (found) continue;
+  }
+  // Sleep until a kick (a starved slot also wakes when its grace ends, to drop the frame).
+  doorbell.wait(seen, state === 'starved' ? RX_GRACE_MS : 1000);
 }
 serveRequests();

@@ -124,6 +124,32 @@ describe('mvnet_loopback in worker mode', () => {
     expect(mdevVirtioGetOps(mdev).getVqState(mdev, MVNET_TX_QUEUE)).toBe(20);
   });
 
+  it('holds a TX frame briefly for a receive buffer, and drops it only when none comes', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx } = bringUp(mdev, 64);
+    const stats = mvnet.stateOf(mdev).stats;
+    const frame = allocator.alloc(100)!;
+    memory.view(frame, 100).fill(0x5a);
+    // Frames sent before the driver posts receive buffers wait for them instead of being dropped.
+    for (let i = 0; i < 4; i++) tx.addOutbuf(frame, 100, i);
+    tx.kick();
+    const bufs = Array.from({ length: 4 }, () => allocator.alloc(2048)!);
+    for (const [i, b] of bufs.entries()) rx.addInbuf(b, 2048, i);
+    rx.kick();
+    expect(await until(() => stats.rxPackets === 4)).toBe(true);
+    expect(stats.txDropped).toBe(0);
+    for (let i = 0; i < 4; i++) expect(rx.getBuf()?.len).toBe(100);
+    // With no receive buffer at all, the frames are dropped (and completed) after the grace.
+    for (let i = 0; i < 3; i++) tx.addOutbuf(frame, 100, 10 + i);
+    tx.kick();
+    expect(await until(() => stats.txDropped === 3)).toBe(true);
+    expect(stats.txPackets).toBe(7);
+    let completed = 0;
+    while (tx.getBuf()) completed++;
+    expect(completed).toBe(7);
+  });
+
   it('after a reset returns, the worker no longer touches the rings', async () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
