@@ -274,6 +274,8 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   // burst per run, then it requeues itself, so the device's work and the NAPI poll its interrupt
   // schedules run between bursts in the same event-loop turn.
   await new Promise<void>((resolve) => {
+    let stalls = 0;
+    const requeue = () => pktgenWq.queue(sender);
     const sender = new Work(() => {
       if (!(tx < target && netdev.isUp) || (opts.duration && performance.now() >= stopAt)) {
         netdev.onTxWake = null;
@@ -303,11 +305,15 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
         }
       }
       if (n === 0 && netdev.txStopped) {
-        // A full ring: the TX wake (the device completed frames) requeues the sender; a timer
-        // does too, in case the device is gone and no wake will come.
-        setTimeout(() => pktgenWq.queue(sender), 5);
+        // A full ring: the TX wake (the device completed frames) requeues the sender. So does
+        // the event loop's next turn, where interrupts from a device in another thread arrive
+        // (and, after a while, a timer, in case the device is gone and no wake will come).
+        stalls++;
+        if (stalls < 256) setImmediate(requeue);
+        else setTimeout(requeue, 1);
         return;
       }
+      stalls = 0;
       pktgenWq.queue(sender);
     });
     netdev.onTxWake = () => pktgenWq.queue(sender);
