@@ -21,6 +21,8 @@ export {
 export {
   encodeIrqSet,
   type FdLike,
+  type Fields,
+  type FieldType,
   type VfioDeviceInfo,
   type VfioGfxPlaneInfo,
   type VfioInfoCap,

@@ -68,8 +68,10 @@ import {
   VFIO_REGION_SPARSE_MMAP_AREA_SIZE,
 } from './uapi';
 
-type FieldType = 'u16' | 'u32' | 'u64';
-type Fields<T> = { readonly [K in keyof T]: readonly [offset: number, type: FieldType] };
+/** The C type of a struct field. */
+export type FieldType = 'u16' | 'u32' | 'u64';
+/** Each field of a struct: its byte offset and C type. */
+export type Fields<T> = { readonly [K in keyof T]: readonly [offset: number, type: FieldType] };
 
 function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

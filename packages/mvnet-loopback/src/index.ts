@@ -13,7 +13,7 @@ export {
   randomMac,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './config';
-export { LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+export { type DatapathResult, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
 export {
   MVNET_BUDGET,
   MVNET_NAME,
@@ -22,3 +22,4 @@ export {
   MvnetState,
   mvnetLoopbackInit,
 } from './device';
+export { MvnetOffload } from './offload';

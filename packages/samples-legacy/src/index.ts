@@ -1,5 +1,8 @@
 export {
+  type DispiLimits,
+  type DispiReader,
   DispiRegisters,
+  type EdidOptions,
   generateEdid,
   MBOCHS_EDID_BLOB_OFFSET,
   MBOCHS_EDID_OFFSET,

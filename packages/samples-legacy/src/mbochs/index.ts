@@ -53,6 +53,7 @@ export { type DispiLimits, DispiRegisters } from './dispi';
 export { MbochsDmabuf } from './dmabuf';
 export { type EdidOptions, generateEdid, MbochsEdid } from './edid';
 export {
+  type DispiReader,
   MBOCHS_MIN_RES,
   type MbochsMode,
   mbochsCheckFramebuffer,
