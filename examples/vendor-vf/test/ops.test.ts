@@ -1,0 +1,177 @@
+// The parent driver on the mediated virtio bus, its ops called the way the virtio-mdev transport
+// calls them (inventory 10.2), each checked against the VF's registers.
+import { sysfs } from '@mdev/driver-core';
+import {
+  VENDOR_VF_TYPE_PATH,
+  type VendorVfCard,
+  VF_DEVICE_CFG,
+  VF_FEATURES,
+  VIRTIO_MDEV_DEVICE_API_STRING,
+  VIRTIO_PCI_COMMON_MSIX,
+  VIRTIO_PCI_COMMON_Q_AVAILHI,
+  VIRTIO_PCI_COMMON_Q_AVAILLO,
+  VIRTIO_PCI_COMMON_Q_DESCHI,
+  VIRTIO_PCI_COMMON_Q_DESCLO,
+  VIRTIO_PCI_COMMON_Q_MSIX,
+  VIRTIO_PCI_COMMON_Q_SELECT,
+  VIRTIO_PCI_COMMON_Q_SIZE,
+  VIRTIO_PCI_COMMON_Q_USEDHI,
+  VIRTIO_PCI_COMMON_Q_USEDLO,
+  vendorVfInit,
+  vendorVfOps,
+} from '@mdev/example-vendor-vf';
+import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
+import { MDEV_VIRTIO_MANDATORY_OPS, mdevVirtioExit } from '@mdev/mdev-virtio';
+import {
+  HostRam,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_ID_NET,
+} from '@mdev/virtio';
+import { vringLayout } from '@mdev/virtio-ring';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const UUID = '6b1e8a8e-2f43-4d1c-9a5e-0c7bdfe0a001';
+const UUID2 = '6b1e8a8e-2f43-4d1c-9a5e-0c7bdfe0a002';
+let card: VendorVfCard;
+let ram: HostRam;
+
+function create(uuid: string): MdevDevice {
+  sysfs.write(`${VENDOR_VF_TYPE_PATH}/create`, `${uuid}\n`);
+  return mdevDevices().find((m) => m.uuid === uuid)!;
+}
+
+beforeEach(() => {
+  ram = new HostRam({ regionSize: 1 << 20 });
+  card = vendorVfInit({ memory: ram.memory, dma: ram.dma, vfs: 2, queueSize: 512 });
+});
+afterEach(() => {
+  card.exit();
+  mdevVirtioExit();
+});
+
+describe('the vendor_vf parent driver', () => {
+  it('registers the type with its attributes and gives each mdev a VF until none is left', () => {
+    const read = (a: string) => sysfs.read(`${VENDOR_VF_TYPE_PATH}/${a}`);
+    expect([read('name'), read('device_api'), read('available_instances')]).toEqual([
+      'virtio-net VF\n',
+      `${VIRTIO_MDEV_DEVICE_API_STRING}\n`,
+      '2\n',
+    ]);
+    const mdev = create(UUID);
+    expect(read('available_instances')).toBe('1\n');
+    create(UUID2);
+    expect(read('available_instances')).toBe('0\n');
+    expect(() =>
+      sysfs.write(`${VENDOR_VF_TYPE_PATH}/create`, '6b1e8a8e-2f43-4d1c-9a5e-0c7bdfe0a003'),
+    ).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
+    expect(sysfs.read(`${mdev.path}/vf/device`)).toBe('0x1041\n');
+    expect(sysfs.read(`${mdev.path}/stats/tx_packets`)).toBe('0\n');
+    sysfs.write(`${mdev.path}/remove`, '1');
+    expect(read('available_instances')).toBe('1\n');
+  });
+
+  it('has every mdev_virtio op, get_generation included', () => {
+    for (const op of [...MDEV_VIRTIO_MANDATORY_OPS, 'getGeneration'] as const) {
+      expect(typeof vendorVfOps[op]).toBe('function');
+    }
+  });
+
+  it('answers the identity ops from the VF: device id, vendor, queue size, features', () => {
+    const mdev = create(UUID);
+    const vf = card.instanceOf(mdev).vf;
+    expect(vendorVfOps.getDeviceId(mdev)).toBe(VIRTIO_ID_NET);
+    expect(vendorVfOps.getVendorId(mdev)).toBe(vf.pci.subsystemVendor);
+    expect(vendorVfOps.getVqNumMax(mdev)).toBe(512);
+    expect(vendorVfOps.getVqAlign(mdev)).toBe(4096);
+    expect(vendorVfOps.getFeatures(mdev)).toBe(VF_FEATURES);
+  });
+
+  it('programs a queue through queue_select and its registers, and rings its doorbell', () => {
+    const mdev = create(UUID);
+    const { bar } = card.instanceOf(mdev);
+    // Ring memory comes through the mdev's DMA ops, as the transport allocates it: the mapping
+    // makes the memory reachable by the VF.
+    const ring = mdev.dmaOps!.alloc(0x4000, 4096)!.dmaAddr;
+    const l = vringLayout(128, 4096);
+    vendorVfOps.setFeatures(mdev, VF_FEATURES);
+    vendorVfOps.setStatus(mdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    vendorVfOps.setStatus(mdev, 0x0b);
+    expect(vendorVfOps.getStatus(mdev) & VIRTIO_CONFIG_S_FEATURES_OK).toBe(
+      VIRTIO_CONFIG_S_FEATURES_OK,
+    );
+
+    expect(vendorVfOps.getVqReady(mdev, 1)).toBe(false);
+    vendorVfOps.setVqCb(mdev, 1, { callback: () => {}, private: null });
+    vendorVfOps.setVqNum(mdev, 1, 128);
+    vendorVfOps.setVqAddress(mdev, 1, ring + l.desc, ring + l.avail, ring + l.used);
+    vendorVfOps.setVqState(mdev, 1, 77);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    expect([
+      bar.read16(VIRTIO_PCI_COMMON_Q_SIZE),
+      bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO),
+      bar.read32(VIRTIO_PCI_COMMON_Q_DESCHI),
+      bar.read32(VIRTIO_PCI_COMMON_Q_AVAILLO),
+      bar.read32(VIRTIO_PCI_COMMON_Q_AVAILHI),
+      bar.read32(VIRTIO_PCI_COMMON_Q_USEDLO),
+      bar.read32(VIRTIO_PCI_COMMON_Q_USEDHI),
+      bar.read16(VIRTIO_PCI_COMMON_Q_MSIX),
+    ]).toEqual([128, ring + l.desc, 0, ring + l.avail, 0, ring + l.used, 0, 2]);
+    expect(vendorVfOps.getVqState(mdev, 1)).toBe(77);
+
+    vendorVfOps.setVqReady(mdev, 1, true);
+    expect(vendorVfOps.getVqReady(mdev, 1)).toBe(true);
+    expect(vendorVfOps.getVqReady(mdev, 0)).toBe(false);
+    // A running queue's state is the VF's: EBUSY.
+    expect(() => vendorVfOps.setVqState(mdev, 1, 5)).toThrow(
+      expect.objectContaining({ code: 'EBUSY' }),
+    );
+    // The doorbell write reaches the VF (it counts kicks).
+    vendorVfOps.kickVq(mdev, 1);
+    vendorVfOps.kickVq(mdev, 1);
+    expect(card.stats(mdev)?.kicks).toBe(2);
+
+    vendorVfOps.setConfigCb(mdev, { callback: () => {}, private: null });
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(0);
+
+    // Reset: status reads back 0 once the write returns, and every queue is down.
+    vendorVfOps.setStatus(mdev, 0);
+    expect(vendorVfOps.getStatus(mdev)).toBe(0);
+    expect(vendorVfOps.getVqReady(mdev, 1)).toBe(false);
+    expect(vendorVfOps.getVqState(mdev, 1)).toBe(0);
+  });
+
+  it('refuses addresses that are not 64-bit host addresses with EINVAL', () => {
+    const mdev = create(UUID);
+    for (const bad of [-1, 2 ** 53, 1.5]) {
+      expect(() => vendorVfOps.setVqAddress(mdev, 0, bad, 0, 0)).toThrow(
+        expect.objectContaining({ code: 'EINVAL' }),
+      );
+    }
+    expect(() => vendorVfOps.setVqNum(mdev, 5, 64)).toThrow(
+      expect.objectContaining({ code: 'EINVAL' }),
+    );
+  });
+
+  it('reads the device configuration byte by byte, zeros past its end, and ignores writes', () => {
+    const mdev = create(UUID);
+    const { bar } = card.instanceOf(mdev);
+    const mac = Array.from({ length: 6 }, (_, i) => bar.read8(VF_DEVICE_CFG + i));
+    const buf = new Uint8Array(16).fill(0xaa);
+    vendorVfOps.getConfig(mdev, 0, buf);
+    expect([...buf]).toEqual([...mac, 1, 0, 1, 0, 0xdc, 0x05, 0, 0, 0, 0]);
+    vendorVfOps.setConfig(mdev, 0, new Uint8Array(6));
+    const again = new Uint8Array(6);
+    vendorVfOps.getConfig(mdev, 0, again);
+    expect([...again]).toEqual(mac);
+    const gen = vendorVfOps.getGeneration!(mdev);
+    card.instanceOf(mdev).vf.setLink(false);
+    const deadline = Date.now() + 5000;
+    while (vendorVfOps.getGeneration!(mdev) === gen && Date.now() < deadline) {}
+    expect(vendorVfOps.getGeneration!(mdev)).toBe((gen + 1) & 0xff);
+    const status = new Uint8Array(2);
+    vendorVfOps.getConfig(mdev, 6, status);
+    expect([...status]).toEqual([0, 0]);
+  });
+});

@@ -1,0 +1,292 @@
+// The VF's register file, driven through its BAR with the engine in the test's thread: layout,
+// the select/window registers, feature negotiation, queue setup, config generation, reset.
+import {
+  allocVfShared,
+  LINK_FIFO_ENTRIES,
+  LINK_IRQ_INTX,
+  LINK_IRQ_PENDING,
+  VF_DEVICE_CFG,
+  VF_FEATURES,
+  VF_NUM_QUEUES,
+  VF_QUEUE_STATE,
+  VfBar,
+  VfEngine,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_COMMON_CFGGENERATION,
+  VIRTIO_PCI_COMMON_DF,
+  VIRTIO_PCI_COMMON_DFSELECT,
+  VIRTIO_PCI_COMMON_GF,
+  VIRTIO_PCI_COMMON_GFSELECT,
+  VIRTIO_PCI_COMMON_MSIX,
+  VIRTIO_PCI_COMMON_NUMQ,
+  VIRTIO_PCI_COMMON_Q_AVAILHI,
+  VIRTIO_PCI_COMMON_Q_AVAILLO,
+  VIRTIO_PCI_COMMON_Q_DESCHI,
+  VIRTIO_PCI_COMMON_Q_DESCLO,
+  VIRTIO_PCI_COMMON_Q_ENABLE,
+  VIRTIO_PCI_COMMON_Q_MSIX,
+  VIRTIO_PCI_COMMON_Q_NOFF,
+  VIRTIO_PCI_COMMON_Q_SELECT,
+  VIRTIO_PCI_COMMON_Q_SIZE,
+  VIRTIO_PCI_COMMON_Q_USEDHI,
+  VIRTIO_PCI_COMMON_Q_USEDLO,
+  VIRTIO_PCI_COMMON_STATUS,
+  VIRTIO_PCI_ISR_CONFIG,
+} from '@mdev/example-vendor-vf';
+import {
+  featureSet,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MAC,
+} from '@mdev/virtio';
+import { GuestMemory, vringLayout } from '@mdev/virtio-ring';
+import { describe, expect, it } from 'vitest';
+
+const MAC = Uint8Array.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+const BASE = 0x10_0000;
+
+/** A VF whose engine runs in this thread: a BAR read applies the posted writes first. */
+function makeVf(queueMax = 256) {
+  const shared = allocVfShared();
+  const memory = new GuestMemory();
+  memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
+  const engine = new VfEngine(shared, memory, { queueMax, mac: MAC, mtu: 1500, budget: 64 });
+  const bar = new VfBar(shared, () => engine.serviceMmio());
+  const link = new Int32Array(shared.link);
+  return { shared, memory, engine, bar, link };
+}
+
+function readFeatures(bar: VfBar, sel: number, reg: number, value: number): bigint {
+  bar.write32(sel, 0);
+  const lo = bar.read32(value);
+  bar.write32(sel, 1);
+  const hi = bar.read32(value);
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+function writeDriverFeatures(bar: VfBar, f: bigint): void {
+  bar.write32(VIRTIO_PCI_COMMON_GFSELECT, 0);
+  bar.write32(VIRTIO_PCI_COMMON_GF, Number(f & 0xffffffffn));
+  bar.write32(VIRTIO_PCI_COMMON_GFSELECT, 1);
+  bar.write32(VIRTIO_PCI_COMMON_GF, Number(f >> 32n));
+}
+
+/** Sets queue `q` up at a valid ring in memory; returns the areas. */
+function programQueue(bar: VfBar, q: number, num: number, at: number) {
+  const l = vringLayout(num, 4096);
+  bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, q);
+  bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, num);
+  bar.write32(VIRTIO_PCI_COMMON_Q_DESCLO, at + l.desc);
+  bar.write32(VIRTIO_PCI_COMMON_Q_DESCHI, 0);
+  bar.write32(VIRTIO_PCI_COMMON_Q_AVAILLO, at + l.avail);
+  bar.write32(VIRTIO_PCI_COMMON_Q_AVAILHI, 0);
+  bar.write32(VIRTIO_PCI_COMMON_Q_USEDLO, at + l.used);
+  bar.write32(VIRTIO_PCI_COMMON_Q_USEDHI, 0);
+  return { desc: at + l.desc, avail: at + l.avail, used: at + l.used };
+}
+
+describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
+  it('powers on with its reset values: queue count, sizes, no vectors, status 0, the net config', () => {
+    const { bar } = makeVf(512);
+    expect(bar.read16(VIRTIO_PCI_COMMON_NUMQ)).toBe(VF_NUM_QUEUES);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0);
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+    for (let q = 0; q < VF_NUM_QUEUES; q++) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, q);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_SELECT)).toBe(q);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(512);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_NOFF)).toBe(q);
+    }
+    // "queue_size ... 0 if the queue is unavailable".
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, VF_NUM_QUEUES);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(0);
+    // struct virtio_net_config, little-endian: mac, status (LINK_UP), max_virtqueue_pairs, mtu.
+    const cfg = Array.from({ length: 12 }, (_, i) => bar.read8(VF_DEVICE_CFG + i));
+    expect(cfg).toEqual([...MAC, 1, 0, 1, 0, 0xdc, 0x05]);
+  });
+
+  it('shows the device features 32 bits at a time through device_feature_select', () => {
+    const { bar } = makeVf();
+    expect(readFeatures(bar, VIRTIO_PCI_COMMON_DFSELECT, 0, VIRTIO_PCI_COMMON_DF)).toBe(
+      VF_FEATURES,
+    );
+    bar.write32(VIRTIO_PCI_COMMON_DFSELECT, 0);
+    expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(Number(VF_FEATURES & 0xffffffffn));
+    bar.write32(VIRTIO_PCI_COMMON_DFSELECT, 2);
+    expect(bar.read32(VIRTIO_PCI_COMMON_DFSELECT)).toBe(2);
+    expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(0);
+    // device_feature is read-only.
+    bar.write32(VIRTIO_PCI_COMMON_DFSELECT, 0);
+    bar.write32(VIRTIO_PCI_COMMON_DF, 0);
+    expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(Number(VF_FEATURES & 0xffffffffn));
+  });
+
+  it('takes the driver features in two halves and keeps FEATURES_OK only for a set it supports', () => {
+    const { bar } = makeVf();
+    const accepted = VF_FEATURES & ~featureSet(VIRTIO_NET_F_MAC);
+    writeDriverFeatures(bar, accepted);
+    expect(readFeatures(bar, VIRTIO_PCI_COMMON_GFSELECT, 0, VIRTIO_PCI_COMMON_GF)).toBe(accepted);
+    const status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, status | VIRTIO_CONFIG_S_FEATURES_OK);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(status | VIRTIO_CONFIG_S_FEATURES_OK);
+    // After FEATURES_OK the driver features no longer change.
+    writeDriverFeatures(bar, 0n);
+    expect(readFeatures(bar, VIRTIO_PCI_COMMON_GFSELECT, 0, VIRTIO_PCI_COMMON_GF)).toBe(accepted);
+
+    // Without ACCESS_PLATFORM (the VF sits behind the IOMMU), or with a bit it does not
+    // offer, the VF leaves FEATURES_OK clear: "device refuses features".
+    for (const f of [featureSet(VIRTIO_F_VERSION_1), VF_FEATURES | (1n << 40n)]) {
+      bar.write8(VIRTIO_PCI_COMMON_STATUS, 0);
+      writeDriverFeatures(bar, f);
+      bar.write8(VIRTIO_PCI_COMMON_STATUS, status | VIRTIO_CONFIG_S_FEATURES_OK);
+      expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(status);
+    }
+  });
+
+  it('keeps each queue behind queue_select, and ignores queue writes while a queue runs', () => {
+    const { bar } = makeVf();
+    writeDriverFeatures(bar, VF_FEATURES);
+    const a = programQueue(bar, 0, 128, BASE);
+    const b = programQueue(bar, 1, 64, BASE + 0x10000);
+    bar.write16(VIRTIO_PCI_COMMON_Q_MSIX, 2);
+    for (const [q, num, areas, vector] of [
+      [0, 128, a, VIRTIO_MSI_NO_VECTOR],
+      [1, 64, b, 2],
+    ] as const) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, q);
+      expect([
+        bar.read16(VIRTIO_PCI_COMMON_Q_SIZE),
+        bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO),
+        bar.read32(VIRTIO_PCI_COMMON_Q_DESCHI),
+        bar.read32(VIRTIO_PCI_COMMON_Q_AVAILLO),
+        bar.read32(VIRTIO_PCI_COMMON_Q_AVAILHI),
+        bar.read32(VIRTIO_PCI_COMMON_Q_USEDLO),
+        bar.read32(VIRTIO_PCI_COMMON_Q_USEDHI),
+        bar.read16(VIRTIO_PCI_COMMON_Q_MSIX),
+      ]).toEqual([num, areas.desc, 0, areas.avail, 0, areas.used, 0, vector]);
+    }
+    // A vector the VF does not have reads back as NO_VECTOR.
+    bar.write16(VIRTIO_PCI_COMMON_Q_MSIX, 7);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, 0);
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(0);
+
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 32);
+    bar.write32(VIRTIO_PCI_COMMON_Q_DESCLO, 0x1234);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(64);
+    expect(bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO)).toBe(b.desc);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
+  });
+
+  it('holds a queue state written before enabling, and refuses it while the queue runs', () => {
+    const { bar } = makeVf();
+    writeDriverFeatures(bar, VF_FEATURES);
+    programQueue(bar, 0, 64, BASE);
+    bar.write16(VF_QUEUE_STATE, 1000);
+    expect(bar.read16(VF_QUEUE_STATE)).toBe(1000);
+    bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    expect(bar.read16(VF_QUEUE_STATE)).toBe(1000);
+    bar.write16(VF_QUEUE_STATE, 7);
+    expect(bar.read16(VF_QUEUE_STATE)).toBe(1000);
+  });
+
+  it('sets DEVICE_NEEDS_RESET when a queue is enabled on rings it cannot reach', () => {
+    const { bar } = makeVf();
+    writeDriverFeatures(bar, VF_FEATURES);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    programQueue(bar, 0, 64, 0x7000_0000); // no host memory there
+    bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(
+      VIRTIO_CONFIG_S_NEEDS_RESET,
+    );
+    // A size that is not a power of two is refused the same way.
+    const v = makeVf();
+    programQueue(v.bar, 1, 64, BASE);
+    v.bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 48);
+    v.bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    expect(v.bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
+  });
+
+  it('bumps config_generation when the configuration changes and raises a config interrupt', () => {
+    const { bar, engine, link } = makeVf();
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, 0);
+    const gen = bar.read8(VIRTIO_PCI_COMMON_CFGGENERATION);
+    engine.setLink(false);
+    expect(bar.read8(VIRTIO_PCI_COMMON_CFGGENERATION)).toBe((gen + 1) & 0xff);
+    expect(bar.read16(VF_DEVICE_CFG + 6)).toBe(0);
+    expect(Atomics.exchange(link, LINK_IRQ_PENDING, 0)).toBe(1 << 0);
+    // The same state again is no change: no new generation.
+    engine.setLink(false);
+    expect(bar.read8(VIRTIO_PCI_COMMON_CFGGENERATION)).toBe((gen + 1) & 0xff);
+    // Without a vector the VF signals INTx and says why in the ISR byte, which a read clears.
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR); // flushes the write
+    engine.setLink(true);
+    expect(bar.read8(VIRTIO_PCI_COMMON_CFGGENERATION)).toBe((gen + 2) & 0xff);
+    expect(bar.read16(VF_DEVICE_CFG + 6)).toBe(1);
+    expect(Atomics.exchange(link, LINK_IRQ_PENDING, 0)).toBe(LINK_IRQ_INTX);
+    expect(bar.readIsr()).toBe(VIRTIO_PCI_ISR_CONFIG);
+    expect(bar.readIsr()).toBe(0);
+  });
+
+  it('resets everything when device_status is written 0', () => {
+    const { bar } = makeVf();
+    writeDriverFeatures(bar, VF_FEATURES);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 0x0b);
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, 0);
+    programQueue(bar, 0, 64, BASE);
+    bar.write16(VIRTIO_PCI_COMMON_Q_MSIX, 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 0);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SELECT)).toBe(0);
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+    expect(readFeatures(bar, VIRTIO_PCI_COMMON_GFSELECT, 0, VIRTIO_PCI_COMMON_GF)).toBe(0n);
+    expect([
+      bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE),
+      bar.read16(VIRTIO_PCI_COMMON_Q_SIZE),
+      bar.read16(VIRTIO_PCI_COMMON_Q_MSIX),
+      bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO),
+      bar.read16(VF_QUEUE_STATE),
+    ]).toEqual([0, 256, VIRTIO_MSI_NO_VECTOR, 0, 0]);
+  });
+
+  it('applies posted writes in order, however many are queued before a read', () => {
+    const { bar } = makeVf();
+    const n = LINK_FIFO_ENTRIES * 3 + 5;
+    for (let i = 0; i < n; i++) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, i & 1);
+      bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 2 << (i % 8));
+    }
+    const last = (i: number) => 2 << (i % 8);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(last(n - 1));
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, (n - 2) & 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(last(n - 2));
+  });
+
+  it('refuses accesses outside the BAR or not aligned to their width', () => {
+    const { bar } = makeVf();
+    expect(() => bar.read32(0x1000)).toThrow(RangeError);
+    expect(() => bar.write16(VIRTIO_PCI_COMMON_STATUS + 1, 0)).toThrow(RangeError);
+    expect(() => bar.read32(VIRTIO_PCI_COMMON_Q_SIZE - 2)).toThrow(RangeError);
+  });
+
+  it('reads all ones once the VF stops answering, like a removed PCI function', () => {
+    const shared = allocVfShared();
+    const bar = new VfBar(shared, null, 50);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 1); // nobody applies it
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0xff);
+    expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(0xffffffff);
+    expect(bar.gone).toBe(true);
+  });
+});
