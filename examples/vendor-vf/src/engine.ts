@@ -432,7 +432,7 @@ export class VfEngine {
       }) === 0;
     if (!ok) {
       // Rings the VF cannot reach: the queue stays disabled and the device needs a reset.
-      this.deviceError();
+      this.deviceError(`queue ${idx} cannot be enabled (size ${q.size}, rings out of reach?)`);
       return;
     }
     q.vrh.setLastAvailIdx(q.lastAvail);
@@ -450,9 +450,11 @@ export class VfEngine {
   }
 
   /** DEVICE_NEEDS_RESET (2.1.2): the datapath stops and the driver is told by a config interrupt. */
-  private deviceError(): void {
+  private deviceError(reason: string): void {
     this.stats.ring_errors++;
     if (this.status & VIRTIO_CONFIG_S_NEEDS_RESET) return;
+    // Reported once per reset cycle; the counter keeps the rest.
+    process.emitWarning(`vendor_vf: ${reason}; the device needs a reset`);
     this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
     this.showStatus();
     if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) this.raiseConfig();
@@ -506,6 +508,7 @@ export class VfEngine {
     const txv = tx.vrh;
     const rxv = rx.vrh;
     let result: 'idle' | 'more' | 'broken' = 'idle';
+    let broken = '';
     let n = 0;
     txv.notifyDisable();
     for (;;) {
@@ -522,6 +525,7 @@ export class VfEngine {
       }
       if (got < 0) {
         result = 'broken';
+        broken = `TX ring fault (errno ${got})`;
         break;
       }
       n++;
@@ -530,6 +534,7 @@ export class VfEngine {
       if (rgot < 0) {
         txv.abandon(1);
         result = 'broken';
+        broken = `RX ring fault (errno ${rgot})`;
         break;
       }
       stats.tx_packets++;
@@ -548,7 +553,7 @@ export class VfEngine {
       stats.rx_packets++;
       stats.rx_bytes += written;
     }
-    if (result === 'broken') this.deviceError();
+    if (result === 'broken') this.deviceError(broken);
     if (txv.needNotify() === 1) this.raise(tx.msix, VIRTIO_PCI_ISR_QUEUE);
     if (rxv.needNotify() === 1) this.raise(rx.msix, VIRTIO_PCI_ISR_QUEUE);
     return result === 'more' ? 'more' : 'idle';

@@ -75,7 +75,7 @@ export {
   VIRTIO_PCI_ISR_QUEUE,
   VIRTIO_PCI_MODERN_DEVICE_BASE,
 } from './layout';
-export { assertPresent, VF_MMIO_TIMEOUT_MS, VfBar } from './mmio';
+export { VF_MMIO_TIMEOUT_MS, VfBar } from './mmio';
 export {
   registerVendorVfPktgenDevice,
   VENDOR_VF_PKTGEN_DEVICE,

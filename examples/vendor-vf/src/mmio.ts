@@ -3,7 +3,6 @@
  * VF's engine through the link FIFO; a read waits until the engine has applied every earlier
  * write, then loads the BAR bytes the engine maintains (a PCI read flushes posted writes).
  */
-import { KernelError } from '@mdev/driver-core';
 import {
   LINK_ATTENTION,
   LINK_FIFO,
@@ -163,9 +162,4 @@ export class VfBar {
     process.emitWarning(`vendor_vf: the VF did not complete posted writes; it is treated as gone`);
     return false;
   }
-}
-
-/** Throws ENODEV when a VF stopped answering (for ops that return errors). */
-export function assertPresent(bar: VfBar, what: string): void {
-  if (bar.gone) throw new KernelError('ENODEV', `vendor_vf: ${what}: the VF is gone`);
 }
