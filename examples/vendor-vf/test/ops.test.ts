@@ -88,7 +88,7 @@ describe('the vendor_vf parent driver', () => {
     expect(vendorVfOps.getFeatures(mdev)).toBe(VF_FEATURES);
   });
 
-  it('programs a queue through queue_select and its registers, and rings its doorbell', () => {
+  it('programs a queue through queue_select and its registers, and rings its doorbell', async () => {
     const mdev = create(UUID);
     const { bar } = card.instanceOf(mdev);
     // Ring memory comes through the mdev's DMA ops, as the transport allocates it: the mapping
@@ -127,9 +127,14 @@ describe('the vendor_vf parent driver', () => {
     expect(() => vendorVfOps.setVqState(mdev, 1, 5)).toThrow(
       expect.objectContaining({ code: 'EBUSY' }),
     );
-    // The doorbell write reaches the VF (it counts kicks).
+    // The doorbell write reaches the VF (it counts kicks). Doorbells are posted writes: the VF
+    // applies them in its own time, so wait for the count rather than read it at once.
     vendorVfOps.kickVq(mdev, 1);
     vendorVfOps.kickVq(mdev, 1);
+    const deadline = performance.now() + 10_000;
+    while (card.stats(mdev)?.kicks !== 2 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
     expect(card.stats(mdev)?.kicks).toBe(2);
 
     vendorVfOps.setConfigCb(mdev, { callback: () => {}, private: null });

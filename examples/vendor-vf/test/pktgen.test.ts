@@ -167,7 +167,9 @@ describe('virtio-net over the vendor VF', () => {
       // by hand, must not be touched by the VF.
       for (let i = 0; i < 4; i++) netdev.xmit(f, i < 3);
       inst.bar.write16(VF_NOTIFY + VF_TX_QUEUE * VF_NOTIFY_OFF_MULTIPLIER, VF_TX_QUEUE);
-      await new Promise((r) => setTimeout(r, 100));
+      // The doorbell is a posted write: wait until the VF has seen it, then a little longer.
+      expect(await until(() => card.stats(s.mdev)!.kicks === before.kicks + 1)).toBe(true);
+      await new Promise((r) => setTimeout(r, 50));
       expect(usedIdx()).toBe(used);
       const after = card.stats(s.mdev)!;
       expect(after.tx_packets).toBe(before.tx_packets);
