@@ -538,14 +538,17 @@ export class VirtNet implements NetDevice {
     this.stop();
     this.removed = true;
     void virtnetWq.cancelSync(this.configWork);
+    // Reset first, as remove_vq_common() does: from here the device writes nothing, so what
+    // follows sees the rings as they finally are (a device in another thread could otherwise
+    // complete a frame between the reaping below and the reset, and it would be counted twice).
+    virtioResetDevice(this.vdev);
     // Account for every frame in flight, so a user's counts still add up after a removal:
     // transmitted frames the device finished are reaped as sent, received frames nobody will
     // read any more are dropped.
     while (this.svq.getBufToken() !== undefined);
     while (this.rvq.getBufToken() !== undefined) this.counters.rxDropped++;
-    virtioResetDevice(this.vdev);
-    // After the reset the device holds nothing: every buffer comes back (free_unused_bufs); a
-    // frame the device never sent is dropped.
+    // Every other buffer comes back unused (free_unused_bufs); a frame the device never sent
+    // is dropped.
     while (this.rvq.detachUnused() !== undefined);
     while (this.svq.detachUnused() !== undefined) this.counters.txDropped++;
     this.vdev.config.delVqs(this.vdev);
