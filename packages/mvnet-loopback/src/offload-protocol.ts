@@ -42,7 +42,6 @@ export type OffloadRequest =
       slot: number;
       queue: number;
       config: VringhConfig;
-      memory: SharedMemoryDescriptor | null;
     }
   | { seq: number; op: 'unready'; slot: number; queue: number }
   | { seq: number; op: 'getState'; slot: number; queue: number }
@@ -55,5 +54,10 @@ export interface OffloadWorkerData {
   stats: SharedArrayBuffer;
   memory: SharedMemoryDescriptor;
   port: MessagePort;
+  /**
+   * Regions host memory grew by, posted as soon as they exist (before the driver can hand out an
+   * address in them); the worker reads this port when an address does not translate.
+   */
+  memoryPort: MessagePort;
   budget: number;
 }

@@ -6,7 +6,13 @@
  * synchronously, and are answered through the control block.
  */
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { GuestMemory, NotifyWord, type SharedMemoryDescriptor } from '@mdev/virtio-ring';
+import {
+  type AddressSpace,
+  GuestMemory,
+  NotifyWord,
+  type SharedMemoryDescriptor,
+  type Translation,
+} from '@mdev/virtio-ring';
 import { emptyStats, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
 import {
   CTL_ACK_SEQ,
@@ -64,8 +70,25 @@ function addRegions(desc: SharedMemoryDescriptor): void {
   }
 }
 
+/** Host memory as the worker reaches it: a miss first picks up the regions memory grew by. */
+const space: AddressSpace = {
+  translate(addr: number, len: number, out: Translation): boolean {
+    if (memory.translate(addr, len, out)) return true;
+    let grew = false;
+    for (
+      let m = receiveMessageOnPort(data.memoryPort);
+      m;
+      m = receiveMessageOnPort(data.memoryPort)
+    ) {
+      addRegions(m.message as SharedMemoryDescriptor);
+      grew = true;
+    }
+    return grew && memory.translate(addr, len, out);
+  },
+};
+
 function attach(slot: number): Slot {
-  const vqs = [new MvnetQueue(memory), new MvnetQueue(memory)];
+  const vqs = [new MvnetQueue(space), new MvnetQueue(space)];
   vqs[0]!.cb = () => raise(slot, PENDING_RX);
   vqs[1]!.cb = () => raise(slot, PENDING_TX);
   const stats = emptyStats();
@@ -98,7 +121,6 @@ function handle(req: OffloadRequest): number {
       slots.delete(req.slot);
       return 0;
     case 'ready': {
-      if (req.memory) addRegions(req.memory);
       const vq = s.vqs[req.queue];
       if (!vq) return -EINVAL;
       const err = vq.vrh.init(req.config);

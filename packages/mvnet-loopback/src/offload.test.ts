@@ -3,6 +3,7 @@ import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import {
   featureSet,
+  HostRam,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
@@ -148,6 +149,48 @@ describe('mvnet_loopback in worker mode', () => {
     let completed = 0;
     while (tx.getBuf()) completed++;
     expect(completed).toBe(7);
+  });
+
+  it('reaches buffers in host memory regions added after the queues were set up', async () => {
+    // Host memory that grows by small regions, as hostRam grows by 16 MB ones.
+    const ram = new HostRam({ regionSize: 64 * 1024 });
+    mvnet.exit();
+    mvnet = mvnetLoopbackInit({ memory: ram.memory, dma: ram.dma, offload: true });
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const ops = mdevVirtioGetOps(mdev);
+    ops.setFeatures(mdev, featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM));
+    const [rx, tx] = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
+      const vq = Virtqueue.create<number>({
+        index: idx,
+        num: 16,
+        memory: ram.memory,
+        dma: mdev.dmaOps!,
+        notify: () => {
+          ops.kickVq(mdev, idx);
+          return true;
+        },
+      })!;
+      ops.setVqNum(mdev, idx, vq.num);
+      ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
+      ops.setVqReady(mdev, idx, true);
+      return vq;
+    }) as [Virtqueue<number>, Virtqueue<number>];
+    const regions = ram.memory.regions.length;
+    // Buffers the driver allocates itself, too big for the regions there are.
+    const rxBuf = ram.alloc(100_000)!;
+    const frame = ram.alloc(100_000)!;
+    expect(ram.memory.regions.length).toBeGreaterThan(regions);
+    const bytes = ram.memory.view(frame, 1500);
+    for (let i = 0; i < 1500; i++) bytes[i] = (i * 7) & 0xff;
+    rx.addInbuf(rxBuf, 2048, 1);
+    rx.kick();
+    tx.addOutbuf(frame, 1500, 2);
+    tx.kick();
+    expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === 1)).toBe(true);
+    expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(0);
+    expect(rx.getBuf()).toEqual({ token: 1, len: 1500 });
+    expect(ram.memory.read(rxBuf, 1500)).toEqual(ram.memory.read(frame, 1500));
   });
 
   it('after a reset returns, the worker no longer touches the rings', async () => {

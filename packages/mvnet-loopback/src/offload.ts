@@ -77,6 +77,7 @@ export class MvnetOffload {
   private readonly doorbell: NotifyWord;
   private readonly irq: NotifyWord;
   private readonly port: MessagePort;
+  private readonly memoryPort: MessagePort;
   private readonly worker: Worker;
   private readonly memory: GuestMemory;
   private readonly attached = new Set<number>();
@@ -97,6 +98,8 @@ export class MvnetOffload {
     this.irq = new NotifyWord(control, CTL_IRQ * 4);
     const channel = new MessageChannel();
     this.port = channel.port1;
+    const memoryChannel = new MessageChannel();
+    this.memoryPort = memoryChannel.port1;
     const shared = memory.share();
     this.sharedRegions = shared.regions.length;
     const workerData: OffloadWorkerData = {
@@ -105,11 +108,12 @@ export class MvnetOffload {
       stats,
       memory: shared,
       port: channel.port2,
+      memoryPort: memoryChannel.port2,
       budget,
     };
     this.worker = spawnWorker(siblingModule('offload-worker', import.meta.url), {
       workerData,
-      transferList: [channel.port2],
+      transferList: [channel.port2, memoryChannel.port2],
     });
     this.worker.on('error', (err) => {
       this.failure = String(err);
@@ -147,13 +151,22 @@ export class MvnetOffload {
     Atomics.store(this.pending, slot, 0);
   }
 
+  /**
+   * Tells the worker about regions host memory grew by. Called after every allocation the
+   * device's DMA ops make (see MvnetLoopback), so a region is known before any address in it
+   * reaches a ring.
+   */
+  syncMemory(): void {
+    const regions = this.memory.regions.length;
+    if (regions === this.sharedRegions || this.closed) return;
+    this.sharedRegions = regions;
+    this.memoryPort.postMessage(this.memory.share());
+  }
+
   /** Enables a queue; the result is Vringh.init's (0 or a negative errno). */
   ready(slot: number, queue: number, config: VringhConfig): number {
-    // Host memory grows by regions; hand the worker the new ones with the queue that may use them.
-    const regions = this.memory.regions.length;
-    const memory = regions !== this.sharedRegions ? this.memory.share() : null;
-    this.sharedRegions = regions;
-    return this.call({ op: 'ready', slot, queue, config, memory });
+    this.syncMemory();
+    return this.call({ op: 'ready', slot, queue, config });
   }
 
   unready(slot: number, queue: number): void {
@@ -181,6 +194,7 @@ export class MvnetOffload {
     this.doorbell.signal();
     this.irq.signal();
     this.port.close();
+    this.memoryPort.close();
     await this.worker.terminate();
   }
 
