@@ -408,8 +408,9 @@ export class Virtqueue<T = unknown> {
 
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
     const w = i * 4;
-    this.desc32[w] = dmaAddr % U32;
-    this.desc32[w + 1] = Math.floor(dmaAddr / U32);
+    const lo = dmaAddr >>> 0; // ToUint32: the low half, exact for integers below 2^53
+    this.desc32[w] = lo;
+    this.desc32[w + 1] = (dmaAddr - lo) / U32;
     this.desc32[w + 2] = len;
     this.desc16[i * 8 + 6] = flags;
     this.desc16[i * 8 + 7] = next;

@@ -65,6 +65,8 @@ export function frameIntact(
  * and writes the sequence number; checking compares 32-bit words where the received frame is
  * 4-aligned. Nothing is allocated per frame. Agrees with `stampFrame` and `frameIntact`.
  */
+const HOST_LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export class FramePattern {
   readonly size: number;
   private readonly stride: number;
@@ -73,8 +75,14 @@ export class FramePattern {
   private readonly frames: Uint8Array[] = [];
   private lastBuffer: ArrayBufferLike | null = null;
   private lastWords: Uint32Array = new Uint32Array(0);
+  // Bytes 12-13 of word 3 and 18-19 of word 4 (little-endian lanes).
+  private readonly maskWord3 = 0x0000_ffff;
+  private readonly maskWord4 = 0xffff_0000 | 0;
 
   constructor(size: number, mac: Uint8Array) {
+    if (!Number.isInteger(size) || size < MIN_FRAME) {
+      throw new RangeError(`FramePattern: frames are at least ${MIN_FRAME} bytes, not ${size}`);
+    }
     this.size = size;
     this.stride = (size + 3) & ~3;
     this.words = new Uint32Array((256 * this.stride) >> 2);
@@ -112,7 +120,7 @@ export class FramePattern {
     const c = (seq * 31) & 0xff;
     const start = buf.byteOffset + offset;
     const t = c * this.stride;
-    if ((start & 3) === 0) {
+    if ((start & 3) === 0 && HOST_LE) {
       if (buf.buffer !== this.lastBuffer) {
         this.lastBuffer = buf.buffer;
         this.lastWords = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >> 2);
@@ -122,16 +130,22 @@ export class FramePattern {
       const base = start >> 2;
       const tb = t >> 2;
       const full = length >> 2;
-      // Words 0-2 (addresses), then from word 5 on; bytes 12-19 (type, sequence) are checked
-      // below since the template has no sequence number.
-      for (let i = 0; i < 3; i++) if (w[base + i] !== tw[tb + i]) return false;
+      // Every word but the sequence number's bytes (14-17), which the template leaves zero:
+      // word 3 holds bytes 12-15 (type, then the sequence's high half), word 4 bytes 16-19 (its
+      // low half, then payload). The masks keep the other bytes (words are little-endian here;
+      // a big-endian host takes the byte loop below).
+      if (
+        w[base] !== tw[tb] ||
+        w[base + 1] !== tw[tb + 1] ||
+        w[base + 2] !== tw[tb + 2] ||
+        ((w[base + 3]! ^ tw[tb + 3]!) & this.maskWord3) !== 0 ||
+        ((w[base + 4]! ^ tw[tb + 4]!) & this.maskWord4) !== 0
+      ) {
+        return false;
+      }
       for (let i = 5; i < full; i++) if (w[base + i] !== tw[tb + i]) return false;
       for (let i = full << 2; i < length; i++) {
         if (buf[offset + i] !== this.bytes[t + i]) return false;
-      }
-      for (let i = 12; i < 20; i++) {
-        if (i >= SEQ_OFFSET && i < PAYLOAD_OFFSET) continue;
-        if (i < length && buf[offset + i] !== this.bytes[t + i]) return false;
       }
       return true;
     }
