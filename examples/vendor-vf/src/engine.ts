@@ -132,6 +132,9 @@ function addr64(halves: number[]): number {
 
 const isPow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
 
+/** How long a TX frame may wait for a receive buffer before it is dropped (the FIFO, in time). */
+export const RX_GRACE_MS = 5;
+
 /** The VF's register logic and datapath. */
 export class VfEngine {
   private readonly link: Int32Array;
@@ -213,6 +216,7 @@ export class VfEngine {
     this.msixConfig = VIRTIO_MSI_NO_VECTOR;
     this.qSelect = 0;
     this.status = 0;
+    this.starvedSince = 0;
     // Interrupts raised before the reset are withdrawn.
     Atomics.store(this.bar8, VF_ISR, 0);
     Atomics.store(this.link, LINK_IRQ_PENDING, 0);
@@ -488,12 +492,15 @@ export class VfEngine {
 
   // ---- datapath --------------------------------------------------------------------------
 
+  /** When TX started waiting for a receive buffer (0 = not waiting). */
+  private starvedSince = 0;
+
   /**
    * Moves up to `budget` frames from TX to RX. 'more' when the budget ran out, 'idle' when
    * the TX ring is empty or the device is not running. Only between DRIVER_OK and a reset or
    * DEVICE_NEEDS_RESET (3.1.1: no buffers are used before DRIVER_OK).
    */
-  run(budget = this.init.budget): 'idle' | 'more' {
+  run(budget = this.init.budget): 'idle' | 'more' | 'starved' {
     const rx = this.queues[VF_RX_QUEUE]!;
     const tx = this.queues[VF_TX_QUEUE]!;
     if (
@@ -507,7 +514,11 @@ export class VfEngine {
     const { r, w, stats } = this;
     const txv = tx.vrh;
     const rxv = rx.vrh;
-    let result: 'idle' | 'more' | 'broken' = 'idle';
+    let result: 'idle' | 'more' | 'broken' | 'starved' = 'idle';
+    // The VF's receive FIFO: a frame that finds no receive buffer waits for the driver to post
+    // one (it is on another thread and may be a moment late) and is dropped only after
+    // RX_GRACE_MS, as a NIC drops when its FIFO overflows.
+    const hold = this.starvedSince === 0 || performance.now() - this.starvedSince < RX_GRACE_MS;
     let broken = '';
     let n = 0;
     txv.notifyDisable();
@@ -530,7 +541,19 @@ export class VfEngine {
       }
       n++;
       const len = r.total;
-      const rgot = rxv.getDesc(null, w);
+      let rgot = rxv.getDesc(null, w);
+      if (rgot === 0 && hold) {
+        // Ask for a kick when a receive buffer comes, and look once more.
+        if (!rxv.notifyEnable()) {
+          rxv.notifyDisable();
+          rgot = rxv.getDesc(null, w);
+        }
+        if (rgot === 0) {
+          txv.abandon(1);
+          result = 'starved';
+          break;
+        }
+      }
       if (rgot < 0) {
         txv.abandon(1);
         result = 'broken';
@@ -556,6 +579,11 @@ export class VfEngine {
     if (result === 'broken') this.deviceError(broken);
     if (txv.needNotify() === 1) this.raise(tx.msix, VIRTIO_PCI_ISR_QUEUE);
     if (rxv.needNotify() === 1) this.raise(rx.msix, VIRTIO_PCI_ISR_QUEUE);
+    if (result === 'starved') {
+      if (this.starvedSince === 0) this.starvedSince = performance.now();
+      return 'starved';
+    }
+    this.starvedSince = 0;
     return result === 'more' ? 'more' : 'idle';
   }
 

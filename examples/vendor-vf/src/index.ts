@@ -11,7 +11,7 @@ export {
   vendorVfInit,
   vendorVfOps,
 } from './driver';
-export { VfEngine, type VfInit } from './engine';
+export { RX_GRACE_MS, VfEngine, type VfInit } from './engine';
 export { VF_DEFAULT_MTU, VF_FEATURES } from './features';
 export { type PciIdentity, VirtioNetVf, type VirtioNetVfOptions } from './hardware';
 export {

@@ -11,7 +11,7 @@ import {
   type SharedMemoryDescriptor,
   type Translation,
 } from '@mdev/virtio-ring';
-import { VfEngine } from './engine';
+import { RX_GRACE_MS, VfEngine } from './engine';
 import { LINK_ATTENTION, LINK_STOP } from './layout';
 import type { VfPlatformMessage, VfWorkerData } from './vf-protocol';
 
@@ -56,5 +56,8 @@ while (Atomics.load(link, LINK_STOP) === 0) {
   const result = engine.run();
   engine.publish();
   engine.flushInterrupts();
+  // Idle: sleep until the host writes or kicks. Starved (a frame waits for a receive buffer):
+  // sleep until the driver's kick, or until the grace is over and the frame is dropped.
   if (result === 'idle') Atomics.wait(link, LINK_ATTENTION, seen, 1000);
+  else if (result === 'starved') Atomics.wait(link, LINK_ATTENTION, seen, RX_GRACE_MS);
 }
