@@ -284,8 +284,6 @@ export class MvnetLoopback {
   /** The datapath worker (worker mode), or null when the datapath runs on a workqueue. */
   readonly offload: MvnetOffload | null;
   private readonly bySlot: (MvnetState | null)[];
-  /** The DMA ops each mdev gets (the options' own, or in worker mode a wrapper of them). */
-  private readonly dmaOps: DmaMapOps;
   private readonly ops: MdevVirtioOps;
 
   constructor(options: MvnetOptions) {
@@ -313,24 +311,6 @@ export class MvnetLoopback {
     this.offload = options.offload
       ? new MvnetOffload(options.memory, this.maxInstances, this.budget)
       : null;
-    const offload = this.offload;
-    // In worker mode an allocation may grow host memory by a region the worker must learn of
-    // before the driver puts an address in it on a ring: every allocation and mapping checks.
-    this.dmaOps = offload
-      ? {
-          ...options.dma,
-          alloc: (size, align) => {
-            const got = options.dma.alloc(size, align);
-            offload.syncMemory();
-            return got;
-          },
-          // Drivers also map buffers they allocated from host memory themselves.
-          map: (cpuAddr, len, dir) => {
-            offload.syncMemory();
-            return options.dma.map(cpuAddr, len, dir);
-          },
-        }
-      : options.dma;
     if (this.offload) this.offload.onPending = (slot, bits) => this.deliver(slot, bits);
     this.cls = new Class(MVNET_NAME);
     this.cls.register();
@@ -401,7 +381,7 @@ export class MvnetLoopback {
     this.bySlot[slot] = s;
     mdevSetDrvdata(mdev, s);
     this.instances.add(s);
-    mdev.dmaOps = this.dmaOps; // "HVA as IOVA"
+    mdev.dmaOps = this.options.dma; // "HVA as IOVA"
     mdev.groups = [...mdev.groups, this.vendorGroup(mdev), this.statsGroup(s)];
     mdevVirtioSetOps(mdev, this.ops);
     mdevVirtioSetClassId(mdev, MDEV_VIRTIO_CLASS_ID_VIRTIO);

@@ -79,15 +79,13 @@ export class MvnetOffload {
   private readonly port: MessagePort;
   private readonly memoryPort: MessagePort;
   private readonly worker: Worker;
-  private readonly memory: GuestMemory;
   private readonly attached = new Set<number>();
-  private sharedRegions: number;
+  private readonly stopRegionCalls: () => void;
   private seq = 0;
   private closed = false;
   private failure: string | null = null;
 
   constructor(memory: GuestMemory, slots: number, budget: number) {
-    this.memory = memory;
     const control = new SharedArrayBuffer(CTL_WORDS * 4);
     const pending = new SharedArrayBuffer(slots * 4);
     const stats = new SharedArrayBuffer(slots * STAT_STRIDE * 8);
@@ -101,7 +99,6 @@ export class MvnetOffload {
     const memoryChannel = new MessageChannel();
     this.memoryPort = memoryChannel.port1;
     const shared = memory.share();
-    this.sharedRegions = shared.regions.length;
     const workerData: OffloadWorkerData = {
       control,
       pending,
@@ -119,6 +116,13 @@ export class MvnetOffload {
       this.failure = String(err);
     });
     this.worker.unref();
+    // Host memory grows by regions; the worker hears of each before any address in it exists
+    // (and reads this port when an address does not translate).
+    this.stopRegionCalls = memory.onRegionAdded((region) => {
+      if (region.buffer instanceof SharedArrayBuffer && !this.closed) {
+        this.memoryPort.postMessage({ regions: [{ base: region.base, buffer: region.buffer }] });
+      }
+    });
     void this.interruptLoop();
   }
 
@@ -151,21 +155,8 @@ export class MvnetOffload {
     Atomics.store(this.pending, slot, 0);
   }
 
-  /**
-   * Tells the worker about regions host memory grew by. Called after every allocation the
-   * device's DMA ops make (see MvnetLoopback), so a region is known before any address in it
-   * reaches a ring.
-   */
-  syncMemory(): void {
-    const regions = this.memory.regions.length;
-    if (regions === this.sharedRegions || this.closed) return;
-    this.sharedRegions = regions;
-    this.memoryPort.postMessage(this.memory.share());
-  }
-
   /** Enables a queue; the result is Vringh.init's (0 or a negative errno). */
   ready(slot: number, queue: number, config: VringhConfig): number {
-    this.syncMemory();
     return this.call({ op: 'ready', slot, queue, config });
   }
 
@@ -193,6 +184,7 @@ export class MvnetOffload {
     Atomics.store(this.ctl, CTL_STOP, 1);
     this.doorbell.signal();
     this.irq.signal();
+    this.stopRegionCalls();
     this.port.close();
     this.memoryPort.close();
     await this.worker.terminate();

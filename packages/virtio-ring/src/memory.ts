@@ -51,6 +51,20 @@ function checkRange(addr: number, len: number): boolean {
 export class GuestMemory implements AddressSpace {
   private readonly list: MemoryRegion[] = [];
   private last: MemoryRegion | undefined;
+  private readonly added: ((region: MemoryRegion) => void)[] = [];
+
+  /**
+   * Calls `listener` with every region added from now on, before `addRegion` returns (so before
+   * any address in it can be handed out): how a device in another thread learns that memory
+   * grew. Returns the function that stops the calls.
+   */
+  onRegionAdded(listener: (region: MemoryRegion) => void): () => void {
+    this.added.push(listener);
+    return () => {
+      const i = this.added.indexOf(listener);
+      if (i >= 0) this.added.splice(i, 1);
+    };
+  }
 
   /**
    * Adds a region at `base` backed by `backing` (a buffer, or a byte count for a new
@@ -72,6 +86,7 @@ export class GuestMemory implements AddressSpace {
     const region: MemoryRegion = { base, size, buffer, u8: new Uint8Array(buffer) };
     this.list.push(region);
     this.list.sort((a, b) => a.base - b.base);
+    for (const listener of this.added) listener(region);
     return region;
   }
 
