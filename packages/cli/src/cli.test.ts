@@ -1,15 +1,6 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from './cli';
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const text = { out: '', err: '' };
-  stdout.on('data', (b) => (text.out += b));
-  stderr.on('data', (b) => (text.err += b));
-  return { io: { stdout, stderr }, text };
-}
+import { capture } from './testing/capture';
 
 describe('mdev', () => {
   it('runs the documented create/remove flow through sysfs', async () => {

@@ -24,48 +24,27 @@ import {
   CTL_WORDS,
   type OffloadRequest,
   type OffloadWorkerData,
+  STAT_KEYS,
   STAT_STRIDE,
 } from './offload-protocol';
 
 /** How long a control request may wait for the worker (it boots on the first one). */
 const REQUEST_TIMEOUT_MS = 15_000;
 
-type RequestBody = OffloadRequest extends infer R
-  ? R extends { seq: number }
-    ? Omit<R, 'seq'>
-    : never
-  : never;
+/** A request as the caller gives it: each kind without its sequence number. */
+type WithoutSeq<R> = R extends unknown ? Omit<R, 'seq'> : never;
+type RequestBody = WithoutSeq<OffloadRequest>;
 
-/** Counters of a slot, read from the worker's shared row (written by the worker only). */
-class SharedStats implements MvnetStats {
-  constructor(
-    private readonly row: Float64Array,
-    private readonly base: number,
-  ) {}
-  private at(k: number): number {
-    return this.row[this.base + k]!;
-  }
-  get txPackets() {
-    return this.at(0);
-  }
-  get txBytes() {
-    return this.at(1);
-  }
-  get rxPackets() {
-    return this.at(2);
-  }
-  get rxBytes() {
-    return this.at(3);
-  }
-  get txDropped() {
-    return this.at(4);
-  }
-  get rxTruncated() {
-    return this.at(5);
-  }
-  get ringErrors() {
-    return this.at(6);
-  }
+/**
+ * Counters of a slot as a live view of the worker's shared row (written by the worker only),
+ * one getter per counter in STAT_KEYS order, the order the worker writes them in.
+ */
+function sharedStats(row: Float64Array, base: number): MvnetStats {
+  const view = {} as MvnetStats;
+  STAT_KEYS.forEach((key, k) => {
+    Object.defineProperty(view, key, { enumerable: true, get: () => row[base + k]! });
+  });
+  return view;
 }
 
 export class MvnetOffload {
@@ -174,7 +153,7 @@ export class MvnetOffload {
 
   /** The slot's counters as a live view. */
   stats(slot: number): MvnetStats {
-    return new SharedStats(this.statsRow, slot * STAT_STRIDE);
+    return sharedStats(this.statsRow, slot * STAT_STRIDE);
   }
 
   /** Stops the worker. */

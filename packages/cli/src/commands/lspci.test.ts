@@ -1,20 +1,11 @@
-import { PassThrough } from 'node:stream';
 import { sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
 import { mdevVfioExit, vfioDeviceOpen, vfioPciIndexToOffset } from '@mdev/mdev-vfio';
 import { mttyInit } from '@mdev/samples-legacy';
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli';
+import { capture } from '../testing/capture';
 import type { LspciEntry } from './lspci';
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const text = { out: '', err: '' };
-  stdout.on('data', (b) => (text.out += b));
-  stderr.on('data', (b) => (text.err += b));
-  return { io: { stdout, stderr }, text };
-}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

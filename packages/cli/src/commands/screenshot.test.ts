@@ -1,25 +1,16 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../cli';
+import { capture } from '../testing/capture';
 import { TEST_PATTERN_BARS, takeScreenshot, testPatternPixel } from './screenshot';
 
 const dir = mkdtempSync(join(tmpdir(), 'mdev-screenshot-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const text = { out: '', err: '' };
-  stdout.on('data', (b) => (text.out += b));
-  stderr.on('data', (b) => (text.err += b));
-  return { io: { stdout, stderr }, text };
-}
 
 /** The RGBA pixel at (x, y) of a decoded PNG, as 0xRRGGBBAA. */
 function rgba(png: PNG, x: number, y: number): number {

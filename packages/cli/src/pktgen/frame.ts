@@ -87,20 +87,14 @@ export class FramePattern {
     this.stride = (size + 3) & ~3;
     this.words = new Uint32Array((256 * this.stride) >> 2);
     this.bytes = new Uint8Array(this.words.buffer);
-    for (let k = 0; k < 256; k++) {
-      const f = this.bytes.subarray(k * this.stride, k * this.stride + size);
-      initFrame(f, mac);
-      // Sequence k has payload class k * 31 mod 256; store it at that class's index.
-      stampFrame(f, k);
-      f.fill(0, SEQ_OFFSET, PAYLOAD_OFFSET);
-      this.frames[(k * 31) & 0xff] = f;
-    }
-    // Re-pack so that frame i sits at i * stride (the loop above wrote frame k at k's slot).
-    const packed = new Uint8Array(this.bytes.length);
-    for (let c = 0; c < 256; c++) packed.set(this.frames[c]!, c * this.stride);
-    this.bytes.set(packed);
     for (let c = 0; c < 256; c++) {
-      this.frames[c] = this.bytes.subarray(c * this.stride, c * this.stride + size);
+      // Payload class c belongs to sequence numbers with seq * 31 = c (mod 256); 223 is the
+      // inverse of 31 mod 256, so (c * 223) & 0xff is one of them.
+      const f = this.bytes.subarray(c * this.stride, c * this.stride + size);
+      initFrame(f, mac);
+      stampFrame(f, (c * 223) & 0xff);
+      f.fill(0, SEQ_OFFSET, PAYLOAD_OFFSET);
+      this.frames[c] = f;
     }
   }
 

@@ -1,23 +1,14 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { mdevDevices } from '@mdev/mdev-core';
 import { mvnetLoopbackInit } from '@mdev/mvnet-loopback';
 import { hostRam } from '@mdev/virtio';
 import { netdevList } from '@mdev/virtio-net';
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli';
+import { capture } from '../testing/capture';
 import { MVNET_TYPE_PATH, registerPktgenDevice, runPktgen, setupStack } from './run';
-
-function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const text = { out: '', err: '' };
-  stdout.on('data', (b) => (text.out += b));
-  stderr.on('data', (b) => (text.err += b));
-  return { io: { stdout, stderr }, text };
-}
 
 describe('mdev pktgen', () => {
   it('sends frames of every size through virtio-net and mvnet_loopback and gets each back intact', async () => {
