@@ -8,7 +8,7 @@ import {
   vringNeedEvent,
   vringSize,
 } from './layout';
-import { GuestMemory } from './memory';
+import { GuestMemory, OffsetAddressSpace } from './memory';
 import { Virtqueue } from './virtqueue';
 import { Vringh, VringhIov } from './vringh';
 
@@ -80,6 +80,45 @@ describe('driver and device', () => {
     const used = vq.getBuf();
     expect(used).toEqual({ token: 7, len: 3 });
     expect([...memory.view(inp, 4)]).toEqual([1, 2, 3, 0]);
+    expect(vq.numFree).toBe(8);
+  });
+
+  it('keeps working when its memory is shared with another thread mid-life', () => {
+    const { vq, dev, buf, memory } = setup({ eventIdx: true });
+    // Until share(), both ring ends use plain index accesses; afterwards Atomics. The ring must
+    // not notice the switch, whichever side moves next.
+    expect(memory.shared).toBe(false);
+    expect(new OffsetAddressSpace(memory, 0, 1 << 30, 0).shared).toBe(false);
+    const out = buf(8, 0x5a);
+    const r = new VringhIov();
+    const tokens: number[] = [];
+    vq.disableCb();
+    for (let round = 0; round < 6; round++) {
+      if (round === 3) {
+        const desc = memory.share();
+        expect(memory.shared).toBe(true);
+        expect(GuestMemory.fromShared(desc).shared).toBe(true);
+        expect(new OffsetAddressSpace(memory, 0, 1 << 30, 0).shared).toBe(true);
+      }
+      for (let k = 0; k < 5; k++) expect(vq.addOutbuf(out, 8, round * 10 + k + 1)).toBe(0);
+      expect(vq.kickPrepare()).toBe(true);
+      for (let k = 0; k < 5; k++) {
+        expect(dev.getDesc(r, null)).toBe(1);
+        expect(r.total).toBe(8);
+        dev.complete(dev.head, 0);
+      }
+      expect(dev.getDesc(r, null)).toBe(0);
+      expect(dev.needNotify()).toBe(0); // interrupts were never enabled
+      for (let t = vq.getBufToken(); t !== undefined; t = vq.getBufToken()) tokens.push(t);
+      expect(vq.enableCb()).toBe(true);
+      expect(dev.notifyEnable()).toBe(true);
+      vq.disableCb();
+    }
+    expect(tokens).toEqual(
+      [1, 2, 3, 4, 5]
+        .flatMap((k) => [0, 1, 2, 3, 4, 5].map((r) => r * 10 + k))
+        .sort((a, b) => a - b),
+    );
     expect(vq.numFree).toBe(8);
   });
 

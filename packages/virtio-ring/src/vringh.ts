@@ -157,6 +157,18 @@ export class Vringh {
     return new Uint8Array(this.t.u8.buffer, start, len);
   }
 
+  // The index and suppression words the driver also touches: Atomics when the memory may be
+  // reached from another thread (each call site says what is ordered against what), plain
+  // accesses when the driver runs in this thread (see AddressSpace.shared).
+  private load16(a: Uint16Array, i: number): number {
+    return this.space.shared !== false ? Atomics.load(a, i) : a[i]!;
+  }
+
+  private store16(a: Uint16Array, i: number, v: number): void {
+    if (this.space.shared !== false) Atomics.store(a, i, v);
+    else a[i] = v;
+  }
+
   /** Whether the ring is broken (a bad ring was seen); the first error. */
   get broken(): boolean {
     return this.brokenErr !== 0;
@@ -182,7 +194,7 @@ export class Vringh {
 
   /** Whether the driver has made buffers available that the device has not taken. */
   hasAvail(): boolean {
-    return this.ready && this.brokenErr === 0 && Atomics.load(this.avail16, 1) !== this.lastAvail;
+    return this.ready && this.brokenErr === 0 && this.load16(this.avail16, 1) !== this.lastAvail;
   }
 
   /**
@@ -194,7 +206,7 @@ export class Vringh {
     if (!this.ready) return 0;
     if (this.brokenErr !== 0) return this.brokenErr;
     // virtio_rmb: the avail index is read (acquire) before the ring entry it exposes.
-    const availIdx = Atomics.load(this.avail16, 1);
+    const availIdx = this.load16(this.avail16, 1);
     if (availIdx === this.lastAvail) return 0;
     // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
     if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
@@ -350,7 +362,7 @@ export class Vringh {
     this.used32[2 + slot * 2] = len;
     this.completed++;
     // virtio_wmb: the used element is written before the index that publishes it (release).
-    Atomics.store(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    this.store16(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
     return 0;
   }
 
@@ -364,7 +376,7 @@ export class Vringh {
     }
     this.completed += count;
     // virtio_wmb: all elements above are visible before the index that publishes them.
-    Atomics.store(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    this.store16(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
     return 0;
   }
 
@@ -387,12 +399,12 @@ export class Vringh {
     this.completed = 0;
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
     if (!this.eventIdx) {
-      return (Atomics.load(this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 && completed > 0
+      return (this.load16(this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 && completed > 0
         ? 1
         : 0;
     }
     if (completed > 0xffff) return 1;
-    const usedEvent = Atomics.load(this.avail16, 2 + this.num);
+    const usedEvent = this.load16(this.avail16, 2 + this.num);
     return vringNeedEvent(usedEvent, newUsed, oldUsed) ? 1 : 0;
   }
 
@@ -402,15 +414,15 @@ export class Vringh {
    */
   notifyEnable(): boolean {
     if (!this.ready) return true;
-    if (this.eventIdx) Atomics.store(this.used16, 2 + this.num * 4, this.lastAvail);
-    else Atomics.store(this.used16, 0, 0);
+    if (this.eventIdx) this.store16(this.used16, 2 + this.num * 4, this.lastAvail);
+    else this.store16(this.used16, 0, 0);
     // virtio_mb: the store above is ordered before re-reading avail->idx.
-    return Atomics.load(this.avail16, 1) === this.lastAvail;
+    return this.load16(this.avail16, 1) === this.lastAvail;
   }
 
   /** Mirrors vringh_notify_disable_kern(): no kicks needed while the device is polling. */
   notifyDisable(): void {
-    if (this.ready && !this.eventIdx) Atomics.store(this.used16, 0, VRING_USED_F_NO_NOTIFY);
+    if (this.ready && !this.eventIdx) this.store16(this.used16, 0, VRING_USED_F_NO_NOTIFY);
   }
 }
 
