@@ -86,6 +86,12 @@ export class LoopbackDatapath {
     const txv = tx.vrh;
     const rxv = rx.vrh;
     let n = 0;
+    // Counted locally and added to `stats` once per run.
+    let txBytes = 0;
+    let rxPackets = 0;
+    let rxBytes = 0;
+    let txDropped = 0;
+    let rxTruncated = 0;
     let result: DatapathResult = 'idle';
     txv.notifyDisable();
     for (;;) {
@@ -104,7 +110,6 @@ export class LoopbackDatapath {
         result = 'broken';
         break;
       }
-      n++;
       const len = r.total;
       let rgot = rxv.getDesc(null, w);
       if (rgot === 0 && holdWhenNoRx) {
@@ -125,20 +130,26 @@ export class LoopbackDatapath {
         result = 'broken';
         break;
       }
-      stats.txPackets++;
-      stats.txBytes += len;
+      n++;
+      txBytes += len;
       if (rgot === 0) {
         txv.complete(txv.head, 0);
-        stats.txDropped++;
+        txDropped++;
         continue;
       }
       const written = txv.copy(r, w);
-      if (written < len) stats.rxTruncated++;
+      if (written < len) rxTruncated++;
       txv.complete(txv.head, 0);
       rxv.complete(rxv.head, written);
-      stats.rxPackets++;
-      stats.rxBytes += written;
+      rxPackets++;
+      rxBytes += written;
     }
+    stats.txPackets += n;
+    stats.txBytes += txBytes;
+    stats.rxPackets += rxPackets;
+    stats.rxBytes += rxBytes;
+    stats.txDropped += txDropped;
+    stats.rxTruncated += rxTruncated;
     if (result === 'broken') stats.ringErrors++;
     if (txv.needNotify() === 1) tx.interrupt();
     if (rxv.needNotify() === 1) rx.interrupt();

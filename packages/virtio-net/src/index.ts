@@ -15,6 +15,7 @@ export {
   type RxHandler,
   registerNetdev,
   subscribeNetdev,
+  type TxBuilder,
   unregisterNetdev,
   VLAN_HLEN,
 } from './netdev';

@@ -20,6 +20,12 @@ export const ETH_DATA_LEN = 1500;
  */
 export type RxHandler = (buf: Uint8Array, offset: number, length: number) => void;
 
+/**
+ * Builds a frame in place for `xmitWith`: writes its bytes at `buf[offset, offset + len)`, in
+ * the transmit buffer the device will read (so the frame is not copied again).
+ */
+export type TxBuilder = (buf: Uint8Array, offset: number) => void;
+
 /** Mirrors struct rtnl_link_stats64 (the counters a net device keeps). */
 export interface NetDeviceStats {
   rxPackets: number;
@@ -65,6 +71,13 @@ export interface NetDevice {
    * to the last frame of the burst (xmit_more), or to `flush()`.
    */
   xmit(frame: Uint8Array, more?: boolean): NetdevTx;
+  /**
+   * `xmit` without the copy, the way a driver maps an skb's data where it lies: `build` writes
+   * the `len`-byte frame straight into a transmit buffer, then the frame is queued. Returns
+   * NETDEV_TX_BUSY (and `build` is not called) while the queue is stopped. If `build` throws,
+   * nothing is queued and the error propagates.
+   */
+  xmitWith(len: number, build: TxBuilder, more?: boolean): NetdevTx;
   /** Rings the transmit doorbell for frames queued with `more`. */
   flush(): void;
   /** Busy polling: runs the receive/reclaim poll now, up to `budget` frames; returns frames received. */

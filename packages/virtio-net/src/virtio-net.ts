@@ -42,6 +42,7 @@ import {
   netdevAllocName,
   type RxHandler,
   registerNetdev,
+  type TxBuilder,
   unregisterNetdev,
   VLAN_HLEN,
 } from './netdev';
@@ -296,23 +297,58 @@ export class VirtNet implements NetDevice {
 
   xmit(frame: Uint8Array, more = false): NetdevTx {
     const len = frame.length;
-    if (len === 0 || len > this.maxFrameLen) {
+    this.checkTxLen(len);
+    const slot = this.txBegin();
+    if (slot < 0) return NETDEV_TX_BUSY;
+    this.txU8.set(frame, slot * this.txSlot + this.hdrLen);
+    return this.txCommit(slot, len, more);
+  }
+
+  xmitWith(len: number, build: TxBuilder, more = false): NetdevTx {
+    this.checkTxLen(len);
+    const slot = this.txBegin();
+    if (slot < 0) return NETDEV_TX_BUSY;
+    try {
+      build(this.txU8, slot * this.txSlot + this.hdrLen);
+    } catch (err) {
+      // Nothing was queued: the buffer goes back and the caller sees its own error.
+      this.txFree[this.txFreeTop++] = slot;
+      throw err;
+    }
+    return this.txCommit(slot, len, more);
+  }
+
+  private checkTxLen(len: number): void {
+    if (!(Number.isInteger(len) && len > 0 && len <= this.maxFrameLen)) {
       throw new RangeError(
         `${this.name}: frame of ${len} bytes (1 to ${this.maxFrameLen} allowed)`,
       );
     }
-    if (!this.up || !this.link || this.stopped) return NETDEV_TX_BUSY;
+  }
+
+  /**
+   * Takes a free transmit buffer (reclaiming finished ones first when short), or stops the queue
+   * and returns -1 (NETDEV_TX_BUSY) when there is none.
+   */
+  private txBegin(): number {
+    if (!this.up || !this.link || this.stopped) return -1;
     const vq = this.svq;
-    if (this.txFreeTop === 0 || vq.numFree < this.txNeed) this.freeOldXmit();
     if (this.txFreeTop === 0 || vq.numFree < this.txNeed) {
-      this.stopQueue();
-      this.flush();
-      return this.stopped ? NETDEV_TX_BUSY : this.xmit(frame, more);
+      this.freeOldXmit();
+      if (this.txFreeTop === 0 || vq.numFree < this.txNeed) {
+        this.stopQueue();
+        this.flush();
+        // stopQueue restarts the queue only when it found room after all.
+        if (this.stopped) return -1;
+      }
     }
-    const slot = this.txFree[--this.txFreeTop]!;
-    const off = slot * this.txSlot;
-    this.txU8.set(frame, off + this.hdrLen);
-    const addr = this.txBase + off;
+    return this.txFree[--this.txFreeTop]!;
+  }
+
+  /** Queues the frame in transmit buffer `slot` (`len` bytes after the header). */
+  private txCommit(slot: number, len: number, more: boolean): NetdevTx {
+    const vq = this.svq;
+    const addr = this.txBase + slot * this.txSlot;
     let err: number;
     if (this.anyLayout) {
       err = vq.addOutbuf(addr, this.hdrLen + len, slot);

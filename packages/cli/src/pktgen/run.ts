@@ -13,7 +13,15 @@ import {
   unregisterVirtioNetDriver,
   VirtNet,
 } from '@mdev/virtio-net';
-import { FramePattern, frameSeq, initFrame, MAX_FRAME, MIN_FRAME, SEQ_OFFSET } from './frame';
+import {
+  FramePattern,
+  frameSeq,
+  initFrame,
+  MAX_FRAME,
+  MIN_FRAME,
+  SEQ_OFFSET,
+  writeSeq,
+} from './frame';
 import { PcapWriter } from './pcap';
 
 export const MVNET_TYPE_PATH =
@@ -224,9 +232,18 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   if (!Number.isInteger(opts.burst) || opts.burst < 1)
     throw new RangeError('pktgen: --burst must be >= 1');
   const mac = netdev.mac;
-  const frame = new Uint8Array(opts.size);
+  const size = opts.size;
+  const frame = new Uint8Array(size);
   initFrame(frame, mac);
-  const pattern = new FramePattern(opts.size, mac);
+  const pattern = new FramePattern(size, mac);
+  // Frame `tx` is built straight into the driver's transmit buffer, as the kernel's pktgen
+  // builds its skb where the NIC reads it.
+  const build = opts.verify
+    ? (buf: Uint8Array, offset: number) => pattern.stampAt(buf, offset, tx)
+    : (buf: Uint8Array, offset: number) => {
+        buf.set(frame, offset);
+        writeSeq(buf, offset, tx);
+      };
   const pcap = opts.pcap ? new PcapWriter(opts.pcap) : null;
   const droppedBefore = parent.txDropped(mdev);
 
@@ -284,15 +301,8 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
       }
       let n = 0;
       while (n < opts.burst && tx < target) {
-        if (opts.verify) pattern.stamp(frame, tx);
-        else {
-          frame[SEQ_OFFSET] = tx >>> 24;
-          frame[SEQ_OFFSET + 1] = (tx >>> 16) & 0xff;
-          frame[SEQ_OFFSET + 2] = (tx >>> 8) & 0xff;
-          frame[SEQ_OFFSET + 3] = tx & 0xff;
-        }
         const more = n < opts.burst - 1 && tx < target - 1;
-        if (netdev.xmit(frame, more) === NETDEV_TX_BUSY) break;
+        if (netdev.xmitWith(size, build, more) === NETDEV_TX_BUSY) break;
         tx++;
         n++;
       }
