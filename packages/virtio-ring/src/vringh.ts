@@ -455,7 +455,7 @@ function copyOne(riov: VringhIov, wiov: VringhIov): number {
   if (riov.i !== 0 || wiov.i !== 0) return 0;
   const rLen = riov.len[0]!;
   const wLen = wiov.len[0]!;
-  const n = rLen < wLen ? rLen : wLen;
+  const n = Math.min(rLen, wLen);
   const src = riov.buf[0]!;
   const dst = wiov.buf[0]!;
   const so = riov.off[0]!;
