@@ -15,6 +15,8 @@ import {
 import { type AddressSpace, MAX_ADDR, type Translation } from './memory';
 
 const U32 = 0x1_0000_0000;
+/** Frames up to this many bytes are copied by words in JS rather than by copyWithin. */
+const WORD_COPY_MAX = 256;
 
 /**
  * A list of buffer segments a device got from `getDesc` (the kernel's vringh_kiov): each segment
@@ -114,6 +116,9 @@ export class Vringh {
   private wholeBuffer: ArrayBufferLike | null = null;
   private whole32: Uint32Array = new Uint32Array(0);
   private whole16: Uint16Array = new Uint16Array(0);
+  // A 32-bit view of the buffer of the region `copy` last moved a small frame in.
+  private wordView: Uint8Array | null = null;
+  private words = new Uint32Array(0);
   // Private copy of a misaligned indirect table.
   private copy8: Uint8Array = new Uint8Array(0);
   private copy32: Uint32Array = new Uint32Array(0);
@@ -357,9 +362,16 @@ export class Vringh {
    * a chain, like the loopback). Returns the bytes copied (bounded by both).
    */
   copy(riov: VringhIov, wiov: VringhIov): number {
-    if (riov.used === 1 && wiov.used === 1 && riov.consumed === 0 && wiov.consumed === 0) {
+    if (
+      riov.used === 1 &&
+      wiov.used === 1 &&
+      riov.i === 0 &&
+      wiov.i === 0 &&
+      riov.consumed === 0 &&
+      wiov.consumed === 0
+    ) {
       // The common case of a loopback: one readable and one writable segment, both untouched.
-      return copyOne(riov, wiov);
+      return this.copyOne(riov, wiov);
     }
     let total = 0;
     while (riov.i < riov.used && wiov.i < wiov.used) {
@@ -377,6 +389,44 @@ export class Vringh {
       advance(wiov, n);
     }
     return total;
+  }
+
+  private copyOne(riov: VringhIov, wiov: VringhIov): number {
+    const n = Math.min(riov.len[0]!, wiov.len[0]!);
+    const src = riov.buf[0]!;
+    const dst = wiov.buf[0]!;
+    const so = riov.off[0]!;
+    const d0 = wiov.off[0]!;
+    if (
+      src === dst &&
+      n <= WORD_COPY_MAX &&
+      ((so | d0 | src.byteOffset) & 3) === 0 &&
+      (so + n <= d0 || d0 + n <= so)
+    ) {
+      // A small frame within one region: by 32-bit words in JS, which costs less than a call
+      // into copyWithin's C++ for the 60 to 200 bytes of a small frame.
+      const w = this.wordsOf(src);
+      const sw = (src.byteOffset + so) >> 2;
+      const dw = (src.byteOffset + d0) >> 2;
+      const words = n >> 2;
+      for (let k = 0; k < words; k++) w[dw + k] = w[sw + k]!;
+      for (let k = words << 2; k < n; k++) dst[d0 + k] = src[so + k]!;
+    } else if (src === dst) {
+      dst.copyWithin(d0, so, so + n);
+    } else {
+      dst.set(src.subarray(so, so + n), d0);
+    }
+    advance(riov, n);
+    advance(wiov, n);
+    return n;
+  }
+
+  private wordsOf(u8: Uint8Array): Uint32Array {
+    if (u8 !== this.wordView) {
+      this.wordView = u8;
+      this.words = new Uint32Array(u8.buffer, 0, u8.buffer.byteLength >> 2);
+    }
+    return this.words;
   }
 
   /** Mirrors vringh_complete_kern(): returns the chain `head` with `len` bytes written. */
@@ -449,22 +499,6 @@ export class Vringh {
   notifyDisable(): void {
     if (this.ready && !this.eventIdx) this.store16(this.used16, 0, VRING_USED_F_NO_NOTIFY);
   }
-}
-
-function copyOne(riov: VringhIov, wiov: VringhIov): number {
-  if (riov.i !== 0 || wiov.i !== 0) return 0;
-  const rLen = riov.len[0]!;
-  const wLen = wiov.len[0]!;
-  const n = Math.min(rLen, wLen);
-  const src = riov.buf[0]!;
-  const dst = wiov.buf[0]!;
-  const so = riov.off[0]!;
-  const d0 = wiov.off[0]!;
-  if (src === dst) dst.copyWithin(d0, so, so + n);
-  else dst.set(src.subarray(so, so + n), d0);
-  advance(riov, n);
-  advance(wiov, n);
-  return n;
 }
 
 function advance(iov: VringhIov, n: number): void {
