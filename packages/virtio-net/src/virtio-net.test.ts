@@ -186,6 +186,13 @@ describe('traffic through the loopback device', () => {
     expect(dev.oversize).toBe(0);
   });
 
+  it('refuses unusable driver parameters with RangeError and keeps the current ones', () => {
+    for (const bad of [{ napiWeight: 0 }, { netdevBudget: 0 }, { netdevBudget: 1.5 }]) {
+      expect(() => setVirtioNetParams(bad)).toThrow(RangeError);
+    }
+    expect(virtioNetParams).toMatchObject({ napiWeight: 64, netdevBudget: 300 });
+  });
+
   it('mergeable receive buffers: a frame spans several descriptors and num_buffers says how many', async () => {
     setVirtioNetParams({ mergeableBufSize: 128 });
     const { vdev, net, dev } = setup();

@@ -49,20 +49,29 @@ import {
 
 /** Tunables of the driver (the kernel's module parameters and constants). */
 export interface VirtioNetParams {
-  /** Frames one NAPI poll handles before yielding (NAPI_POLL_WEIGHT). */
+  /** Frames one NAPI poll handles (NAPI_POLL_WEIGHT). */
   napiWeight: number;
+  /** Frames one run of the receive softirq handles before yielding (net.core.netdev_budget). */
+  netdevBudget: number;
   /** Bytes of each mergeable receive buffer, header included. */
   mergeableBufSize: number;
 }
 
 /** The current parameters; change with setVirtioNetParams before a device binds. */
-export const virtioNetParams: VirtioNetParams = { napiWeight: 64, mergeableBufSize: 1536 };
+export const virtioNetParams: VirtioNetParams = {
+  napiWeight: 64,
+  netdevBudget: 300,
+  mergeableBufSize: 1536,
+};
 
 /** Sets driver parameters for devices probed from now on. RangeError for unusable values. */
 export function setVirtioNetParams(params: Partial<VirtioNetParams>): void {
   const next = { ...virtioNetParams, ...params };
   if (!Number.isInteger(next.napiWeight) || next.napiWeight < 1) {
     throw new RangeError(`virtio-net: bad napiWeight ${next.napiWeight}`);
+  }
+  if (!Number.isInteger(next.netdevBudget) || next.netdevBudget < 1) {
+    throw new RangeError(`virtio-net: bad netdevBudget ${next.netdevBudget}`);
   }
   if (!Number.isInteger(next.mergeableBufSize) || next.mergeableBufSize < 64) {
     throw new RangeError(`virtio-net: mergeable buffers need at least 64 bytes`);
@@ -443,14 +452,22 @@ export class VirtNet implements NetDevice {
     return this.receive(budget);
   }
 
-  /** The NAPI poll (virtnet_poll) with interrupts off, then virtqueue_napi_complete. */
+  /**
+   * One softirq run of net_rx_action for this device: the NAPI poll (virtnet_poll) with
+   * interrupts off, again while a poll uses its whole weight, up to `netdevBudget` frames (then
+   * it yields and runs again later); then virtqueue_napi_complete.
+   */
   private napiRun(): void {
     if (!this.napiOn || this.removed) return;
-    const budget = virtioNetParams.napiWeight;
-    const done = this.poll(budget);
-    if (done >= budget) {
-      virtnetWq.queue(this.napi);
-      return;
+    const { napiWeight, netdevBudget } = virtioNetParams;
+    for (let total = 0; ; ) {
+      const done = this.poll(napiWeight);
+      if (done < napiWeight) break;
+      total += done;
+      if (total >= netdevBudget || !this.napiOn || this.removed) {
+        virtnetWq.queue(this.napi);
+        return;
+      }
     }
     // Re-enable interrupts, then look again: a buffer used between the last getBuf and the
     // enable would otherwise raise no interrupt (the lost wakeup).

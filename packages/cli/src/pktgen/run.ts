@@ -236,9 +236,11 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const frame = new Uint8Array(size);
   initFrame(frame, mac);
   const pattern = new FramePattern(size, mac);
-  // Frame `tx` is built straight into the driver's transmit buffer, as the kernel's pktgen
-  // builds its skb where the NIC reads it.
-  const build = opts.verify
+  const { verify, burst } = opts;
+  // Frames sent so far; frame `tx` is built straight into the driver's transmit buffer, as the
+  // kernel's pktgen builds its skb where the NIC reads it.
+  let tx = 0;
+  const build = verify
     ? (buf: Uint8Array, offset: number) => pattern.stampAt(buf, offset, tx)
     : (buf: Uint8Array, offset: number) => {
         buf.set(frame, offset);
@@ -262,7 +264,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     const seq = frameSeq(buf, offset);
     if (seq < expected) reordered++;
     else expected = seq + 1;
-    if (opts.verify && !pattern.intact(buf, offset, length)) corrupted++;
+    if (verify && !pattern.intact(buf, offset, length)) corrupted++;
     pcap?.write(buf, offset, length);
   };
 
@@ -270,7 +272,6 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const target = opts.duration ? Number.POSITIVE_INFINITY : opts.count;
   const start = performance.now();
   const stopAt = opts.duration ? start + opts.duration * 1000 : Number.POSITIVE_INFINITY;
-  let tx = 0;
   let lastProgress = start;
   const netBefore = netdev.stats;
   // Frames the device found no receive buffer for, plus those the driver gave up on (a broken
@@ -300,8 +301,8 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
         return;
       }
       let n = 0;
-      while (n < opts.burst && tx < target) {
-        const more = n < opts.burst - 1 && tx < target - 1;
+      while (n < burst && tx < target) {
+        const more = n < burst - 1 && tx < target - 1;
         if (netdev.xmitWith(size, build, more) === NETDEV_TX_BUSY) break;
         tx++;
         n++;
