@@ -25,8 +25,8 @@ function heap(): number {
 async function one(size: number, offload: boolean, count: number, heapCheck = false) {
   const stack = setupStack(undefined, { offload });
   try {
-    // A short warm-up so the figures are of optimised code, not of the first calls.
-    await runPktgen(stack, { count: 20_000, size, burst: 32, verify: true });
+    // A warm-up long enough for the JIT to settle, so the figures are of optimised code.
+    await runPktgen(stack, { count: 300_000, size, burst: 32, verify: true });
     const before = heapCheck ? heap() : 0;
     const cpu0 = process.cpuUsage();
     const r = await runPktgen(stack, { count, size, burst: 32, verify: true });
