@@ -118,7 +118,7 @@ export class Vringh {
   private whole16: Uint16Array = new Uint16Array(0);
   // A 32-bit view of the buffer of the region `copy` last moved a small frame in.
   private wordView: Uint8Array | null = null;
-  private words = new Uint32Array(0);
+  private words: Uint32Array = new Uint32Array(0);
   // Private copy of a misaligned indirect table.
   private copy8: Uint8Array = new Uint8Array(0);
   private copy32: Uint32Array = new Uint32Array(0);

@@ -76,7 +76,7 @@ const HOST_LE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 /** A 32-bit view of all of a byte view's buffer, kept for the next call with the same view. */
 class WordView {
   private view: Uint8Array | null = null;
-  private words = new Uint32Array(0);
+  private words: Uint32Array = new Uint32Array(0);
 
   of(buf: Uint8Array): Uint32Array {
     // Keyed on the view, not its buffer: reading `.buffer` costs a call per frame.
