@@ -33,6 +33,22 @@ export interface AddressSpace {
   readonly shared?: boolean;
 }
 
+/**
+ * Reads a ring's index or suppression word (`a[i]`), which the other end of the ring writes:
+ * with `Atomics` when `space` may be reached from another thread (each caller says what is
+ * ordered against what, like the kernel's barriers), plainly when both ends run in this thread,
+ * where program order is all the ordering there is (and a plain access costs a tenth as much).
+ */
+export function loadIndex(space: AddressSpace, a: Uint16Array, i: number): number {
+  return space.shared !== false ? Atomics.load(a, i) : a[i]!;
+}
+
+/** Writes a ring's index or suppression word, as `loadIndex` reads it. */
+export function storeIndex(space: AddressSpace, a: Uint16Array, i: number, v: number): void {
+  if (space.shared !== false) Atomics.store(a, i, v);
+  else a[i] = v;
+}
+
 /** How a GuestMemory made of SharedArrayBuffer regions is handed to a worker thread. */
 export interface SharedMemoryDescriptor {
   regions: { base: number; buffer: SharedArrayBuffer }[];

@@ -16,7 +16,7 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type GuestMemory, HOST_LITTLE_ENDIAN, MAX_ADDR } from './memory';
+import { type GuestMemory, HOST_LITTLE_ENDIAN, loadIndex, MAX_ADDR, storeIndex } from './memory';
 
 /** One scatter-gather element: a CPU address in guest memory and a length. */
 export interface Sg {
@@ -420,25 +420,12 @@ export class Virtqueue<T = unknown> {
     this.extraNext[i] = next;
   }
 
-  // The index and suppression words the device also touches. When the memory is shared with
-  // another thread these are Atomics (each call site says what is ordered against what, like
-  // the kernel's barriers); otherwise the device runs in this thread and program order is all
-  // the ordering there is to have, so plain accesses do (and cost a tenth as much).
-  private load16(a: Uint16Array, i: number): number {
-    return this.memory.shared ? Atomics.load(a, i) : a[i]!;
-  }
-
-  private store16(a: Uint16Array, i: number, v: number): void {
-    if (this.memory.shared) Atomics.store(a, i, v);
-    else a[i] = v;
-  }
-
   private publish(head: number): void {
     const mask = this.num - 1;
     this.avail16[2 + (this.availIdxShadow & mask)] = head;
     this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
     // virtio_wmb: the descriptor and ring entry above are written before the index that exposes them.
-    this.store16(this.avail16, 1, this.availIdxShadow);
+    storeIndex(this.memory, this.avail16, 1, this.availIdxShadow);
     this.numAdded++;
   }
 
@@ -452,10 +439,10 @@ export class Virtqueue<T = unknown> {
     this.numAdded = 0;
     // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
     if (this.eventIdx) {
-      const availEvent = this.load16(this.used16, 2 + this.num * 4);
+      const availEvent = loadIndex(this.memory, this.used16, 2 + this.num * 4);
       return vringNeedEvent(availEvent, newIdx, old);
     }
-    return (this.load16(this.used16, 0) & VRING_USED_F_NO_NOTIFY) === 0;
+    return (loadIndex(this.memory, this.used16, 0) & VRING_USED_F_NO_NOTIFY) === 0;
   }
 
   /** Mirrors virtqueue_notify(): calls the transport's kick; a failed kick breaks the queue. */
@@ -476,7 +463,7 @@ export class Virtqueue<T = unknown> {
 
   /** Whether the device has used buffers not yet taken (more_used_split). */
   moreUsed(): boolean {
-    return this.lastUsedIdx !== this.load16(this.used16, 1);
+    return this.lastUsedIdx !== loadIndex(this.memory, this.used16, 1);
   }
 
   /**
@@ -495,7 +482,7 @@ export class Virtqueue<T = unknown> {
   getBufToken(): T | undefined {
     if (this.broken) return undefined;
     // virtio_rmb: the used index is read (acquire) before the used element it covers.
-    if (this.lastUsedIdx === this.load16(this.used16, 1)) return undefined;
+    if (this.lastUsedIdx === loadIndex(this.memory, this.used16, 1)) return undefined;
     const slot = this.lastUsedIdx & (this.num - 1);
     const id = this.used32[1 + slot * 2]!;
     const len = this.used32[2 + slot * 2]!;
@@ -516,7 +503,7 @@ export class Virtqueue<T = unknown> {
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
     if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx) {
       // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
-      this.store16(this.avail16, 2 + this.num, this.lastUsedIdx);
+      storeIndex(this.memory, this.avail16, 2 + this.num, this.lastUsedIdx);
     }
     this.lastLen = len;
     return token;
@@ -566,9 +553,9 @@ export class Virtqueue<T = unknown> {
     this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
     if (this.eventIdx) {
       // With EVENT_IDX the flag is not read; park used_event as far from the device as possible.
-      this.store16(this.avail16, 2 + this.num, (this.lastUsedIdx + 0x8000) & 0xffff);
+      storeIndex(this.memory, this.avail16, 2 + this.num, (this.lastUsedIdx + 0x8000) & 0xffff);
     } else {
-      this.store16(this.avail16, 0, this.availFlagsShadow);
+      storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
     }
   }
 
@@ -579,17 +566,17 @@ export class Virtqueue<T = unknown> {
   enableCbPrepare(): number {
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
-      if (!this.eventIdx) this.store16(this.avail16, 0, this.availFlagsShadow);
+      if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
     }
     // virtio_mb (via the atomic store): used_event is visible before poll() reads used->idx.
-    this.store16(this.avail16, 2 + this.num, this.lastUsedIdx);
+    storeIndex(this.memory, this.avail16, 2 + this.num, this.lastUsedIdx);
     return this.lastUsedIdx;
   }
 
   /** Mirrors virtqueue_poll(): whether buffers were used since `enableCbPrepare` returned `last`. */
   poll(last: number): boolean {
     if (this.broken) return false;
-    return this.load16(this.used16, 1) !== last;
+    return loadIndex(this.memory, this.used16, 1) !== last;
   }
 
   /** Mirrors virtqueue_enable_cb(): false when buffers are pending (the caller should poll again). */
@@ -604,11 +591,11 @@ export class Virtqueue<T = unknown> {
   enableCbDelayed(): boolean {
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
-      if (!this.eventIdx) this.store16(this.avail16, 0, this.availFlagsShadow);
+      if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
     }
     const bufs = (((this.availIdxShadow - this.lastUsedIdx) & 0xffff) * 3) >> 2;
-    this.store16(this.avail16, 2 + this.num, (this.lastUsedIdx + bufs) & 0xffff);
-    return ((this.load16(this.used16, 1) - this.lastUsedIdx) & 0xffff) <= bufs;
+    storeIndex(this.memory, this.avail16, 2 + this.num, (this.lastUsedIdx + bufs) & 0xffff);
+    return ((loadIndex(this.memory, this.used16, 1) - this.lastUsedIdx) & 0xffff) <= bufs;
   }
 
   /**
@@ -632,7 +619,7 @@ export class Virtqueue<T = unknown> {
       if (token === undefined) continue;
       this.detach(head);
       this.availIdxShadow = (this.availIdxShadow - 1) & 0xffff;
-      this.store16(this.avail16, 1, this.availIdxShadow);
+      storeIndex(this.memory, this.avail16, 1, this.availIdxShadow);
       return token;
     }
     return undefined;

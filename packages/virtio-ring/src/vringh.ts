@@ -12,7 +12,7 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type AddressSpace, MAX_ADDR, type Translation } from './memory';
+import { type AddressSpace, loadIndex, MAX_ADDR, storeIndex, type Translation } from './memory';
 
 const U32 = 0x1_0000_0000;
 /** Frames up to this many bytes are copied by words in JS rather than by copyWithin. */
@@ -113,12 +113,9 @@ export class Vringh {
   head = 0;
   private ready = false;
   // Views over the whole buffer of the last region an indirect table was found in.
-  private wholeBuffer: ArrayBufferLike | null = null;
+  private wholeView: Uint8Array | null = null;
   private whole32: Uint32Array = new Uint32Array(0);
   private whole16: Uint16Array = new Uint16Array(0);
-  // A 32-bit view of the buffer of the region `copy` last moved a small frame in.
-  private wordView: Uint8Array | null = null;
-  private words: Uint32Array = new Uint32Array(0);
   // Private copy of a misaligned indirect table.
   private copy8: Uint8Array = new Uint8Array(0);
   private copy32: Uint32Array = new Uint32Array(0);
@@ -162,18 +159,6 @@ export class Vringh {
     return new Uint8Array(this.t.u8.buffer, start, len);
   }
 
-  // The index and suppression words the driver also touches: Atomics when the memory may be
-  // reached from another thread (each call site says what is ordered against what), plain
-  // accesses when the driver runs in this thread (see AddressSpace.shared).
-  private load16(a: Uint16Array, i: number): number {
-    return this.space.shared !== false ? Atomics.load(a, i) : a[i]!;
-  }
-
-  private store16(a: Uint16Array, i: number, v: number): void {
-    if (this.space.shared !== false) Atomics.store(a, i, v);
-    else a[i] = v;
-  }
-
   /** Whether the ring is broken (a bad ring was seen); the first error. */
   get broken(): boolean {
     return this.brokenErr !== 0;
@@ -199,7 +184,11 @@ export class Vringh {
 
   /** Whether the driver has made buffers available that the device has not taken. */
   hasAvail(): boolean {
-    return this.ready && this.brokenErr === 0 && this.load16(this.avail16, 1) !== this.lastAvail;
+    return (
+      this.ready &&
+      this.brokenErr === 0 &&
+      loadIndex(this.space, this.avail16, 1) !== this.lastAvail
+    );
   }
 
   /**
@@ -211,7 +200,7 @@ export class Vringh {
     if (!this.ready) return 0;
     if (this.brokenErr !== 0) return this.brokenErr;
     // virtio_rmb: the avail index is read (acquire) before the ring entry it exposes.
-    const availIdx = this.load16(this.avail16, 1);
+    const availIdx = loadIndex(this.space, this.avail16, 1);
     if (availIdx === this.lastAvail) return 0;
     // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
     if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
@@ -277,7 +266,7 @@ export class Vringh {
         if (!this.space.translate(addr, len, this.t)) return -EINVAL;
         const start = this.t.u8.byteOffset + this.t.offset;
         if (start % VRING_DESC_SIZE === 0) {
-          this.wholeViews(this.t.u8.buffer);
+          this.wholeViews(this.t.u8);
           table32 = this.whole32;
           table16 = this.whole16;
           base = start / VRING_DESC_SIZE;
@@ -331,9 +320,12 @@ export class Vringh {
     return 0;
   }
 
-  private wholeViews(buffer: ArrayBufferLike): void {
-    if (this.wholeBuffer === buffer) return;
-    this.wholeBuffer = buffer;
+  /** Points whole32/whole16 at all of the buffer behind `u8` (a region's view). */
+  private wholeViews(u8: Uint8Array): void {
+    // Keyed on the view, not its buffer: reading `.buffer` costs a call, and `copy` asks per frame.
+    if (this.wholeView === u8) return;
+    this.wholeView = u8;
+    const buffer = u8.buffer;
     this.whole32 = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
     this.whole16 = new Uint16Array(buffer, 0, buffer.byteLength >> 1);
   }
@@ -362,17 +354,6 @@ export class Vringh {
    * a chain, like the loopback). Returns the bytes copied (bounded by both).
    */
   copy(riov: VringhIov, wiov: VringhIov): number {
-    if (
-      riov.used === 1 &&
-      wiov.used === 1 &&
-      riov.i === 0 &&
-      wiov.i === 0 &&
-      riov.consumed === 0 &&
-      wiov.consumed === 0
-    ) {
-      // The common case of a loopback: one readable and one writable segment, both untouched.
-      return this.copyOne(riov, wiov);
-    }
     let total = 0;
     while (riov.i < riov.used && wiov.i < wiov.used) {
       const rLeft = riov.len[riov.i]! - riov.consumed;
@@ -382,51 +363,27 @@ export class Vringh {
       const dst = wiov.buf[wiov.i]!;
       const so = riov.off[riov.i]! + riov.consumed;
       const d0 = wiov.off[wiov.i]! + wiov.consumed;
-      if (src === dst) dst.copyWithin(d0, so, so + n);
-      else dst.set(src.subarray(so, so + n), d0);
+      if (src !== dst) dst.set(src.subarray(so, so + n), d0);
+      else if (
+        n <= WORD_COPY_MAX &&
+        ((so | d0 | src.byteOffset) & 3) === 0 &&
+        (so + n <= d0 || d0 + n <= so)
+      ) {
+        // A small frame within one region: by 32-bit words in JS, which costs less than a call
+        // into copyWithin's C++ for the 60 to 200 bytes of a small frame.
+        this.wholeViews(src);
+        const w = this.whole32;
+        const sw = (src.byteOffset + so) >> 2;
+        const dw = (src.byteOffset + d0) >> 2;
+        const words = n >> 2;
+        for (let k = 0; k < words; k++) w[dw + k] = w[sw + k]!;
+        for (let k = words << 2; k < n; k++) dst[d0 + k] = src[so + k]!;
+      } else dst.copyWithin(d0, so, so + n);
       total += n;
       advance(riov, n);
       advance(wiov, n);
     }
     return total;
-  }
-
-  private copyOne(riov: VringhIov, wiov: VringhIov): number {
-    const n = Math.min(riov.len[0]!, wiov.len[0]!);
-    const src = riov.buf[0]!;
-    const dst = wiov.buf[0]!;
-    const so = riov.off[0]!;
-    const d0 = wiov.off[0]!;
-    if (
-      src === dst &&
-      n <= WORD_COPY_MAX &&
-      ((so | d0 | src.byteOffset) & 3) === 0 &&
-      (so + n <= d0 || d0 + n <= so)
-    ) {
-      // A small frame within one region: by 32-bit words in JS, which costs less than a call
-      // into copyWithin's C++ for the 60 to 200 bytes of a small frame.
-      const w = this.wordsOf(src);
-      const sw = (src.byteOffset + so) >> 2;
-      const dw = (src.byteOffset + d0) >> 2;
-      const words = n >> 2;
-      for (let k = 0; k < words; k++) w[dw + k] = w[sw + k]!;
-      for (let k = words << 2; k < n; k++) dst[d0 + k] = src[so + k]!;
-    } else if (src === dst) {
-      dst.copyWithin(d0, so, so + n);
-    } else {
-      dst.set(src.subarray(so, so + n), d0);
-    }
-    advance(riov, n);
-    advance(wiov, n);
-    return n;
-  }
-
-  private wordsOf(u8: Uint8Array): Uint32Array {
-    if (u8 !== this.wordView) {
-      this.wordView = u8;
-      this.words = new Uint32Array(u8.buffer, 0, u8.buffer.byteLength >> 2);
-    }
-    return this.words;
   }
 
   /** Mirrors vringh_complete_kern(): returns the chain `head` with `len` bytes written. */
@@ -437,7 +394,7 @@ export class Vringh {
     this.used32[2 + slot * 2] = len;
     this.completed++;
     // virtio_wmb: the used element is written before the index that publishes it (release).
-    this.store16(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    storeIndex(this.space, this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
     return 0;
   }
 
@@ -451,7 +408,7 @@ export class Vringh {
     }
     this.completed += count;
     // virtio_wmb: all elements above are visible before the index that publishes them.
-    this.store16(this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    storeIndex(this.space, this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
     return 0;
   }
 
@@ -474,12 +431,13 @@ export class Vringh {
     this.completed = 0;
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
     if (!this.eventIdx) {
-      return (this.load16(this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 && completed > 0
+      return (loadIndex(this.space, this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 &&
+        completed > 0
         ? 1
         : 0;
     }
     if (completed > 0xffff) return 1;
-    const usedEvent = this.load16(this.avail16, 2 + this.num);
+    const usedEvent = loadIndex(this.space, this.avail16, 2 + this.num);
     return vringNeedEvent(usedEvent, newUsed, oldUsed) ? 1 : 0;
   }
 
@@ -489,15 +447,16 @@ export class Vringh {
    */
   notifyEnable(): boolean {
     if (!this.ready) return true;
-    if (this.eventIdx) this.store16(this.used16, 2 + this.num * 4, this.lastAvail);
-    else this.store16(this.used16, 0, 0);
+    if (this.eventIdx) storeIndex(this.space, this.used16, 2 + this.num * 4, this.lastAvail);
+    else storeIndex(this.space, this.used16, 0, 0);
     // virtio_mb: the store above is ordered before re-reading avail->idx.
-    return this.load16(this.avail16, 1) === this.lastAvail;
+    return loadIndex(this.space, this.avail16, 1) === this.lastAvail;
   }
 
   /** Mirrors vringh_notify_disable_kern(): no kicks needed while the device is polling. */
   notifyDisable(): void {
-    if (this.ready && !this.eventIdx) this.store16(this.used16, 0, VRING_USED_F_NO_NOTIFY);
+    if (this.ready && !this.eventIdx)
+      storeIndex(this.space, this.used16, 0, VRING_USED_F_NO_NOTIFY);
   }
 }
 
