@@ -30,6 +30,16 @@ describe('FramePattern', () => {
           }
           expect(p.intact(rx, off, size - 1)).toBe(false);
         }
+        // Built in place in a shared buffer (a transmit slot), by words where aligned and by
+        // bytes where not, without touching the bytes around it.
+        const tx = new Uint8Array(new SharedArrayBuffer(4096), 64, 2048);
+        for (const off of [12, 13, 14, 15]) {
+          tx.fill(0xee);
+          p.stampAt(tx, off, seq);
+          expect(tx.subarray(off, off + size)).toEqual(ref);
+          expect(tx[off - 1]).toBe(0xee);
+          expect(tx[off + size]).toBe(0xee);
+        }
       }
     });
   }
