@@ -65,9 +65,7 @@ function raise(slot: number, bits: number): void {
 }
 
 function addRegions(desc: SharedMemoryDescriptor): void {
-  for (const r of desc.regions) {
-    if (!memory.regions.some((m) => m.base === r.base)) memory.addRegion(r.base, r.buffer);
-  }
+  memory.addShared(desc);
 }
 
 /** Host memory as the worker reaches it: a miss first picks up the regions memory grew by. */

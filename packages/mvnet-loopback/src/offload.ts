@@ -10,6 +10,7 @@ import { KernelError } from '@mdev/driver-core';
 import {
   type GuestMemory,
   NotifyWord,
+  sharedRegion,
   siblingModule,
   spawnWorker,
   type VringhConfig,
@@ -99,7 +100,7 @@ export class MvnetOffload {
     // (and reads this port when an address does not translate).
     this.stopRegionCalls = memory.onRegionAdded((region) => {
       if (region.buffer instanceof SharedArrayBuffer && !this.closed) {
-        this.memoryPort.postMessage({ regions: [{ base: region.base, buffer: region.buffer }] });
+        this.memoryPort.postMessage({ regions: [sharedRegion(region)] });
       }
     });
     void this.interruptLoop();

@@ -16,6 +16,23 @@ export interface DmaMapOps {
   unmap(dmaAddr: number, len: number, dir: DmaDirection): void;
 }
 
+/** `map` of direct DMA (the kernel's dma-direct, no IOMMU, no bounce buffer): the CPU address. */
+export function directMap(cpuAddr: number): number {
+  return cpuAddr;
+}
+
+/** `unmap` of direct DMA: nothing to undo. */
+export function directUnmap(): void {}
+
+/**
+ * Whether `ops` map by identity: their `map` and `unmap` are `directMap` and `directUnmap`. A ring
+ * then skips both per buffer, as virtio_ring does when it does not use the DMA API. Ops that wrap
+ * or replace either function are not direct, so their calls are never skipped.
+ */
+export function isDirectDma(ops: DmaMapOps): boolean {
+  return ops.map === directMap && ops.unmap === directUnmap;
+}
+
 /**
  * A first-fit allocator over one guest memory region: aligned blocks that never overlap, freed
  * blocks coalesce with their neighbours. Allocations are zeroed.
@@ -96,9 +113,7 @@ export function offsetDmaOps(allocator: DmaAllocator, offset = 0): DmaMapOps {
     free(cpuAddr) {
       allocator.release(cpuAddr);
     },
-    map(cpuAddr) {
-      return cpuAddr + offset;
-    },
-    unmap() {},
+    map: offset === 0 ? directMap : (cpuAddr) => cpuAddr + offset,
+    unmap: directUnmap,
   };
 }

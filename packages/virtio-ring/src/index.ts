@@ -1,4 +1,21 @@
-export { DmaAllocator, type DmaDirection, type DmaMapOps, offsetDmaOps } from './dma';
+export {
+  adoptWasmMemory,
+  type ByteOps,
+  byteOpsOf,
+  sharedMemoryBuffer,
+  WASM_PAGE,
+  type WasmMemory,
+  wasmMemoryOf,
+} from './bytes';
+export {
+  DmaAllocator,
+  type DmaDirection,
+  type DmaMapOps,
+  directMap,
+  directUnmap,
+  isDirectDma,
+  offsetDmaOps,
+} from './dma';
 export { EFAULT, EINVAL, EIO, ELOOP, ENOMEM, ENOSPC, EPROTO } from './errno';
 export {
   alignUp,
@@ -46,6 +63,8 @@ export {
   type MemoryRegion,
   OffsetAddressSpace,
   type SharedMemoryDescriptor,
+  type SharedRegion,
+  sharedRegion,
   type Translation,
 } from './memory';
 export { NotifyWord } from './notify';

@@ -1,3 +1,5 @@
+import { adoptWasmMemory, sharedMemoryBuffer, type WasmMemory, wasmMemoryOf } from './bytes';
+
 /** The largest address a 64-bit ring field may carry and still be exact as a JS number. */
 export const MAX_ADDR = Number.MAX_SAFE_INTEGER;
 
@@ -49,9 +51,28 @@ export function storeIndex(space: AddressSpace, a: Uint16Array, i: number, v: nu
   else a[i] = v;
 }
 
+/**
+ * One region as it is handed to another thread: its buffer, and the wasm memory behind it when
+ * there is one (so the other thread gets its byte ops too).
+ */
+export interface SharedRegion {
+  base: number;
+  buffer: SharedArrayBuffer;
+  memory?: WasmMemory;
+}
+
 /** How a GuestMemory made of SharedArrayBuffer regions is handed to a worker thread. */
 export interface SharedMemoryDescriptor {
-  regions: { base: number; buffer: SharedArrayBuffer }[];
+  regions: SharedRegion[];
+}
+
+/** A region as `share()` describes it. TypeError when it is not backed by a SharedArrayBuffer. */
+export function sharedRegion(r: MemoryRegion): SharedRegion {
+  if (!(r.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError(`GuestMemory: region at ${r.base} is not a SharedArrayBuffer`);
+  }
+  const memory = wasmMemoryOf(r.buffer);
+  return memory ? { base: r.base, buffer: r.buffer, memory } : { base: r.base, buffer: r.buffer };
 }
 
 function checkRange(addr: number, len: number): boolean {
@@ -101,11 +122,12 @@ export class GuestMemory implements AddressSpace {
   }
 
   /**
-   * Adds a region at `base` backed by `backing` (a buffer, or a byte count for a new
-   * SharedArrayBuffer). RangeError when it overlaps another region or is misaligned.
+   * Adds a region at `base` backed by `backing`: a buffer, or a byte count for a new shared one
+   * (`sharedMemoryBuffer`: a wasm memory's, with byte ops, when the count is a whole number of
+   * 64 KiB pages). RangeError when it overlaps another region or is misaligned.
    */
   addRegion(base: number, backing: number | ArrayBuffer | SharedArrayBuffer): MemoryRegion {
-    const buffer = typeof backing === 'number' ? new SharedArrayBuffer(backing) : backing;
+    const buffer = typeof backing === 'number' ? sharedMemoryBuffer(backing) : backing;
     const size = buffer.byteLength;
     if (!checkRange(base, size) || size === 0) {
       throw new RangeError(`GuestMemory: bad region ${base}+${size}`);
@@ -181,13 +203,7 @@ export class GuestMemory implements AddressSpace {
    * added later reach that thread through `onRegionAdded`).
    */
   share(): SharedMemoryDescriptor {
-    const regions = [];
-    for (const r of this.list) {
-      if (!(r.buffer instanceof SharedArrayBuffer)) {
-        throw new TypeError(`GuestMemory: region at ${r.base} is not a SharedArrayBuffer`);
-      }
-      regions.push({ base: r.base, buffer: r.buffer });
-    }
+    const regions = this.list.map(sharedRegion);
     this.sharedWithThreads = true;
     return { regions };
   }
@@ -196,8 +212,20 @@ export class GuestMemory implements AddressSpace {
   static fromShared(desc: SharedMemoryDescriptor): GuestMemory {
     const mem = new GuestMemory();
     mem.sharedWithThreads = true;
-    for (const r of desc.regions) mem.addRegion(r.base, r.buffer);
+    mem.addShared(desc);
     return mem;
+  }
+
+  /**
+   * Adds the regions of `desc` not here yet (by base), as another thread shared them; a region
+   * with a wasm memory gets its byte ops in this thread too.
+   */
+  addShared(desc: SharedMemoryDescriptor): void {
+    for (const r of desc.regions) {
+      if (this.list.some((m) => m.base === r.base)) continue;
+      const adopted = r.memory ? adoptWasmMemory(r.memory) : null;
+      this.addRegion(r.base, adopted ?? r.buffer);
+    }
   }
 }
 

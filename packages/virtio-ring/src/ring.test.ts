@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { byteOpsOf } from './bytes';
 import { DmaAllocator, offsetDmaOps } from './dma';
 import { EFAULT, EINVAL, ELOOP, ENOSPC, EPROTO } from './errno';
 import {
@@ -14,9 +15,13 @@ import { Vringh, VringhIov } from './vringh';
 
 const BASE = 0x10_0000;
 
-function setup(opts: { num?: number; eventIdx?: boolean; indirect?: boolean } = {}) {
+function setup(
+  opts: { num?: number; eventIdx?: boolean; indirect?: boolean; wasm?: boolean } = {},
+) {
   const memory = new GuestMemory();
-  memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
+  // A byte count makes a wasm memory's buffer (with byte ops); a SharedArrayBuffer has none.
+  memory.addRegion(BASE, opts.wasm ? 1 << 20 : new SharedArrayBuffer(1 << 20));
+  expect(byteOpsOf(memory.regions[0]!.buffer) !== null).toBe(opts.wasm === true);
   const alloc = new DmaAllocator(memory, BASE);
   const dma = offsetDmaOps(alloc);
   let kicks = 0;
@@ -122,56 +127,57 @@ describe('driver and device', () => {
     expect(vq.numFree).toBe(8);
   });
 
-  it('copies a readable chain into a writable one, whatever the sizes and alignment', () => {
-    const { vq, dev, memory, alloc } = setup({ num: 16 });
-    const region2 = 0x40_0000;
-    memory.addRegion(region2, new SharedArrayBuffer(1 << 16));
-    const r = new VringhIov();
-    const w = new VringhIov();
-    const pattern = (n: number, seed: number) =>
-      Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
-    // [source addr, source len, target addr, target len]: word-aligned and not, small and large,
-    // the same region and another one, and a target shorter than the source.
-    const area = alloc.alloc(8192, 64)!;
-    const cases: [number, number, number, number][] = [
-      [area, 76, area + 1024, 1536],
-      [area + 1, 64, area + 1024, 1536],
-      [area, 63, area + 1026, 1536],
-      [area, 1514, area + 2048, 1536],
-      [area, 100, area + 4096, 40],
-      [area, 76, region2 + 8, 256],
-    ];
-    let token = 1;
-    for (const [src, srcLen, dst, dstLen] of cases) {
-      const data = pattern(srcLen, token);
-      memory.write(src, data);
-      memory.view(dst, dstLen).fill(0xee);
-      expect(vq.add([{ addr: src, len: srcLen }], [], token)).toBe(0);
-      expect(vq.add([], [{ addr: dst, len: dstLen }], token + 1)).toBe(0);
+  for (const wasm of [false, true])
+    it(`copies a readable chain into a writable one, whatever the sizes and alignment (${wasm ? 'wasm memory' : 'plain'})`, () => {
+      const { vq, dev, memory, alloc } = setup({ num: 16, wasm });
+      const region2 = 0x40_0000;
+      memory.addRegion(region2, new SharedArrayBuffer(1 << 16));
+      const r = new VringhIov();
+      const w = new VringhIov();
+      const pattern = (n: number, seed: number) =>
+        Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
+      // [source addr, source len, target addr, target len]: word-aligned and not, small and large,
+      // the same region and another one, and a target shorter than the source.
+      const area = alloc.alloc(8192, 64)!;
+      const cases: [number, number, number, number][] = [
+        [area, 76, area + 1024, 1536],
+        [area + 1, 64, area + 1024, 1536],
+        [area, 63, area + 1026, 1536],
+        [area, 1514, area + 2048, 1536],
+        [area, 100, area + 4096, 40],
+        [area, 76, region2 + 8, 256],
+      ];
+      let token = 1;
+      for (const [src, srcLen, dst, dstLen] of cases) {
+        const data = pattern(srcLen, token);
+        memory.write(src, data);
+        memory.view(dst, dstLen).fill(0xee);
+        expect(vq.add([{ addr: src, len: srcLen }], [], token)).toBe(0);
+        expect(vq.add([], [{ addr: dst, len: dstLen }], token + 1)).toBe(0);
+        expect(dev.getDesc(r, null)).toBe(1);
+        const srcHead = dev.head;
+        expect(dev.getDesc(null, w)).toBe(1);
+        const n = Math.min(srcLen, dstLen);
+        expect(dev.copy(r, w)).toBe(n);
+        expect([...memory.view(dst, n)]).toEqual([...data.subarray(0, n)]);
+        if (dstLen > n) expect(memory.view(dst + n, 1)[0]).toBe(0xee);
+        dev.complete(srcHead, 0);
+        dev.complete(dev.head, n);
+        expect(vq.getBufToken()).toBe(token);
+        expect(vq.getBufToken()).toBe(token + 1);
+        token += 2;
+      }
+      // Overlapping source and target (a hostile driver): copied as memmove would, never past
+      // either buffer.
+      const data = pattern(80, 7);
+      memory.write(area, data);
+      expect(vq.add([{ addr: area, len: 80 }], [], 99)).toBe(0);
+      expect(vq.add([], [{ addr: area + 8, len: 80 }], 100)).toBe(0);
       expect(dev.getDesc(r, null)).toBe(1);
-      const srcHead = dev.head;
       expect(dev.getDesc(null, w)).toBe(1);
-      const n = Math.min(srcLen, dstLen);
-      expect(dev.copy(r, w)).toBe(n);
-      expect([...memory.view(dst, n)]).toEqual([...data.subarray(0, n)]);
-      if (dstLen > n) expect(memory.view(dst + n, 1)[0]).toBe(0xee);
-      dev.complete(srcHead, 0);
-      dev.complete(dev.head, n);
-      expect(vq.getBufToken()).toBe(token);
-      expect(vq.getBufToken()).toBe(token + 1);
-      token += 2;
-    }
-    // Overlapping source and target (a hostile driver): copied as memmove would, never past
-    // either buffer.
-    const data = pattern(80, 7);
-    memory.write(area, data);
-    expect(vq.add([{ addr: area, len: 80 }], [], 99)).toBe(0);
-    expect(vq.add([], [{ addr: area + 8, len: 80 }], 100)).toBe(0);
-    expect(dev.getDesc(r, null)).toBe(1);
-    expect(dev.getDesc(null, w)).toBe(1);
-    expect(dev.copy(r, w)).toBe(80);
-    expect([...memory.view(area + 8, 80)]).toEqual([...data]);
-  });
+      expect(dev.copy(r, w)).toBe(80);
+      expect([...memory.view(area + 8, 80)]).toEqual([...data]);
+    });
 
   it('reports a full ring and takes buffers back after reset', () => {
     const { vq, buf } = setup({ num: 4 });

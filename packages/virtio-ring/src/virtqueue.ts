@@ -1,4 +1,4 @@
-import type { DmaMapOps } from './dma';
+import { type DmaMapOps, isDirectDma } from './dma';
 import { EIO, ENOMEM, ENOSPC } from './errno';
 import {
   VIRTQUEUE_MAX_SIZE,
@@ -70,6 +70,8 @@ export class Virtqueue<T = unknown> {
   readonly eventIdx: boolean;
   readonly indirect: boolean;
   private readonly dma: DmaMapOps;
+  /** The DMA ops map by identity (`isDirectDma`): no map or unmap per buffer. */
+  private readonly direct: boolean;
   private readonly memory: GuestMemory;
   private readonly notifyFn: (vq: Virtqueue<T>) => boolean;
   callback: ((vq: Virtqueue<T>) => void) | null;
@@ -84,7 +86,9 @@ export class Virtqueue<T = unknown> {
   private readonly used16: Uint16Array;
   private readonly used32: Uint32Array;
 
-  // Driver-private shadow of every descriptor (the device may scribble on the table).
+  // Driver-private shadow of every descriptor (the device may scribble on the table). Address,
+  // length and flags are kept only for unmapping, so not with direct DMA; `extraNext` is the free
+  // list.
   private readonly extraAddr: Float64Array;
   private readonly extraLen: Uint32Array;
   private readonly extraFlags: Uint16Array;
@@ -124,6 +128,7 @@ export class Virtqueue<T = unknown> {
     this.eventIdx = opts.eventIdx ?? false;
     this.indirect = opts.indirect ?? false;
     this.dma = opts.dma;
+    this.direct = isDirectDma(opts.dma);
     this.memory = opts.memory;
     this.notifyFn = opts.notify;
     this.callback = opts.callback ?? null;
@@ -222,8 +227,11 @@ export class Virtqueue<T = unknown> {
     checkSg(addr, len);
     if (this.broken) return -EIO;
     if (this.freeCount === 0) return -ENOSPC;
-    const dmaAddr = this.dma.map(addr, len, flags ? 'from-device' : 'to-device');
-    if (!validDma(dmaAddr)) return -ENOMEM;
+    let dmaAddr = addr;
+    if (!this.direct) {
+      dmaAddr = this.dma.map(addr, len, flags ? 'from-device' : 'to-device');
+      if (!validDma(dmaAddr)) return -ENOMEM;
+    }
     const head = this.freeHead;
     this.freeHead = this.extraNext[head]!;
     this.freeCount--;
@@ -313,6 +321,10 @@ export class Virtqueue<T = unknown> {
     if (this.freeCount < (useIndirect ? 1 : total)) return -ENOSPC;
     // Map every element first so that a mapping failure leaves the ring untouched.
     for (let k = 0; k < total; k++) {
+      if (this.direct) {
+        this.sgDma[k] = this.sgAddr[k]!;
+        continue;
+      }
       const dmaAddr = this.dma.map(
         this.sgAddr[k]!,
         this.sgLen[k]!,
@@ -374,6 +386,7 @@ export class Virtqueue<T = unknown> {
   }
 
   private unmapScratch(count: number, outNum: number): void {
+    if (this.direct) return;
     for (let k = 0; k < count; k++) {
       this.dma.unmap(this.sgDma[k]!, this.sgLen[k]!, k < outNum ? 'to-device' : 'from-device');
     }
@@ -414,10 +427,11 @@ export class Virtqueue<T = unknown> {
     this.desc32[w + 2] = len;
     this.desc16[i * 8 + 6] = flags;
     this.desc16[i * 8 + 7] = next;
+    this.extraNext[i] = next;
+    if (this.direct) return;
     this.extraAddr[i] = dmaAddr;
     this.extraLen[i] = len;
     this.extraFlags[i] = flags;
-    this.extraNext[i] = next;
   }
 
   private publish(head: number): void {
@@ -512,7 +526,9 @@ export class Virtqueue<T = unknown> {
   private detach(head: number): void {
     const count = this.chainCount[head]!;
     const inTable = this.indirectInUse[head]!;
-    if (inTable > 0) {
+    if (inTable > 0 && this.direct) {
+      this.indirectInUse[head] = 0;
+    } else if (inTable > 0) {
       // The table stays cached for the next add on this head; only its buffers are unmapped.
       const t32 = this.indirect32[head]!;
       const t16 = this.indirect16[head]!;
@@ -526,11 +542,15 @@ export class Virtqueue<T = unknown> {
       this.indirectInUse[head] = 0;
     }
     let i = head;
-    for (let n = 1; n < count; n++) {
+    if (this.direct) {
+      for (let n = 1; n < count; n++) i = this.extraNext[i]!;
+    } else {
+      for (let n = 1; n < count; n++) {
+        this.unmapDesc(i);
+        i = this.extraNext[i]!;
+      }
       this.unmapDesc(i);
-      i = this.extraNext[i]!;
     }
-    this.unmapDesc(i);
     this.extraNext[i] = this.freeHead;
     this.freeHead = head;
     this.freeCount += count;

@@ -1,3 +1,4 @@
+import { type ByteOps, byteOpsOf } from './bytes';
 import { EFAULT, EINVAL, ELOOP, EPROTO } from './errno';
 import {
   VIRTQUEUE_MAX_SIZE,
@@ -106,6 +107,9 @@ export class Vringh {
   private used16: Uint16Array = new Uint16Array(0);
   private used32: Uint32Array = new Uint32Array(0);
   private lastAvail = 0;
+  // The avail index as last read (vhost's avail_idx): read again only once the device has
+  // caught up with it, so a batch of chains costs one read of the shared word.
+  private availShadow = 0;
   private lastUsed = 0;
   private completed = 0;
   private brokenErr = 0;
@@ -116,6 +120,9 @@ export class Vringh {
   private wholeView: Uint8Array | null = null;
   private whole32: Uint32Array = new Uint32Array(0);
   private whole16: Uint16Array = new Uint16Array(0);
+  // Byte ops of the last region `copy` worked in (null: not a wasm memory's).
+  private opsView: Uint8Array | null = null;
+  private ops: ByteOps | null = null;
   // Private copy of a misaligned indirect table.
   private copy8: Uint8Array = new Uint8Array(0);
   private copy32: Uint32Array = new Uint32Array(0);
@@ -132,7 +139,7 @@ export class Vringh {
   init(cfg: VringhConfig): number {
     this.ready = false;
     this.brokenErr = 0;
-    this.lastAvail = this.lastUsed = this.completed = 0;
+    this.lastAvail = this.availShadow = this.lastUsed = this.completed = 0;
     const { num } = cfg;
     if (!Number.isInteger(num) || num < 1 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
       return -EINVAL;
@@ -179,7 +186,7 @@ export class Vringh {
 
   /** Sets the vq state (set_vq_state). */
   setLastAvailIdx(idx: number): void {
-    this.lastAvail = idx & 0xffff;
+    this.lastAvail = this.availShadow = idx & 0xffff;
   }
 
   /** Whether the driver has made buffers available that the device has not taken. */
@@ -199,11 +206,14 @@ export class Vringh {
   getDesc(riov: VringhIov | null, wiov: VringhIov | null): number {
     if (!this.ready) return 0;
     if (this.brokenErr !== 0) return this.brokenErr;
-    // virtio_rmb: the avail index is read (acquire) before the ring entry it exposes.
-    const availIdx = loadIndex(this.space, this.avail16, 1);
-    if (availIdx === this.lastAvail) return 0;
-    // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
-    if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
+    if (this.availShadow === this.lastAvail) {
+      // virtio_rmb: the avail index is read (acquire) before the ring entries it exposes.
+      const availIdx = loadIndex(this.space, this.avail16, 1);
+      if (availIdx === this.lastAvail) return 0;
+      // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
+      if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
+      this.availShadow = availIdx;
+    }
     const head = this.avail16[2 + (this.lastAvail & (this.num - 1))]!;
     if (head >= this.num) return this.fail(-EINVAL); // "Guest says index %u > %u is available"
     const err =
@@ -320,6 +330,15 @@ export class Vringh {
     return 0;
   }
 
+  /** The byte ops of the buffer behind `u8` (a region's view), kept for the next call. */
+  private byteOpsFor(u8: Uint8Array): ByteOps | null {
+    if (this.opsView !== u8) {
+      this.opsView = u8;
+      this.ops = byteOpsOf(u8.buffer);
+    }
+    return this.ops;
+  }
+
   /** Points whole32/whole16 at all of the buffer behind `u8` (a region's view). */
   private wholeViews(u8: Uint8Array): void {
     // Keyed on the view, not its buffer: reading `.buffer` costs a call, and `copy` asks per frame.
@@ -364,7 +383,10 @@ export class Vringh {
       const so = riov.off[riov.i]! + riov.consumed;
       const d0 = wiov.off[wiov.i]! + wiov.consumed;
       if (src !== dst) dst.set(src.subarray(so, so + n), d0);
-      else if (
+      else if (this.byteOpsFor(src) !== null) {
+        // Within a wasm memory's region: wasm's memory.copy (memmove), at any size.
+        this.ops!.copy(src.byteOffset + d0, src.byteOffset + so, n);
+      } else if (
         n <= WORD_COPY_MAX &&
         ((so | d0 | src.byteOffset) & 3) === 0 &&
         (so + n <= d0 || d0 + n <= so)
@@ -376,8 +398,16 @@ export class Vringh {
         const sw = (src.byteOffset + so) >> 2;
         const dw = (src.byteOffset + d0) >> 2;
         const words = n >> 2;
-        for (let k = 0; k < words; k++) w[dw + k] = w[sw + k]!;
-        for (let k = words << 2; k < n; k++) dst[d0 + k] = src[so + k]!;
+        // Four words a turn: V8 re-checks the array and its bounds on every turn of a loop.
+        let k = 0;
+        for (; k + 4 <= words; k += 4) {
+          w[dw + k] = w[sw + k]!;
+          w[dw + k + 1] = w[sw + k + 1]!;
+          w[dw + k + 2] = w[sw + k + 2]!;
+          w[dw + k + 3] = w[sw + k + 3]!;
+        }
+        for (; k < words; k++) w[dw + k] = w[sw + k]!;
+        for (k = words << 2; k < n; k++) dst[d0 + k] = src[so + k]!;
       } else dst.copyWithin(d0, so, so + n);
       total += n;
       advance(riov, n);

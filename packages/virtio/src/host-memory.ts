@@ -1,4 +1,12 @@
-import { DmaAllocator, type DmaMapOps, GuestMemory, type MemoryRegion } from '@mdev/virtio-ring';
+import {
+  DmaAllocator,
+  type DmaMapOps,
+  directMap,
+  directUnmap,
+  GuestMemory,
+  type MemoryRegion,
+  sharedMemoryBuffer,
+} from '@mdev/virtio-ring';
 
 /** Options of a HostRam. */
 export interface HostRamOptions {
@@ -25,6 +33,9 @@ function pageAlign(n: number): number {
  * first-fit allocator over it. It grows by adding regions when an allocation does not fit; a
  * region is created on the first allocation, never at import.
  *
+ * Regions of whole 64 KiB pages (the default size is) are wasm memories', so copies and compares
+ * of buffers in them can use their byte ops (@mdev/virtio-ring `byteOpsOf`).
+ *
  * `dma` is the identity mapping (device address = CPU address), what a device sees without
  * VIRTIO_F_ACCESS_PLATFORM; a device with its own IOVA view installs `Device.dmaOps`.
  */
@@ -49,8 +60,8 @@ export class HostRam {
         return cpuAddr === null ? null : { cpuAddr, dmaAddr: cpuAddr };
       },
       free: (cpuAddr) => this.free(cpuAddr),
-      map: (cpuAddr) => cpuAddr,
-      unmap: () => {},
+      map: directMap,
+      unmap: directUnmap,
     };
   }
 
@@ -62,7 +73,7 @@ export class HostRam {
         `HostRam: growing by ${size} would pass the limit of ${this.limit} bytes`,
       );
     }
-    const region = this.memory.addRegion(this.nextBase, new SharedArrayBuffer(size));
+    const region = this.memory.addRegion(this.nextBase, sharedMemoryBuffer(size));
     // Leave a guard page between regions so a range never spans two of them by accident.
     this.nextBase += size + PAGE_SIZE;
     this.total += size;

@@ -221,7 +221,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * for (received or dropped by the device) or nothing moved for two seconds.
  */
 export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promise<PktgenResult> {
-  const { netdev, parent, mdev } = stack;
+  const { netdev } = stack;
   if (
     !Number.isInteger(opts.size) ||
     opts.size < MIN_FRAME ||
@@ -235,7 +235,30 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   const size = opts.size;
   const frame = new Uint8Array(size);
   initFrame(frame, mac);
-  const pattern = new FramePattern(size, mac);
+  // The prepared frames live in host RAM, beside the driver's buffers, so that stamping and
+  // checking are copies and compares within one memory (see FramePattern).
+  const patternBytes = FramePattern.bytesFor(size);
+  const patternAddr = hostRam.alloc(patternBytes, 64);
+  const pattern = new FramePattern(
+    size,
+    mac,
+    patternAddr === null ? undefined : hostRam.memory.view(patternAddr, patternBytes),
+  );
+  try {
+    return await sendAndCheck(stack, opts, pattern, frame);
+  } finally {
+    if (patternAddr !== null) hostRam.free(patternAddr);
+  }
+}
+
+async function sendAndCheck(
+  stack: PktgenStack,
+  opts: PktgenOptions,
+  pattern: FramePattern,
+  frame: Uint8Array,
+): Promise<PktgenResult> {
+  const { netdev, parent, mdev } = stack;
+  const size = opts.size;
   const { verify, burst } = opts;
   // Frames sent so far; frame `tx` is built straight into the driver's transmit buffer, as the
   // kernel's pktgen builds its skb where the NIC reads it.

@@ -1,0 +1,219 @@
+/**
+ * Byte copies and compares inside one shared buffer, done by WebAssembly when the buffer is the
+ * memory of a shared `WebAssembly.Memory`. For a frame of tens to hundreds of bytes, a call into
+ * wasm's `memory.copy` costs a third of a JS word loop and a fifth of `copyWithin` (a C++ call);
+ * the compare reads 8 bytes at a time where JS reads 4 through a typed array with a bounds check
+ * each. `sharedMemoryBuffer` makes such buffers; guest memory regions and the host's RAM use it.
+ */
+
+/** Copy and compare on byte offsets of one buffer. Ranges must lie inside the buffer. */
+export interface ByteOps {
+  /** Copies `len` bytes from `src` to `dst`, as memmove does (the ranges may overlap). */
+  copy(dst: number, src: number, len: number): void;
+  /** Whether the `len` bytes at `a` and at `b` are the same. */
+  equal(a: number, b: number, len: number): boolean;
+}
+
+/** A shared `WebAssembly.Memory` (typed here: Node's types do not describe WebAssembly). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+
+/** The part of the WebAssembly API used here. */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+  Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+}
+
+const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** The size of a wasm page: a wasm memory is a whole number of them. */
+export const WASM_PAGE = 0x1_0000;
+/** The largest wasm32 memory (4 GiB). */
+const MAX_PAGES = 0x1_0000;
+
+// The module, in the text format (memory limits are those of the import: any shared memory):
+//
+//   (module
+//     (import "env" "memory" (memory 0 65536 shared))
+//     (func (export "copy") (param $dst i32) (param $src i32) (param $len i32)
+//       (memory.copy (local.get $dst) (local.get $src) (local.get $len)))
+//     (func (export "equal") (param $a i32) (param $b i32) (param $len i32) (result i32)
+//       (block $tail (loop $words                       ;; 8 bytes a turn
+//         (br_if $tail (i32.lt_u (local.get $len) (i32.const 8)))
+//         (if (i64.ne (i64.load (local.get $a)) (i64.load (local.get $b)))
+//           (then (return (i32.const 0))))
+//         (local.set $a (i32.add (local.get $a) (i32.const 8)))
+//         (local.set $b (i32.add (local.get $b) (i32.const 8)))
+//         (local.set $len (i32.sub (local.get $len) (i32.const 8)))
+//         (br $words)))
+//       (block $done (loop $bytes                       ;; then the last 0 to 7 bytes
+//         (br_if $done (i32.eqz (local.get $len)))
+//         (if (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b)))
+//           (then (return (i32.const 0))))
+//         (local.set $a (i32.add (local.get $a) (i32.const 1)))
+//         (local.set $b (i32.add (local.get $b) (i32.const 1)))
+//         (local.set $len (i32.sub (local.get $len) (i32.const 1)))
+//         (br $bytes)))
+//       (i32.const 1)))
+//
+// Offsets are i32 and wasm reads them unsigned, so a JS number up to 4 GiB passes as it is.
+
+const I32 = 0x7f;
+const I64_NE = 0x52;
+const op = {
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  return: 0x0f,
+  get: 0x20,
+  set: 0x21,
+  i64Load: 0x29,
+  i32Load8U: 0x2d,
+  i32Const: 0x41,
+  i32Eqz: 0x45,
+  i32Ne: 0x47,
+  i32LtU: 0x49,
+  i32Add: 0x6a,
+  i32Sub: 0x6b,
+  void: 0x40,
+} as const;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const name = (s: string): number[] => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+
+/** One turn of a compare loop over `step`-byte units; `load` and `ne` are the unit's opcodes. */
+function compareTurn(step: number, load: number[], ne: number, exitIf: number[]): number[] {
+  const [a, b, len] = [0, 1, 2];
+  // biome-ignore format: one instruction a line
+  return [
+    op.block, op.void, op.loop, op.void,
+    ...exitIf, op.brIf, 1,
+    op.get, a, ...load, op.get, b, ...load, ne,
+    op.if, op.void, op.i32Const, 0, op.return, op.end,
+    op.get, a, op.i32Const, step, op.i32Add, op.set, a,
+    op.get, b, op.i32Const, step, op.i32Add, op.set, b,
+    op.get, len, op.i32Const, step, op.i32Sub, op.set, len,
+    op.br, 0, op.end, op.end,
+  ];
+}
+
+function moduleBytes(): Uint8Array {
+  const params3 = [0x03, I32, I32, I32];
+  const types = section(
+    1,
+    vec([
+      [0x60, ...params3, 0x00],
+      [0x60, ...params3, 0x01, I32],
+    ]),
+  );
+  // memory import: flags 3 = shared with a maximum; min 0, max 65536 pages.
+  const imports = section(
+    2,
+    vec([[...name('env'), ...name('memory'), 0x02, 0x03, 0x00, ...uleb(MAX_PAGES)]]),
+  );
+  const funcs = section(3, vec([[0x00], [0x01]]));
+  const exports = section(
+    7,
+    vec([
+      [...name('copy'), 0x00, 0x00],
+      [...name('equal'), 0x00, 0x01],
+    ]),
+  );
+  const copyBody = [0x00, op.get, 0, op.get, 1, op.get, 2, 0xfc, 0x0a, 0x00, 0x00, op.end];
+  // biome-ignore format: one instruction a line
+  const equalBody = [
+    0x00, // no locals
+    ...compareTurn(8, [op.i64Load, 3, 0], I64_NE, [op.get, 2, op.i32Const, 8, op.i32LtU]),
+    ...compareTurn(1, [op.i32Load8U, 0, 0], op.i32Ne, [op.get, 2, op.i32Eqz]),
+    op.i32Const, 1, op.end,
+  ];
+  const code = section(
+    10,
+    vec([
+      [...uleb(copyBody.length), ...copyBody],
+      [...uleb(equalBody.length), ...equalBody],
+    ]),
+  );
+  const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  return new Uint8Array([...header, ...types, ...imports, ...funcs, ...exports, ...code]);
+}
+
+let compiled: object | null | undefined;
+
+function wasmModule(): object | null {
+  if (compiled === undefined) {
+    try {
+      compiled = wasm ? new wasm.Module(moduleBytes()) : null;
+    } catch {
+      compiled = null; // no wasm, or no shared memory or bulk memory in this runtime
+    }
+  }
+  return compiled;
+}
+
+// The ops of every buffer made by `sharedMemoryBuffer` or adopted with `adoptWasmMemory`, and
+// the wasm memory behind each (to hand it to another thread).
+const opsByBuffer = new WeakMap<SharedArrayBuffer, ByteOps>();
+const memoryByBuffer = new WeakMap<SharedArrayBuffer, WasmMemory>();
+
+/**
+ * Registers a shared wasm memory (one made here and posted from another thread, say): its
+ * buffer gets byte ops. Returns the buffer, or null when this runtime cannot run the module.
+ */
+export function adoptWasmMemory(memory: WasmMemory): SharedArrayBuffer | null {
+  const buffer = memory.buffer;
+  if (!(buffer instanceof SharedArrayBuffer)) return null;
+  if (opsByBuffer.has(buffer)) return buffer;
+  const mod = wasmModule();
+  if (mod === null || !wasm) return null;
+  const exports = new wasm.Instance(mod, { env: { memory } }).exports as {
+    copy(dst: number, src: number, len: number): void;
+    equal(a: number, b: number, len: number): number;
+  };
+  const { copy, equal } = exports;
+  opsByBuffer.set(buffer, { copy, equal: (a, b, len) => equal(a, b, len) === 1 });
+  memoryByBuffer.set(buffer, memory);
+  return buffer;
+}
+
+/**
+ * A new zeroed SharedArrayBuffer of `size` bytes. When `size` is a whole number of wasm pages
+ * (64 KiB) up to 4 GiB, it is the buffer of a shared `WebAssembly.Memory` of fixed size and has
+ * byte ops (`byteOpsOf`); otherwise, or without wasm, a plain one.
+ */
+export function sharedMemoryBuffer(size: number): SharedArrayBuffer {
+  const pages = size / WASM_PAGE;
+  if (Number.isInteger(pages) && pages >= 1 && pages <= MAX_PAGES && wasm && wasmModule()) {
+    const memory = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
+    const buffer = adoptWasmMemory(memory);
+    if (buffer !== null) return buffer;
+  }
+  return new SharedArrayBuffer(size);
+}
+
+/** The byte ops of `buffer`, or null when it is not a wasm memory's. */
+export function byteOpsOf(buffer: ArrayBufferLike): ByteOps | null {
+  return opsByBuffer.get(buffer as SharedArrayBuffer) ?? null;
+}
+
+/** The wasm memory behind `buffer`, if any (what another thread needs to adopt it). */
+export function wasmMemoryOf(buffer: ArrayBufferLike): WasmMemory | undefined {
+  return memoryByBuffer.get(buffer as SharedArrayBuffer);
+}
