@@ -82,7 +82,7 @@ export class LoopbackDatapath {
 
   run(budget: number, holdWhenNoRx = false): DatapathResult {
     const { rx, tx, r, w, stats } = this;
-    if (!tx.ready || !rx.ready) return 'idle';
+    if (tx.ready !== true || rx.ready !== true) return 'idle';
     const txv = tx.vrh;
     const rxv = rx.vrh;
     let n = 0;

@@ -105,7 +105,8 @@ function warnOnce(message: string): void {
 
 /**
  * Mirrors struct virtnet_info: one receive/transmit queue pair of a virtio-net device, with
- * receive and transmit buffer pools allocated once in host memory at the first open.
+ * receive and transmit buffer pools allocated once in host memory at the first open. Flags are
+ * tested with `=== true` on the per-frame paths (see Vringh in @mdev/virtio-ring for why).
  */
 export class VirtNet implements NetDevice {
   readonly name: string;
@@ -340,7 +341,7 @@ export class VirtNet implements NetDevice {
    * and returns -1 (NETDEV_TX_BUSY) when there is none.
    */
   private txBegin(): number {
-    if (!this.up || !this.link || this.stopped) return -1;
+    if (this.up !== true || this.link !== true || this.stopped === true) return -1;
     const vq = this.svq;
     if (this.txFreeTop === 0 || vq.numFree < this.txNeed) {
       this.freeOldXmit();
@@ -359,7 +360,7 @@ export class VirtNet implements NetDevice {
     const vq = this.svq;
     const addr = this.txBase + slot * this.txSlot;
     let err: number;
-    if (this.anyLayout) {
+    if (this.anyLayout === true) {
       err = vq.addOutbuf(addr, this.hdrLen + len, slot);
     } else {
       // Without ANY_LAYOUT the header has a descriptor of its own (virtio 1.2 5.1.6.6, legacy).
@@ -386,7 +387,7 @@ export class VirtNet implements NetDevice {
       this.freeOldXmit();
       if (this.txFreeTop === 0 || vq.numFree < this.txNeed) this.stopQueue();
     }
-    if (!more || this.stopped) this.flush();
+    if (more !== true || this.stopped === true) this.flush();
     return NETDEV_TX_OK;
   }
 
@@ -407,7 +408,7 @@ export class VirtNet implements NetDevice {
   }
 
   flush(): void {
-    if (!this.kickPending) return;
+    if (this.kickPending !== true) return;
     this.kickPending = false;
     if (this.svq.kickPrepare()) this.svq.notify();
   }
@@ -447,7 +448,7 @@ export class VirtNet implements NetDevice {
   }
 
   poll(budget: number): number {
-    if (!this.up || this.removed) return 0;
+    if (this.up !== true || this.removed === true) return 0;
     this.cleanTx();
     return this.receive(budget);
   }
@@ -504,7 +505,7 @@ export class VirtNet implements NetDevice {
         continue;
       }
       let numBuf = 1;
-      if (this.mergeable) {
+      if (this.mergeable === true) {
         numBuf =
           this.rxU8[off + VIRTIO_NET_HDR_NUM_BUFFERS]! |
           (this.rxU8[off + VIRTIO_NET_HDR_NUM_BUFFERS + 1]! << 8);

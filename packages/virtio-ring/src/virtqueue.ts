@@ -61,6 +61,8 @@ interface Area {
  * The driver side of a split virtqueue (the kernel's virtio_ring.c). Buffers are added as CPU
  * addresses of guest memory; descriptors carry the device addresses the DMA ops give. The device
  * is untrusted: a bad used entry breaks the queue, it never throws.
+ *
+ * As in Vringh, flags are tested with `=== true` on the per-frame paths: see there why.
  */
 export class Virtqueue<T = unknown> {
   readonly index: number;
@@ -225,10 +227,10 @@ export class Virtqueue<T = unknown> {
   private addOne(addr: number, len: number, flags: number, token: T): number {
     checkToken(token);
     checkSg(addr, len);
-    if (this.broken) return -EIO;
+    if (this.broken === true) return -EIO;
     if (this.freeCount === 0) return -ENOSPC;
     let dmaAddr = addr;
-    if (!this.direct) {
+    if (this.direct !== true) {
       dmaAddr = this.dma.map(addr, len, flags ? 'from-device' : 'to-device');
       if (!validDma(dmaAddr)) return -ENOMEM;
     }
@@ -310,7 +312,7 @@ export class Virtqueue<T = unknown> {
       checkSg(this.sgAddr[k]!, this.sgLen[k]!);
       if (k >= outNum) inLen += this.sgLen[k]!;
     }
-    if (this.broken) return -EIO;
+    if (this.broken === true) return -EIO;
     // 2.7.5.3.1: "A driver MUST NOT create a descriptor chain longer than the Queue Size of the
     // device", indirect tables included (the kernel's driver only warns without indirect; a
     // device checking the rule, like our Vringh, would break the queue).
@@ -321,7 +323,7 @@ export class Virtqueue<T = unknown> {
     if (this.freeCount < (useIndirect ? 1 : total)) return -ENOSPC;
     // Map every element first so that a mapping failure leaves the ring untouched.
     for (let k = 0; k < total; k++) {
-      if (this.direct) {
+      if (this.direct === true) {
         this.sgDma[k] = this.sgAddr[k]!;
         continue;
       }
@@ -386,7 +388,7 @@ export class Virtqueue<T = unknown> {
   }
 
   private unmapScratch(count: number, outNum: number): void {
-    if (this.direct) return;
+    if (this.direct === true) return;
     for (let k = 0; k < count; k++) {
       this.dma.unmap(this.sgDma[k]!, this.sgLen[k]!, k < outNum ? 'to-device' : 'from-device');
     }
@@ -428,7 +430,7 @@ export class Virtqueue<T = unknown> {
     this.desc16[i * 8 + 6] = flags;
     this.desc16[i * 8 + 7] = next;
     this.extraNext[i] = next;
-    if (this.direct) return;
+    if (this.direct === true) return;
     this.extraAddr[i] = dmaAddr;
     this.extraLen[i] = len;
     this.extraFlags[i] = flags;
@@ -452,7 +454,7 @@ export class Virtqueue<T = unknown> {
     const old = (newIdx - this.numAdded) & 0xffff;
     this.numAdded = 0;
     // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
-    if (this.eventIdx) {
+    if (this.eventIdx === true) {
       const availEvent = loadIndex(this.memory, this.used16, 2 + this.num * 4);
       return vringNeedEvent(availEvent, newIdx, old);
     }
@@ -461,7 +463,7 @@ export class Virtqueue<T = unknown> {
 
   /** Mirrors virtqueue_notify(): calls the transport's kick; a failed kick breaks the queue. */
   notify(): boolean {
-    if (this.broken) return false;
+    if (this.broken === true) return false;
     if (!this.notifyFn(this)) {
       this.markBroken('notify failed');
       return false;
@@ -494,7 +496,7 @@ export class Virtqueue<T = unknown> {
 
   /** Allocation-free getBuf: the token, with its length in `lastLen`; undefined when none. */
   getBufToken(): T | undefined {
-    if (this.broken) return undefined;
+    if (this.broken === true) return undefined;
     // virtio_rmb: the used index is read (acquire) before the used element it covers.
     if (this.lastUsedIdx === loadIndex(this.memory, this.used16, 1)) return undefined;
     const slot = this.lastUsedIdx & (this.num - 1);
@@ -515,7 +517,7 @@ export class Virtqueue<T = unknown> {
     }
     this.detach(id);
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
-    if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx) {
+    if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx === true) {
       // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
       storeIndex(this.memory, this.avail16, 2 + this.num, this.lastUsedIdx);
     }
@@ -526,7 +528,7 @@ export class Virtqueue<T = unknown> {
   private detach(head: number): void {
     const count = this.chainCount[head]!;
     const inTable = this.indirectInUse[head]!;
-    if (inTable > 0 && this.direct) {
+    if (inTable > 0 && this.direct === true) {
       this.indirectInUse[head] = 0;
     } else if (inTable > 0) {
       // The table stays cached for the next add on this head; only its buffers are unmapped.
@@ -542,7 +544,7 @@ export class Virtqueue<T = unknown> {
       this.indirectInUse[head] = 0;
     }
     let i = head;
-    if (this.direct) {
+    if (this.direct === true) {
       for (let n = 1; n < count; n++) i = this.extraNext[i]!;
     } else {
       for (let n = 1; n < count; n++) {
@@ -595,7 +597,7 @@ export class Virtqueue<T = unknown> {
 
   /** Mirrors virtqueue_poll(): whether buffers were used since `enableCbPrepare` returned `last`. */
   poll(last: number): boolean {
-    if (this.broken) return false;
+    if (this.broken === true) return false;
     return loadIndex(this.memory, this.used16, 1) !== last;
   }
 
@@ -624,7 +626,7 @@ export class Virtqueue<T = unknown> {
    */
   interrupt(): 'handled' | 'none' {
     if (!this.moreUsed()) return 'none';
-    if (this.broken) return 'handled';
+    if (this.broken === true) return 'handled';
     this.callback?.(this);
     return 'handled';
   }

@@ -95,6 +95,10 @@ export interface VringhConfig {
  * through an AddressSpace; ring areas are mapped once at `init`. Nothing here throws on a bad
  * ring: calls return a negative errno, the ring is marked broken and stays broken until `init`
  * (reset).
+ *
+ * Flags are tested with `=== true` on the per-frame paths: V8 does not track that a field holds
+ * only booleans, and compiles a bare `if (flag)` on one to the generic truthiness test, about a
+ * dozen instructions.
  */
 export class Vringh {
   private readonly space: AddressSpace;
@@ -192,7 +196,7 @@ export class Vringh {
   /** Whether the driver has made buffers available that the device has not taken. */
   hasAvail(): boolean {
     return (
-      this.ready &&
+      this.ready === true &&
       this.brokenErr === 0 &&
       loadIndex(this.space, this.avail16, 1) !== this.lastAvail
     );
@@ -204,7 +208,7 @@ export class Vringh {
    * the ring is empty, or a negative errno (the ring is then broken).
    */
   getDesc(riov: VringhIov | null, wiov: VringhIov | null): number {
-    if (!this.ready) return 0;
+    if (this.ready !== true) return 0;
     if (this.brokenErr !== 0) return this.brokenErr;
     if (this.availShadow === this.lastAvail) {
       // virtio_rmb: the avail index is read (acquire) before the ring entries it exposes.
@@ -418,7 +422,7 @@ export class Vringh {
 
   /** Mirrors vringh_complete_kern(): returns the chain `head` with `len` bytes written. */
   complete(head: number, len: number): number {
-    if (!this.ready) return -EINVAL;
+    if (this.ready !== true) return -EINVAL;
     const slot = (this.lastUsed + this.completed) & (this.num - 1);
     this.used32[1 + slot * 2] = head;
     this.used32[2 + slot * 2] = len;
@@ -430,7 +434,7 @@ export class Vringh {
 
   /** Mirrors vringh_complete_multi_kern(): completes `count` chains in one index update. */
   completeMulti(heads: ArrayLike<number>, lens: ArrayLike<number>, count: number): number {
-    if (!this.ready) return -EINVAL;
+    if (this.ready !== true) return -EINVAL;
     for (let k = 0; k < count; k++) {
       const slot = (this.lastUsed + this.completed + k) & (this.num - 1);
       this.used32[1 + slot * 2] = heads[k]!;
@@ -452,7 +456,7 @@ export class Vringh {
    * completed since the last call (VRING_AVAIL_F_NO_INTERRUPT or used_event). 1 or 0.
    */
   needNotify(): number {
-    if (!this.ready) return 0;
+    if (this.ready !== true) return 0;
     const completed = this.completed;
     const oldUsed = this.lastUsed;
     const newUsed = (oldUsed + completed) & 0xffff;
@@ -460,7 +464,7 @@ export class Vringh {
     this.lastUsed = newUsed;
     this.completed = 0;
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
-    if (!this.eventIdx) {
+    if (this.eventIdx !== true) {
       return (loadIndex(this.space, this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 &&
         completed > 0
         ? 1
@@ -476,8 +480,9 @@ export class Vringh {
    * became available meanwhile (the caller should process them).
    */
   notifyEnable(): boolean {
-    if (!this.ready) return true;
-    if (this.eventIdx) storeIndex(this.space, this.used16, 2 + this.num * 4, this.lastAvail);
+    if (this.ready !== true) return true;
+    if (this.eventIdx === true)
+      storeIndex(this.space, this.used16, 2 + this.num * 4, this.lastAvail);
     else storeIndex(this.space, this.used16, 0, 0);
     // virtio_mb: the store above is ordered before re-reading avail->idx.
     return loadIndex(this.space, this.avail16, 1) === this.lastAvail;
@@ -485,7 +490,7 @@ export class Vringh {
 
   /** Mirrors vringh_notify_disable_kern(): no kicks needed while the device is polling. */
   notifyDisable(): void {
-    if (this.ready && !this.eventIdx)
+    if (this.ready === true && this.eventIdx !== true)
       storeIndex(this.space, this.used16, 0, VRING_USED_F_NO_NOTIFY);
   }
 }

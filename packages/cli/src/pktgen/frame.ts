@@ -170,7 +170,7 @@ export class FramePattern {
   stampAt(buf: Uint8Array, offset: number, seq: number): void {
     const c = (seq * 31) & 0xff;
     const start = buf.byteOffset + offset;
-    if (this.ops !== null && this.txSame.of(buf)) {
+    if (this.ops !== null && this.txSame.of(buf) === true) {
       this.ops.copy(start, this.bytes.byteOffset + c * this.stride, this.size);
     } else if ((start & 3) === 0 && HOST_LE) {
       // By 32-bit words: `set` into shared memory copies byte by byte when source and target
@@ -196,7 +196,7 @@ export class FramePattern {
     const c = (seq * 31) & 0xff;
     const start = buf.byteOffset + offset;
     const t = c * this.stride;
-    if (this.ops !== null && this.rxSame.of(buf)) {
+    if (this.ops !== null && this.rxSame.of(buf) === true) {
       // The template's sequence field is free (stamping writes its own after the copy): it takes
       // this frame's, so that one compare covers the frame.
       writeSeq(this.bytes, t, seq);
