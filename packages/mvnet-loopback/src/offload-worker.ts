@@ -43,9 +43,11 @@ interface Slot {
 /**
  * How long a TX frame may wait for the driver to post a receive buffer before it is dropped:
  * the device's FIFO, in time. The driver refills from another thread, so without it a frame
- * would be dropped whenever the driver is a moment late.
+ * would be dropped whenever the driver is a moment late. 20 ms outlasts the driver thread's
+ * longer pauses (an optimising compile on that thread takes several ms): with 5 ms, pktgen runs
+ * dropped a ring's worth of frames now and then.
  */
-const RX_GRACE_MS = 5;
+const RX_GRACE_MS = 20;
 /** How long an idle datapath polls the rings before it sleeps on the doorbell. */
 const POLL_US = 30;
 
