@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DmaAllocator, type DmaMapOps, offsetDmaOps } from './dma';
+import {
+  DmaAllocator,
+  type DmaMapOps,
+  directMap,
+  directUnmap,
+  isDirectDma,
+  offsetDmaOps,
+} from './dma';
 import { EINVAL, EIO, ELOOP, ENOMEM, ENOSPC } from './errno';
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from './layout';
 import { GuestMemory, OffsetAddressSpace } from './memory';
@@ -56,6 +63,55 @@ describe('driver-side virtqueue', () => {
     expect(() => vq.addOutbuf(BASE, 4, undefined as unknown as number)).toThrow(TypeError);
     expect(() => vq.add([], [], 1)).toThrow(RangeError);
     expect(vq.numFree).toBe(8);
+  });
+
+  it('maps and unmaps every buffer through DMA ops that are not direct, chains and indirect tables alike', () => {
+    for (const indirect of [false, true]) {
+      const live = new Map<number, number>(); // device address -> mappings outstanding
+      let maps = 0;
+      const { vq, dev, alloc } = world({
+        indirect,
+        dma: (d) => ({
+          ...d,
+          map: (cpu, len, dir) => {
+            maps++;
+            const addr = d.map(cpu, len, dir);
+            live.set(addr, (live.get(addr) ?? 0) + 1);
+            return addr;
+          },
+          unmap: (addr) => {
+            expect(live.get(addr)).toBeGreaterThan(0);
+            live.set(addr, live.get(addr)! - 1);
+          },
+        }),
+      });
+      const a = alloc.alloc(64)!;
+      const b = alloc.alloc(64)!;
+      expect(vq.addOutbuf(a, 64, 1)).toBe(0);
+      expect(vq.add([{ addr: a, len: 16 }], [{ addr: b, len: 64 }], 2)).toBe(0);
+      const w = new VringhIov();
+      const r = new VringhIov();
+      for (let i = 0; i < 2; i++) {
+        expect(dev.getDesc(r, w)).toBe(1);
+        dev.complete(dev.head, 0);
+      }
+      expect(vq.getBufToken()).toBe(1);
+      expect(vq.getBufToken()).toBe(2);
+      expect(maps).toBe(3);
+      expect([...live.values()].every((n) => n === 0)).toBe(true);
+    }
+  });
+
+  it('calls direct DMA ops (identity map, no-op unmap) not at all, and knows them by their functions', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
+    const alloc = new DmaAllocator(memory, BASE);
+    expect(isDirectDma(offsetDmaOps(alloc))).toBe(true);
+    expect(isDirectDma(offsetDmaOps(alloc, 0x1000))).toBe(false);
+    const ops = offsetDmaOps(alloc);
+    expect(isDirectDma({ ...ops, map: (cpu) => directMap(cpu) })).toBe(false);
+    expect(isDirectDma({ ...ops, unmap: () => {} })).toBe(false);
+    expect(isDirectDma({ ...ops, map: directMap, unmap: directUnmap })).toBe(true);
   });
 
   it('returns -ENOMEM and loses nothing when a DMA mapping fails', () => {
