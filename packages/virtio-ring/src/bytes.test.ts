@@ -18,6 +18,23 @@ describe('byte ops of a wasm memory', () => {
     expect(byteOpsOf(new ArrayBuffer(WASM_PAGE))).toBeNull();
   });
 
+  it('fall back to a plain buffer when no wasm memory can be had', () => {
+    const api = (globalThis as unknown as { WebAssembly: { Memory: unknown } }).WebAssembly;
+    const real = api.Memory;
+    api.Memory = function NoMemory() {
+      throw new RangeError('WebAssembly.Memory(): could not allocate memory');
+    };
+    try {
+      const buffer = sharedMemoryBuffer(WASM_PAGE);
+      expect(buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(buffer.byteLength).toBe(WASM_PAGE);
+      expect(byteOpsOf(buffer)).toBeNull();
+    } finally {
+      api.Memory = real;
+    }
+    expect(byteOpsOf(sharedMemoryBuffer(WASM_PAGE))).not.toBeNull();
+  });
+
   it('copy as memmove does and compare byte for byte, at any length and alignment', () => {
     const buffer = sharedMemoryBuffer(WASM_PAGE);
     const ops = byteOpsOf(buffer)!;

@@ -196,13 +196,20 @@ export function adoptWasmMemory(memory: WasmMemory): SharedArrayBuffer | null {
 /**
  * A new zeroed SharedArrayBuffer of `size` bytes. When `size` is a whole number of wasm pages
  * (64 KiB) up to 4 GiB, it is the buffer of a shared `WebAssembly.Memory` of fixed size and has
- * byte ops (`byteOpsOf`); otherwise, or without wasm, a plain one.
+ * byte ops (`byteOpsOf`); otherwise, without wasm, or when the runtime cannot reserve a wasm
+ * memory, a plain one.
  */
 export function sharedMemoryBuffer(size: number): SharedArrayBuffer {
   const pages = size / WASM_PAGE;
   if (Number.isInteger(pages) && pages >= 1 && pages <= MAX_PAGES && wasm && wasmModule()) {
-    const memory = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
-    const buffer = adoptWasmMemory(memory);
+    let memory: WasmMemory | null = null;
+    try {
+      memory = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
+    } catch {
+      // V8 reserves address space (about 10 GiB) for each wasm memory; where that runs out,
+      // a plain buffer does the same job without the byte ops.
+    }
+    const buffer = memory === null ? null : adoptWasmMemory(memory);
     if (buffer !== null) return buffer;
   }
   return new SharedArrayBuffer(size);
