@@ -223,6 +223,7 @@ export const vendorVfOps: MdevVirtioOps = {
     inst.notify[idx] = enabled
       ? VF_NOTIFY + inst.bar.read16(VIRTIO_PCI_COMMON_Q_NOFF) * VF_NOTIFY_OFF_MULTIPLIER
       : -1;
+    inst.vf.holdProcess(inst.notify.some((n) => n >= 0));
   },
   getVqReady(mdev, idx) {
     const inst = instance(mdev);
@@ -296,6 +297,7 @@ export const vendorVfOps: MdevVirtioOps = {
       if (inst.bar.read8(VIRTIO_PCI_COMMON_STATUS) === 0) break;
     }
     inst.notify.fill(-1);
+    inst.vf.holdProcess(false);
   },
   getConfig(mdev, offset, buf) {
     const { bar } = instance(mdev);

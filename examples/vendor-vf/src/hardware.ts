@@ -131,6 +131,17 @@ export class VirtioNetVf {
     this.iommu.postMessage(this.memory.share());
   }
 
+  /**
+   * Whether the VF's thread keeps the process alive. The driver holds it while a queue is
+   * enabled: interrupts arrive through `Atomics.waitAsync`, which does not keep Node's event
+   * loop alive, so a program waiting only for a frame in flight would otherwise exit.
+   */
+  holdProcess(hold: boolean): void {
+    if (this.closed) return;
+    if (hold) this.worker.ref();
+    else this.worker.unref();
+  }
+
   /** The cable: link up or down, as the VF's PHY would report it. */
   setLink(up: boolean): void {
     this.post({ op: 'link', up });

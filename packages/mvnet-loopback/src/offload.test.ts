@@ -79,6 +79,25 @@ function bringUp(mdev: MdevDevice, num: number) {
 }
 
 describe('mvnet_loopback in worker mode', () => {
+  it('keeps the process alive exactly while a queue is ready', () => {
+    expect(mvnet.offload!.holdsProcess).toBe(false);
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    expect(mvnet.offload!.holdsProcess).toBe(false); // an mdev with no driver holds nothing
+    const ops = mdevVirtioGetOps(mdev);
+    bringUp(mdev, 64);
+    expect(mvnet.offload!.holdsProcess).toBe(true);
+    ops.setVqReady(mdev, MVNET_RX_QUEUE, false);
+    expect(mvnet.offload!.holdsProcess).toBe(true); // TX is still ready
+    ops.setVqReady(mdev, MVNET_TX_QUEUE, false);
+    expect(mvnet.offload!.holdsProcess).toBe(false);
+    bringUp(mdev, 64);
+    expect(mvnet.offload!.holdsProcess).toBe(true);
+    sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1');
+    expect(mdevDevices()).toHaveLength(0);
+    expect(mvnet.offload!.holdsProcess).toBe(false);
+  });
+
   it('offers its queue size and refuses a larger one', () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
@@ -197,10 +216,13 @@ describe('mvnet_loopback in worker mode', () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
     const { ops, rx, tx } = bringUp(mdev, 64);
+    expect(mvnet.offload!.holdsProcess).toBe(true);
     for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
     ops.setStatus(mdev, 0);
     expect(ops.getStatus(mdev)).toBe(0);
+    // No queue is ready: the worker no longer keeps the process alive.
+    expect(mvnet.offload!.holdsProcess).toBe(false);
     const used = memory.view(tx.usedAddr, 4);
     const before = [...used];
     const addr = allocator.alloc(64)!;
@@ -225,6 +247,8 @@ describe('mvnet_loopback in worker mode', () => {
     expect(await until(() => (ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0)).toBe(true);
     expect(configIrqs).toBe(1);
     expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(1);
+    // The worker stopped the broken queues, so nothing holds the process any more.
+    expect(mvnet.offload!.holdsProcess).toBe(false);
     ops.setStatus(mdev, 0);
     expect(ops.getStatus(mdev)).toBe(0);
   });

@@ -60,6 +60,8 @@ export class MvnetOffload {
   private readonly memoryPort: MessagePort;
   private readonly worker: Worker;
   private readonly attached = new Set<number>();
+  /** Ready queues of each slot, a bit per queue: while any is set the worker keeps the process alive. */
+  private readonly readyMask = new Map<number, number>();
   private readonly stopRegionCalls: () => void;
   private seq = 0;
   private closed = false;
@@ -95,6 +97,9 @@ export class MvnetOffload {
     this.worker.on('error', (err) => {
       this.failure = String(err);
     });
+    // Atomics.waitAsync does not keep Node's event loop alive. While a queue is ready the
+    // worker does (see updateRef): a program waiting only for an interrupt (a received frame, a
+    // TX wake) must not exit with frames in flight. An idle device holds nothing.
     this.worker.unref();
     // Host memory grows by regions; the worker hears of each before any address in it exists
     // (and reads this port when an address does not translate).
@@ -131,17 +136,43 @@ export class MvnetOffload {
   /** Stops the slot's datapath; when this returns the worker no longer touches its rings. */
   detach(slot: number): void {
     this.attached.delete(slot);
+    this.setReady(slot, -1, false);
     this.call({ op: 'detach', slot });
     Atomics.store(this.pending, slot, 0);
   }
 
   /** Enables a queue; the result is Vringh.init's (0 or a negative errno). */
   ready(slot: number, queue: number, config: VringhConfig): number {
-    return this.call({ op: 'ready', slot, queue, config });
+    const err = this.call({ op: 'ready', slot, queue, config });
+    this.setReady(slot, queue, err === 0);
+    return err;
   }
 
   unready(slot: number, queue: number): void {
+    this.setReady(slot, queue, false);
     this.call({ op: 'unready', slot, queue });
+  }
+
+  /** The worker stopped the slot's queues itself (a broken ring, PENDING_BROKEN). */
+  broken(slot: number): void {
+    this.setReady(slot, -1, false);
+  }
+
+  /** Whether the worker keeps the process alive: some queue is ready. */
+  get holdsProcess(): boolean {
+    return this.readyMask.size > 0 && !this.closed;
+  }
+
+  /** Records queue `queue` (-1: every queue) of `slot` as ready or not, and refs the worker to match. */
+  private setReady(slot: number, queue: number, ready: boolean): void {
+    const before = this.readyMask.get(slot) ?? 0;
+    const bit = queue < 0 ? -1 : 1 << queue;
+    const after = ready ? before | bit : before & ~bit;
+    if (after === 0) this.readyMask.delete(slot);
+    else this.readyMask.set(slot, after);
+    if (this.closed) return;
+    if (this.readyMask.size > 0) this.worker.ref();
+    else this.worker.unref();
   }
 
   getState(slot: number, queue: number): number {

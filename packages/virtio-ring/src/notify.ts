@@ -39,7 +39,11 @@ export class NotifyWord {
     return Atomics.wait(this.word, 0, seen, timeoutMs);
   }
 
-  /** Like `wait` without blocking the thread (Atomics.waitAsync, Node >= 16). */
+  /**
+   * Like `wait` without blocking the thread (Atomics.waitAsync, Node >= 16). A pending wait does
+   * not keep Node's event loop alive: whoever expects the other thread to signal must hold the
+   * process some other way (a ref'd Worker, as mvnet-loopback's offload does while queues run).
+   */
   waitAsync(seen: number, timeoutMs: number): Promise<'ok' | 'not-equal' | 'timed-out'> {
     const r = (Atomics as unknown as AtomicsWithWaitAsync).waitAsync(this.word, 0, seen, timeoutMs);
     return r.async ? r.value : Promise.resolve(r.value);

@@ -210,6 +210,12 @@ export function setupStack(uuid: string = randomUUID(), options: StackOptions = 
   }
 }
 
+/**
+ * How often a sender stopped on a full ring looks again without a TX wake: only a device that
+ * went away or an interface taken down leaves it waiting that long.
+ */
+const STALL_CHECK_MS = 10;
+
 /** The workqueue the sender runs on (the pktgen kthread). */
 const pktgenWq = new Workqueue('pktgen');
 
@@ -315,11 +321,20 @@ async function sendAndCheck(
   // burst per run, then it requeues itself, so the device's work and the NAPI poll its interrupt
   // schedules run between bursts in the same event-loop turn.
   await new Promise<void>((resolve) => {
-    let stalls = 0;
-    const requeue = () => pktgenWq.queue(sender);
+    // Armed while the ring is full: the TX wake requeues the sender, and this timer does too in
+    // case no wake comes because the interface went down or the device went away.
+    let watchdog: NodeJS.Timeout | null = null;
+    const requeue = () => {
+      if (watchdog !== null) {
+        clearTimeout(watchdog);
+        watchdog = null;
+      }
+      pktgenWq.queue(sender);
+    };
     const sender = new Work(() => {
       if (!(tx < target && netdev.isUp) || (opts.duration && performance.now() >= stopAt)) {
         netdev.onTxWake = null;
+        if (watchdog !== null) clearTimeout(watchdog);
         resolve();
         return;
       }
@@ -339,18 +354,13 @@ async function sendAndCheck(
         }
       }
       if (n === 0 && netdev.txStopped) {
-        // A full ring: the TX wake (the device completed frames) requeues the sender. So does
-        // the event loop's next turn, where interrupts from a device in another thread arrive
-        // (and, after a while, a timer, in case the device is gone and no wake will come).
-        stalls++;
-        if (stalls < 256) setImmediate(requeue);
-        else setTimeout(requeue, 1);
+        // A full ring: wait for the TX wake (the device completed frames).
+        watchdog ??= setTimeout(requeue, STALL_CHECK_MS);
         return;
       }
-      stalls = 0;
       pktgenWq.queue(sender);
     });
-    netdev.onTxWake = () => pktgenWq.queue(sender);
+    netdev.onTxWake = requeue;
     pktgenWq.queue(sender);
   });
   // Drain: wait until every frame is received or dropped, or nothing moves for two seconds.
