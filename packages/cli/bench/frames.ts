@@ -1,7 +1,8 @@
 // Runs pktgen for a number of 64-byte frames after a 300,000-frame warm-up, for counting
 // instructions per frame with callgrind, which repeats to the instruction where timings wander
 // with the machine's load. Run it for N frames and for 0; the difference over N is the count a
-// frame (see the README's Benchmark section):
+// frame (see the README's Benchmark section). Background compilation is off so that V8 installs
+// its code at the same point of every run under valgrind, which runs one thread at a time:
 //   valgrind --tool=callgrind --smc-check=all-non-file node --no-concurrent-recompilation \
 //     --conditions=source --import tsx bench/frames.ts 1000000
 import { runPktgen, setupStack } from '../src/pktgen/run';

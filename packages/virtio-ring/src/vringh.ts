@@ -124,9 +124,11 @@ export class Vringh {
   private wholeView: Uint8Array | null = null;
   private whole32: Uint32Array = new Uint32Array(0);
   private whole16: Uint16Array = new Uint16Array(0);
-  // Byte ops of the last region `copy` worked in (null: not a wasm memory's).
+  // Byte ops of the last region `copy` worked in (null: not a wasm memory's), and the byte
+  // offset of that region's view in its buffer.
   private opsView: Uint8Array | null = null;
   private ops: ByteOps | null = null;
+  private opsBase = 0;
   // Private copy of a misaligned indirect table.
   private copy8: Uint8Array = new Uint8Array(0);
   private copy32: Uint32Array = new Uint32Array(0);
@@ -334,10 +336,15 @@ export class Vringh {
     return 0;
   }
 
-  /** The byte ops of the buffer behind `u8` (a region's view), kept for the next call. */
+  /**
+   * The byte ops of the buffer behind `u8` (a region's view), kept for the next call with
+   * `opsBase`, the view's byte offset: in code V8 optimises in a background thread (Node's
+   * default) reading `.byteOffset` is a call, and `copy` needs it per frame.
+   */
   private byteOpsFor(u8: Uint8Array): ByteOps | null {
     if (this.opsView !== u8) {
       this.opsView = u8;
+      this.opsBase = u8.byteOffset;
       this.ops = byteOpsOf(u8.buffer);
     }
     return this.ops;
@@ -389,18 +396,18 @@ export class Vringh {
       if (src !== dst) dst.set(src.subarray(so, so + n), d0);
       else if (this.byteOpsFor(src) !== null) {
         // Within a wasm memory's region: wasm's memory.copy (memmove), at any size.
-        this.ops!.copy(src.byteOffset + d0, src.byteOffset + so, n);
+        this.ops!.copy(this.opsBase + d0, this.opsBase + so, n);
       } else if (
         n <= WORD_COPY_MAX &&
-        ((so | d0 | src.byteOffset) & 3) === 0 &&
+        ((so | d0 | this.opsBase) & 3) === 0 &&
         (so + n <= d0 || d0 + n <= so)
       ) {
         // A small frame within one region: by 32-bit words in JS, which costs less than a call
         // into copyWithin's C++ for the 60 to 200 bytes of a small frame.
         this.wholeViews(src);
         const w = this.whole32;
-        const sw = (src.byteOffset + so) >> 2;
-        const dw = (src.byteOffset + d0) >> 2;
+        const sw = (this.opsBase + so) >> 2;
+        const dw = (this.opsBase + d0) >> 2;
         const words = n >> 2;
         // Four words a turn: V8 re-checks the array and its bounds on every turn of a loop.
         let k = 0;
