@@ -3,7 +3,7 @@ import { Bus, Class, ClassCompat, Device, Driver } from './device';
 import { ERRNO, KernelError } from './errors';
 import { sysfs } from './sysfs';
 import { type Uevent, uevents } from './uevent';
-import { Work, Workqueue } from './workqueue';
+import { registerIrqPoll, Work, Workqueue } from './workqueue';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -239,6 +239,51 @@ describe('Workqueue', () => {
     stop = true;
     await wq.flush(spinner);
     expect(spins).toBeGreaterThan(1);
+  });
+
+  it('polls registered interrupt sources between work items, in the same turn', async () => {
+    const wq = new Workqueue('t');
+    const order: string[] = [];
+    let pending = 0;
+    let handled = 0;
+    const stop = registerIrqPoll(() => {
+      // A device in another thread raised something: deliver it now.
+      if (pending === 0) return;
+      order.push(`irq${pending}`);
+      handled += pending;
+      pending = 0;
+    });
+    cleanups.push(stop);
+    let faults = 0;
+    const failing = registerIrqPoll(() => {
+      if (faults++ === 0) throw new Error('broken source');
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    cleanups.push(() => process.off('warning', onWarning));
+    let n = 0;
+    const busy = new Work((w) => {
+      order.push(`work${n}`);
+      if (n === 1) pending = 2; // raised while the thread is busy
+      if (++n < 4) wq.queue(w);
+    });
+    wq.queue(busy);
+    await wq.flush(busy);
+    // The interrupt is taken right after the item during which it was raised, not when the
+    // thread next gets back to the event loop; a source that throws is reported and skipped.
+    expect(order).toEqual(['work0', 'work1', 'irq2', 'work2', 'work3']);
+    expect(handled).toBe(2);
+    await new Promise((r) => setImmediate(r));
+    expect(warnings).toContain('interrupt poll failed: Error: broken source');
+    expect(faults).toBeGreaterThan(1); // still polled after the fault
+    failing();
+    // Unregistered sources are no longer polled.
+    stop();
+    pending = 5;
+    wq.queue(busy);
+    await wq.flush(busy);
+    expect(handled).toBe(2);
   });
 
   it('cancels a pending item and waits for a running one', async () => {

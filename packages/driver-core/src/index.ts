@@ -23,6 +23,7 @@ export { type Uevent, type UeventAction, UeventBus, type UeventListener, uevents
 export {
   cancelWorkSync,
   flushWork,
+  registerIrqPoll,
   scheduleWork,
   systemWq,
   Work,

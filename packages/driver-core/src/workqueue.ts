@@ -49,6 +49,37 @@ function schedule(): void {
   setImmediate(drainPool);
 }
 
+/**
+ * Interrupt sources the pool polls between work items: devices in other threads whose interrupts
+ * arrive by `Atomics.waitAsync`, which resolves only when this thread gets back to the event
+ * loop. A CPU takes a pending interrupt between instructions; the pool, between items, so a
+ * thread busy with work (a sender requeuing itself) still handles them promptly.
+ */
+const irqPolls: (() => void)[] = [];
+
+/**
+ * Registers `poll`, which delivers the interrupts pending from one source (cheap when there are
+ * none: it runs between every two work items). Returns the function that unregisters it.
+ */
+export function registerIrqPoll(poll: () => void): () => void {
+  irqPolls.push(poll);
+  return () => {
+    const i = irqPolls.indexOf(poll);
+    if (i >= 0) irqPolls.splice(i, 1);
+  };
+}
+
+function pollIrqs(): void {
+  for (let i = 0; i < irqPolls.length; i++) {
+    try {
+      irqPolls[i]!();
+    } catch (err) {
+      // Like a handler that faults: reported, and the other sources and the work go on.
+      process.emitWarning(`interrupt poll failed: ${String(err)}`);
+    }
+  }
+}
+
 function drainPool(): void {
   pool.scheduled = false;
   pool.draining = true;
@@ -58,6 +89,7 @@ function drainPool(): void {
     while (pool.head < pool.items.length) {
       const work = pool.items[pool.head++]!;
       runItem(work);
+      if (irqPolls.length !== 0) pollIrqs();
       if ((++n & 31) === 0 && performance.now() >= deadline) break;
     }
   } finally {

@@ -6,7 +6,7 @@
  * the worker's answer, so after a reset returns the worker no longer touches the rings.
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
-import { KernelError } from '@mdev/driver-core';
+import { KernelError, registerIrqPoll } from '@mdev/driver-core';
 import {
   type GuestMemory,
   NotifyWord,
@@ -63,6 +63,7 @@ export class MvnetOffload {
   /** Ready queues of each slot, a bit per queue: while any is set the worker keeps the process alive. */
   private readonly readyMask = new Map<number, number>();
   private readonly stopRegionCalls: () => void;
+  private readonly stopIrqPoll: () => void;
   private seq = 0;
   private closed = false;
   private failure: string | null = null;
@@ -108,6 +109,9 @@ export class MvnetOffload {
         this.memoryPort.postMessage({ regions: [sharedRegion(region)] });
       }
     });
+    // Interrupts raised while this thread is busy with work are taken between work items; the
+    // loop below takes them when it is idle.
+    this.stopIrqPoll = registerIrqPoll(() => this.deliverPending());
     void this.interruptLoop();
   }
 
@@ -196,6 +200,7 @@ export class MvnetOffload {
     this.doorbell.signal();
     this.irq.signal();
     this.stopRegionCalls();
+    this.stopIrqPoll();
     this.port.close();
     this.memoryPort.close();
     await this.worker.terminate();
