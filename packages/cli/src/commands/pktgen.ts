@@ -29,17 +29,19 @@ function positive(name: string, text: string | undefined, fallback: number, min 
 
 /** Formats a result for a person. */
 export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
-  const lines = [
-    `device   ${r.device} (mdev ${r.uuid}), ${r.size}-byte frames`,
-    `datapath ${mode}, queues of ${queueSize}`,
-    `tx       ${r.tx}`,
-    `rx       ${r.rx}`,
-    `dropped  ${r.dropped}`,
-    `corrupted ${r.corrupted}${r.reordered ? ` (out of order ${r.reordered})` : ''}`,
-    `lost     ${r.lost}`,
-    `time     ${r.seconds.toFixed(3)} s`,
-    `rate     ${r.mpps.toFixed(3)} Mpps, ${r.gbps.toFixed(3)} Gbit/s`,
+  const rows: [string, string][] = [
+    ['device', `${r.device} (mdev ${r.uuid}), ${r.size}-byte frames`],
+    ['datapath', `${mode}, queues of ${queueSize}`],
+    ['tx', `${r.tx}`],
+    ['rx', `${r.rx}`],
+    ['dropped', `${r.dropped}`],
+    ['corrupted', `${r.corrupted}${r.reordered ? ` (out of order ${r.reordered})` : ''}`],
+    ['lost', `${r.lost}`],
+    ['time', `${r.seconds.toFixed(3)} s`],
+    ['rate', `${r.mpps.toFixed(3)} Mpps, ${r.gbps.toFixed(3)} Gbit/s`],
   ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 1;
+  const lines = rows.map(([label, value]) => `${label.padEnd(width)}${value}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -54,6 +54,33 @@ describe('mdev pktgen', () => {
     }
   });
 
+  it('prints the figures for a person as aligned label and value columns', async () => {
+    const { io, text } = capture();
+    expect(await main(['pktgen', '--count', '100', '--size', '80'], io)).toBe(0);
+    const lines = text.out.trimEnd().split('\n');
+    const rows = Object.fromEntries(lines.map((l) => [l.split(' ')[0], l]));
+    expect(Object.keys(rows)).toEqual([
+      'device',
+      'datapath',
+      'tx',
+      'rx',
+      'dropped',
+      'corrupted',
+      'lost',
+      'time',
+      'rate',
+    ]);
+    // Every value starts in the same column, one space after the longest label.
+    for (const line of lines) expect(line.slice(0, 10).trimEnd().length).toBe(line.indexOf(' '));
+    for (const line of lines) expect(line[10]).not.toBe(' ');
+    expect(rows.tx).toBe('tx        100');
+    expect(rows.rx).toBe('rx        100');
+    expect(rows.corrupted).toBe('corrupted 0');
+    expect(rows.lost).toBe('lost      0');
+    expect(rows.device).toMatch(/^device {4}eth\d+ \(mdev [0-9a-f-]{36}\), 80-byte frames$/);
+    expect(rows.rate).toMatch(/^rate {6}\d+\.\d{3} Mpps, \d+\.\d{3} Gbit\/s$/);
+  });
+
   it('prints JSON figures and writes a pcap of the received frames', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pktgen-'));
     const file = join(dir, 'rx.pcap');
