@@ -60,7 +60,7 @@ export class MvnetOffload {
   private readonly memoryPort: MessagePort;
   private readonly worker: Worker;
   private readonly attached = new Set<number>();
-  /** Ready queues of each slot, a bit per queue: while any is set the worker keeps the process alive. */
+  /** Ready queues of each slot, a bit per queue: while any is set, the worker holds the process. */
   private readonly readyMask = new Map<number, number>();
   private readonly stopRegionCalls: () => void;
   private readonly stopIrqPoll: () => void;
@@ -99,7 +99,7 @@ export class MvnetOffload {
       this.failure = String(err);
     });
     // Atomics.waitAsync does not keep Node's event loop alive. While a queue is ready the
-    // worker does (see updateRef): a program waiting only for an interrupt (a received frame, a
+    // worker does (see setReady): a program waiting only for an interrupt (a received frame, a
     // TX wake) must not exit with frames in flight. An idle device holds nothing.
     this.worker.unref();
     // Host memory grows by regions; the worker hears of each before any address in it exists
@@ -167,7 +167,7 @@ export class MvnetOffload {
     return this.readyMask.size > 0 && !this.closed;
   }
 
-  /** Records queue `queue` (-1: every queue) of `slot` as ready or not, and refs the worker to match. */
+  /** Marks queue `queue` (-1: all) of `slot` ready or not, and refs the worker to match. */
   private setReady(slot: number, queue: number, ready: boolean): void {
     const before = this.readyMask.get(slot) ?? 0;
     const bit = queue < 0 ? -1 : 1 << queue;
