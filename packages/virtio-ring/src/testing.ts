@@ -1,7 +1,7 @@
 /**
  * Test doubles of "the other side" (the package's `./testing` export): `RawRing`, a hand-written
- * ring for device tests; an echo device in a worker thread with a checking driver loop; and the
- * ring fuzzer.
+ * ring for device tests; an echo device in a worker thread with a checking driver loop; the ring
+ * fuzzer; and `countViewReads`, for checking that a per-frame path keeps what it reads of a view.
  */
 import {
   CONTROL_DOORBELL,
@@ -18,6 +18,26 @@ import { siblingModule, spawnWorker } from './spawn-worker';
 import type { Virtqueue } from './virtqueue';
 
 export { type FuzzFailure, type FuzzStats, fuzzRings } from './fuzz';
+
+/**
+ * Counts, from now on, the reads of `view.byteOffset` and `view.buffer` (values unchanged);
+ * returns the function that gives the count. In code V8 compiles in a background thread, Node's
+ * default, each of these reads is a call into the runtime: a per-frame path reads them once per
+ * view and keeps them, and a test checks that with this.
+ */
+export function countViewReads(view: ArrayBufferView): () => number {
+  let reads = 0;
+  for (const key of ['byteOffset', 'buffer'] as const) {
+    const value = view[key];
+    Object.defineProperty(view, key, {
+      get: () => {
+        reads++;
+        return value;
+      },
+    });
+  }
+  return () => reads;
+}
 export { RawRing, type RawRingLayout } from './raw-ring';
 
 /** A loopback device running in a worker thread (see `runEchoDevice`). */
