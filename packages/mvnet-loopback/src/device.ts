@@ -366,11 +366,7 @@ export class MvnetLoopback {
   private deliver(slot: number, bits: number): void {
     const s = this.bySlot[slot];
     if (!s) return;
-    if (bits & PENDING_BROKEN) {
-      // The worker counted the ring error and stopped the slot's queues.
-      this.offload?.broken(slot);
-      s.needsReset();
-    }
+    if (bits & PENDING_BROKEN) s.needsReset(); // the worker counted the ring error
     if (bits & PENDING_RX && s.vqs[MVNET_RX_QUEUE]!.ready) s.vqs[MVNET_RX_QUEUE]!.interrupt();
     if (bits & PENDING_TX && s.vqs[MVNET_TX_QUEUE]!.ready) s.vqs[MVNET_TX_QUEUE]!.interrupt();
   }

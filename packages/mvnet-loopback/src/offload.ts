@@ -25,6 +25,7 @@ import {
   CTL_WORDS,
   type OffloadRequest,
   type OffloadWorkerData,
+  PENDING_BROKEN,
   STAT_KEYS,
   STAT_STRIDE,
 } from './offload-protocol';
@@ -128,7 +129,10 @@ export class MvnetOffload {
     for (const slot of this.attached) {
       if (Atomics.load(this.pending, slot) === 0) continue;
       const bits = Atomics.exchange(this.pending, slot, 0);
-      if (bits !== 0) this.onPending(slot, bits);
+      if (bits === 0) continue;
+      // A broken ring: the worker stopped the slot's queues itself.
+      if (bits & PENDING_BROKEN) this.setReady(slot, -1, false);
+      this.onPending(slot, bits);
     }
   }
 
@@ -155,11 +159,6 @@ export class MvnetOffload {
   unready(slot: number, queue: number): void {
     this.setReady(slot, queue, false);
     this.call({ op: 'unready', slot, queue });
-  }
-
-  /** The worker stopped the slot's queues itself (a broken ring, PENDING_BROKEN). */
-  broken(slot: number): void {
-    this.setReady(slot, -1, false);
   }
 
   /** Whether the worker keeps the process alive: some queue is ready. */

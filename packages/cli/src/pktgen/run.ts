@@ -323,18 +323,16 @@ async function sendAndCheck(
   await new Promise<void>((resolve) => {
     // Armed while the ring is full: the TX wake requeues the sender, and this timer does too in
     // case no wake comes because the interface went down or the device went away.
-    let watchdog: NodeJS.Timeout | null = null;
+    let watchdog: NodeJS.Timeout | undefined;
     const requeue = () => {
-      if (watchdog !== null) {
-        clearTimeout(watchdog);
-        watchdog = null;
-      }
+      clearTimeout(watchdog);
+      watchdog = undefined;
       pktgenWq.queue(sender);
     };
     const sender = new Work(() => {
       if (!(tx < target && netdev.isUp) || (opts.duration && performance.now() >= stopAt)) {
         netdev.onTxWake = null;
-        if (watchdog !== null) clearTimeout(watchdog);
+        clearTimeout(watchdog);
         resolve();
         return;
       }

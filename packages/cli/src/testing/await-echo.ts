@@ -40,10 +40,4 @@ await new Promise<void>((resolve) => {
   send();
 });
 stack.teardown();
-console.log(
-  JSON.stringify({
-    sent,
-    received,
-    intact,
-  }),
-);
+console.log(JSON.stringify({ sent, received, intact }));
