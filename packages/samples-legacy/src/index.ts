@@ -1,4 +1,14 @@
 export {
+  DisplayParent,
+  DisplayState,
+  type DisplayTypeDef,
+  disabledPlane,
+  displayConfigWrite,
+  displayVfioOps,
+  type GfxPlane,
+  type RegionInfo,
+} from './display';
+export {
   type DispiLimits,
   type DispiReader,
   DispiRegisters,
@@ -43,8 +53,6 @@ export {
 } from './mbochs';
 export {
   DRM_FORMAT_XRGB8888,
-  displayConfigWrite,
-  type GfxPlane,
   MDPY_CONFIG_SPACE_SIZE,
   MDPY_DISPLAY_REGION,
   MDPY_FORMAT_OFFSET,
@@ -68,7 +76,6 @@ export {
   mdpyInit,
   mdpyMemsize,
   mdpyVfioOps,
-  type RegionInfo,
 } from './mdpy';
 export {
   MAX_MTTYS,

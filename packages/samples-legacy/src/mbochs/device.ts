@@ -1,45 +1,31 @@
-import { Class, Device, KernelError } from '@mdev/driver-core';
-import { type MdevDevice, mdevGetDrvdata, mdevSetDrvdata } from '@mdev/mdev-core';
+import { type Attribute, KernelError } from '@mdev/driver-core';
+import type { MdevDevice } from '@mdev/mdev-core';
 import {
   type DmaBuf,
   DRM_PLANE_TYPE_PRIMARY,
   type MdevVfioOps,
-  mdevVfioRegisterDevice,
-  mdevVfioSetOps,
-  mdevVfioUnregisterDevice,
-  PAGE_SIZE,
-  VFIO_DEVICE_API_PCI_STRING,
-  VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_GET_GFX_DMABUF,
-  VFIO_DEVICE_GET_INFO,
-  VFIO_DEVICE_GET_IRQ_INFO,
-  VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_DEVICE_QUERY_GFX_PLANE,
-  VFIO_DEVICE_RESET,
-  VFIO_DEVICE_SET_IRQS,
   VFIO_GFX_PLANE_TYPE_DMABUF,
   VFIO_GFX_PLANE_TYPE_PROBE,
   VFIO_PCI_BAR0_REGION_INDEX,
   VFIO_PCI_BAR2_REGION_INDEX,
   VFIO_PCI_CONFIG_REGION_INDEX,
-  VFIO_PCI_NUM_IRQS,
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
   VFIO_REGION_SUBTYPE_GFX_EDID,
   VFIO_REGION_TYPE_GFX,
-  type VfioInfoCap,
-  type VfioVma,
   vfioCapType,
-  vfioDeviceInfo,
-  vfioGfxPlaneInfo,
-  vfioIrqInfo,
-  vfioRegionInfo,
-  vfioRegionInfoReply,
-  vfioSplitAccess,
 } from '@mdev/mdev-vfio';
-import { displayConfigWrite } from '../mdpy/config';
-import type { GfxPlane, RegionInfo } from '../mdpy/device';
+import {
+  DisplayParent,
+  DisplayState,
+  disabledPlane,
+  displayConfigWrite,
+  displayVfioOps,
+  type GfxPlane,
+  type RegionInfo,
+} from '../display';
 import type { PciConfigSpace } from '../pci';
 import { mbochsConfigSpace } from './config';
 import {
@@ -69,8 +55,7 @@ import { MbochsMemory } from './memory';
 const RW = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
 
 /** Mirrors struct mdev_state of mbochs.c: one bochs-dispi display with its video memory. */
-export class MbochsState {
-  readonly mdev: MdevDevice;
+export class MbochsState extends DisplayState {
   readonly type: MbochsTypeDef;
   readonly memsize: number;
   readonly memory: MbochsMemory;
@@ -83,17 +68,28 @@ export class MbochsState {
   nextId = 1;
   /** The dmabuf id last reported for the primary plane (active_id); 0 = none. */
   activeId = 0;
-  /** Times the device is open. */
-  openCount = 0;
 
   constructor(mdev: MdevDevice, type: MbochsTypeDef) {
-    this.mdev = mdev;
+    super(mdev);
     this.type = type;
     this.memsize = type.mbytes * 1024 * 1024;
     this.memory = new MbochsMemory(this.memsize);
     this.config = mbochsConfigSpace(this.memsize);
     this.dispi = new DispiRegisters(this.memsize, { maxX: type.maxX, maxY: type.maxY });
     this.edid = new MbochsEdid(type.maxX, type.maxY);
+  }
+
+  get sample(): string {
+    return MBOCHS_NAME;
+  }
+  get numRegions(): number {
+    return MBOCHS_NUM_REGIONS;
+  }
+  get memoryBarOffset(): number {
+    return MBOCHS_MEMORY_BAR_OFFSET;
+  }
+  memoryView(offset: number, length: number): Uint8Array {
+    return this.memory.view(offset, length);
   }
 
   /** mbochs_reset(): the dispi registers to their power-on values. Video memory is kept. */
@@ -153,32 +149,22 @@ export class MbochsState {
     return false;
   }
 
-  /**
-   * mbochs_read()/mbochs_write(): video memory is copied in one go; registers go through
-   * naturally aligned pieces. EFAULT for an access outside every region.
-   */
-  rw(buf: Uint8Array, pos: number, isWrite: boolean): number {
-    if (pos >= MBOCHS_MEMORY_BAR_OFFSET && this.access(buf, pos, isWrite)) return buf.length;
-    return vfioSplitAccess(buf, pos, (piece, at) => this.access(piece, at, isWrite));
-  }
-
   /** mbochs_get_region_info(): EINVAL past the EDID region; the EDID region carries its type. */
-  regionInfo(index: number): RegionInfo & { caps: VfioInfoCap[] } {
+  regionInfo(index: number): RegionInfo {
     if (!Number.isInteger(index) || index < 0 || index >= MBOCHS_NUM_REGIONS) {
       throw new KernelError('EINVAL', `mbochs: no region ${index}`);
     }
     switch (index) {
       case VFIO_PCI_CONFIG_REGION_INDEX:
-        return { offset: 0, size: MBOCHS_CONFIG_SPACE_SIZE, flags: RW, caps: [] };
+        return { offset: 0, size: MBOCHS_CONFIG_SPACE_SIZE, flags: RW };
       case VFIO_PCI_BAR0_REGION_INDEX:
         return {
           offset: MBOCHS_MEMORY_BAR_OFFSET,
           size: this.memsize,
           flags: RW | VFIO_REGION_INFO_FLAG_MMAP,
-          caps: [],
         };
       case VFIO_PCI_BAR2_REGION_INDEX:
-        return { offset: MBOCHS_MMIO_BAR_OFFSET, size: MBOCHS_MMIO_BAR_SIZE, flags: RW, caps: [] };
+        return { offset: MBOCHS_MMIO_BAR_OFFSET, size: MBOCHS_MMIO_BAR_SIZE, flags: RW };
       case MBOCHS_EDID_REGION_INDEX:
         return {
           offset: MBOCHS_EDID_OFFSET,
@@ -187,7 +173,7 @@ export class MbochsState {
           caps: [vfioCapType(VFIO_REGION_TYPE_GFX, VFIO_REGION_SUBTYPE_GFX_EDID)],
         };
       default:
-        return { offset: 0, size: 0, flags: 0, caps: [] };
+        return { offset: 0, size: 0, flags: 0 };
     }
   }
 
@@ -210,7 +196,6 @@ export class MbochsState {
     if (flags !== VFIO_GFX_PLANE_TYPE_DMABUF) {
       throw new KernelError('EINVAL', `mbochs: plane flags 0x${flags.toString(16)} refused`);
     }
-    const none = { drmFormatMod: 0, xPos: 0, yPos: 0, xHot: 0, yHot: 0 };
     let mode: MbochsMode | null = null;
     if (drmPlaneType === DRM_PLANE_TYPE_PRIMARY) {
       try {
@@ -221,7 +206,7 @@ export class MbochsState {
     }
     let plane: GfxPlane;
     if (!mode) {
-      plane = { ...none, drmFormat: 0, width: 0, height: 0, stride: 0, size: 0, dmabufId: 0 };
+      plane = disabledPlane();
     } else {
       const m = mode;
       let buf = this.dmabufs.find((d) => mbochsModesEqual(d.mode, m));
@@ -230,7 +215,7 @@ export class MbochsState {
         this.dmabufs.push(buf);
       }
       plane = {
-        ...none,
+        ...disabledPlane(),
         drmFormat: m.drmFormat,
         width: m.width,
         height: m.height,
@@ -254,109 +239,27 @@ export class MbochsState {
   }
 
   /**
-   * mbochs_mmap(): video memory only, from its first page, at most memsize bytes, shared.
-   * EINVAL otherwise. The view is video memory itself.
-   */
-  mmap(vma: VfioVma): Uint8Array {
-    if (vma.pgoff !== MBOCHS_MEMORY_BAR_OFFSET / PAGE_SIZE) {
-      throw new KernelError('EINVAL', `mbochs: mmap at page ${vma.pgoff} is not video memory`);
-    }
-    if (vma.length > this.memsize) {
-      throw new KernelError(
-        'EINVAL',
-        `mbochs: mmap of ${vma.length} bytes exceeds ${this.memsize}`,
-      );
-    }
-    if (!vma.shared) throw new KernelError('EINVAL', 'mbochs: mmap must be shared');
-    return this.memory.view(0, vma.length);
-  }
-
-  /**
    * mbochs_close(): dmabufs are unlinked (an exported one lives on until its dma-buf closes)
    * and video memory is given back.
    */
-  close(): void {
+  override close(): void {
     for (const d of this.dmabufs.splice(0)) d.unlinked = true;
     this.activeId = 0;
     this.memory.drop();
   }
 
-  /** mbochs_ioctl(). ENOTTY for a request the device does not know. */
-  ioctl(cmd: number, arg: Uint8Array | null): number {
-    switch (cmd) {
-      case VFIO_DEVICE_GET_INFO: {
-        const req = vfioDeviceInfo.copyFromUser(arg);
-        if (req.argsz < vfioDeviceInfo.minsz) throw new KernelError('EINVAL', 'mbochs: argsz');
-        vfioDeviceInfo.copyToUser(arg, {
-          argsz: req.argsz,
-          flags: VFIO_DEVICE_FLAGS_PCI,
-          numRegions: MBOCHS_NUM_REGIONS,
-          numIrqs: VFIO_PCI_NUM_IRQS,
-        });
-        return 0;
-      }
-      case VFIO_DEVICE_GET_REGION_INFO: {
-        const req = vfioRegionInfo.copyFromUser(arg);
-        if (req.argsz < vfioRegionInfo.minsz) throw new KernelError('EINVAL', 'mbochs: argsz');
-        const { caps, ...info } = this.regionInfo(req.index);
-        vfioRegionInfoReply(arg, req, { index: req.index, ...info }, caps);
-        return 0;
-      }
-      case VFIO_DEVICE_GET_IRQ_INFO: {
-        const req = vfioIrqInfo.copyFromUser(arg);
-        if (req.argsz < vfioIrqInfo.minsz || req.index >= VFIO_PCI_NUM_IRQS) {
-          throw new KernelError('EINVAL', `mbochs: no irq index ${req.index}`);
-        }
-        // mbochs has no interrupts: every index has zero vectors.
-        vfioIrqInfo.copyToUser(arg, { argsz: req.argsz, index: req.index, flags: 0, count: 0 });
-        return 0;
-      }
-      case VFIO_DEVICE_QUERY_GFX_PLANE: {
-        const req = vfioGfxPlaneInfo.copyFromUser(arg);
-        if (req.argsz < vfioGfxPlaneInfo.minsz) throw new KernelError('EINVAL', 'mbochs: argsz');
-        const plane = this.queryGfxPlane(req.flags, req.drmPlaneType);
-        if (plane) vfioGfxPlaneInfo.copyToUser(arg, { ...req, ...plane });
-        return 0;
-      }
-      case VFIO_DEVICE_GET_GFX_DMABUF: {
-        // get_user(dmabuf_id, (__u32 __user *)arg)
-        if (!arg || arg.length < 4) throw new KernelError('EFAULT', 'mbochs: no dmabuf id');
-        const id = new DataView(arg.buffer, arg.byteOffset, 4).getUint32(0, true);
-        return this.getGfxDmabuf(id).fd;
-      }
-      case VFIO_DEVICE_SET_IRQS:
-        throw new KernelError('EINVAL', 'mbochs: no interrupts to set');
-      case VFIO_DEVICE_RESET:
-        this.reset();
-        return 0;
-      default:
-        throw new KernelError('ENOTTY', `mbochs: unknown ioctl 0x${cmd.toString(16)}`);
-    }
+  /** mbochs_ioctl(): the display's requests, and GET_GFX_DMABUF. */
+  override ioctl(cmd: number, arg: Uint8Array | null): number {
+    if (cmd !== VFIO_DEVICE_GET_GFX_DMABUF) return super.ioctl(cmd, arg);
+    // get_user(dmabuf_id, (__u32 __user *)arg)
+    if (!arg || arg.length < 4) throw new KernelError('EFAULT', 'mbochs: no dmabuf id');
+    const id = new DataView(arg.buffer, arg.byteOffset, 4).getUint32(0, true);
+    return this.getGfxDmabuf(id).fd;
   }
 }
 
-function stateOf(mdev: MdevDevice): MbochsState {
-  const s = mdevGetDrvdata<MbochsState | null>(mdev);
-  if (!s) throw new KernelError('ENODEV', `mbochs: ${mdev.uuid} has no state`);
-  return s;
-}
-
 /** The VFIO ops of every mbochs device (mdev_vfio_ops of mbochs.c). */
-export const mbochsVfioOps: MdevVfioOps = {
-  open(mdev) {
-    stateOf(mdev).openCount++;
-  },
-  release(mdev) {
-    const s = mdevGetDrvdata<MbochsState | null>(mdev);
-    if (!s) return;
-    if (s.openCount > 0) s.openCount--;
-    if (s.openCount === 0) s.close();
-  },
-  read: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, false),
-  write: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, true),
-  ioctl: (mdev, cmd, arg) => stateOf(mdev).ioctl(cmd, arg),
-  mmap: (mdev, vma) => stateOf(mdev).mmap(vma),
-};
+export const mbochsVfioOps: MdevVfioOps = displayVfioOps(MBOCHS_NAME);
 
 /** Options of `mbochsInit`. */
 export interface MbochsOptions {
@@ -368,47 +271,14 @@ export interface MbochsOptions {
  * The mbochs parent: class and device `mbochs` on the VFIO mediated bus with the types
  * mbochs-small (4 MB), mbochs-medium (16 MB) and mbochs-large (64 MB), sharing `maxMbytes`.
  */
-export class Mbochs {
-  readonly cls: Class;
-  readonly parent: Device;
+export class Mbochs extends DisplayParent<MbochsTypeDef, MbochsState> {
   readonly maxMbytes: number;
-  readonly instances = new Set<MbochsState>();
 
   constructor(options: MbochsOptions = {}) {
     const max = options.maxMbytes ?? MBOCHS_MAX_MBYTES;
     if (!Number.isInteger(max) || max < 0) throw new RangeError(`mbochs: bad maxMbytes ${max}`);
+    super(MBOCHS_NAME, MBOCHS_TYPES, mbochsVfioOps);
     this.maxMbytes = max;
-    this.cls = new Class(MBOCHS_NAME);
-    this.cls.register();
-    this.parent = new Device({ name: MBOCHS_NAME, class: this.cls });
-    try {
-      this.parent.add();
-      mdevVfioRegisterDevice(this.parent, {
-        supportedTypeGroups: MBOCHS_TYPES.map((t) => ({
-          name: t.group,
-          attrs: [
-            { name: 'name', mode: 0o444, show: (type) => type.name },
-            {
-              name: 'description',
-              mode: 0o444,
-              show: () => `virtual display, ${t.mbytes} MB video memory`,
-            },
-            { name: 'device_api', mode: 0o444, show: () => VFIO_DEVICE_API_PCI_STRING },
-            {
-              name: 'available_instances',
-              mode: 0o444,
-              show: () => String(Math.floor((this.maxMbytes - this.usedMbytes) / t.mbytes)),
-            },
-          ],
-        })),
-        create: (type, mdev) => this.create(type.group.name, mdev),
-        remove: (mdev) => this.remove(mdev),
-      });
-    } catch (err) {
-      this.parent.unregister();
-      this.cls.unregister();
-      throw err;
-    }
   }
 
   /** Megabytes of video memory the existing devices hold (mbochs_used_mbytes). */
@@ -418,49 +288,27 @@ export class Mbochs {
     return used;
   }
 
+  protected describe(t: MbochsTypeDef): string {
+    return `virtual display, ${t.mbytes} MB video memory`;
+  }
+
+  protected availableInstances(t: MbochsTypeDef): number {
+    return Math.floor((this.maxMbytes - this.usedMbytes) / t.mbytes);
+  }
+
   /** mbochs_create(): ENOMEM when the type's memory does not fit in what is left. */
-  private create(group: string, mdev: MdevDevice): void {
-    const type = MBOCHS_TYPES.find((t) => t.group === group);
-    if (!type) throw new KernelError('EINVAL', `mbochs: unknown type ${group}`);
+  protected newState(type: MbochsTypeDef, mdev: MdevDevice): MbochsState {
     if (type.mbytes + this.usedMbytes > this.maxMbytes) {
       throw new KernelError(
         'ENOMEM',
         `mbochs: ${type.mbytes} MB do not fit, ${this.maxMbytes - this.usedMbytes} MB left`,
       );
     }
-    const s = new MbochsState(mdev, type);
-    this.instances.add(s);
-    mdevSetDrvdata(mdev, s);
-    mdev.groups = [
-      ...mdev.groups,
-      {
-        name: 'vendor',
-        attrs: [{ name: 'memory', mode: 0o444, show: () => `${type.mbytes} MB` }],
-      },
-    ];
-    mdevVfioSetOps(mdev, mbochsVfioOps);
+    return new MbochsState(mdev, type);
   }
 
-  /** mbochs_remove(). */
-  private remove(mdev: MdevDevice): void {
-    const s = mdevGetDrvdata<MbochsState | null>(mdev);
-    if (!s || !this.instances.has(s)) {
-      throw new KernelError('EINVAL', `mbochs: unknown ${mdev.uuid}`);
-    }
-    this.instances.delete(s);
-    mdevSetDrvdata(mdev, null);
-  }
-
-  /** The state of an mbochs mdev (for tests and tools). */
-  stateOf(mdev: MdevDevice): MbochsState {
-    return stateOf(mdev);
-  }
-
-  /** mbochs_dev_exit(): every mbochs device is removed, then the parent and its class. */
-  exit(): void {
-    mdevVfioUnregisterDevice(this.parent);
-    this.parent.unregister();
-    this.cls.unregister();
+  protected vendorAttribute(type: MbochsTypeDef): Attribute {
+    return { name: 'memory', mode: 0o444, show: () => `${type.mbytes} MB` };
   }
 }
 

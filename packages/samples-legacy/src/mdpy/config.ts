@@ -34,20 +34,6 @@ import {
 } from './defs';
 
 /**
- * A guest write to the config space of a display sample (handle_pci_cfg_write of mdpy and
- * mbochs): a 4-byte write to a BAR register goes through the BAR sizing protocol (an
- * unimplemented BAR stays 0); every other write is ignored. False when the access leaves the
- * space. (The samples read a u32 from the user buffer whatever the write's size; a narrower
- * BAR write is ignored here.)
- */
-export function displayConfigWrite(cfg: PciConfigSpace, offset: number, buf: Uint8Array): boolean {
-  if (offset < 0 || offset + buf.length > cfg.size) return false;
-  const bar = PciConfigSpace.barIndexAt(offset);
-  if (bar !== null && buf.length === 4) cfg.writeBar(bar, PciConfigSpace.valueOf(buf));
-  return true;
-}
-
-/**
  * mdpy_create_config_space(): Red Hat ids, display class, BAR0 a 32-bit prefetchable memory BAR
  * of `memsize` bytes, and the vendor capability at 0x40 with the framebuffer's DRM format, width
  * and height (what the guest's mdpy-fb driver reads). MDPY_CONFIG_SPACE_SIZE bytes, as the

@@ -1,40 +1,28 @@
-import { Class, Device, KernelError } from '@mdev/driver-core';
-import { type MdevDevice, mdevGetDrvdata, mdevSetDrvdata } from '@mdev/mdev-core';
+import { type Attribute, KernelError } from '@mdev/driver-core';
+import type { MdevDevice } from '@mdev/mdev-core';
 import {
   DRM_PLANE_TYPE_PRIMARY,
   type MdevVfioOps,
-  mdevVfioRegisterDevice,
-  mdevVfioSetOps,
-  mdevVfioUnregisterDevice,
-  PAGE_SIZE,
-  VFIO_DEVICE_API_PCI_STRING,
-  VFIO_DEVICE_FLAGS_PCI,
-  VFIO_DEVICE_GET_INFO,
-  VFIO_DEVICE_GET_IRQ_INFO,
-  VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_DEVICE_QUERY_GFX_PLANE,
-  VFIO_DEVICE_RESET,
-  VFIO_DEVICE_SET_IRQS,
   VFIO_GFX_PLANE_TYPE_PROBE,
   VFIO_GFX_PLANE_TYPE_REGION,
   VFIO_PCI_BAR0_REGION_INDEX,
   VFIO_PCI_CONFIG_REGION_INDEX,
-  VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS,
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
-  type VfioGfxPlaneInfo,
-  type VfioVma,
-  vfioDeviceInfo,
-  vfioGfxPlaneInfo,
-  vfioIrqInfo,
-  vfioRegionInfo,
-  vfioRegionInfoReply,
-  vfioSplitAccess,
 } from '@mdev/mdev-vfio';
+import {
+  DisplayParent,
+  DisplayState,
+  disabledPlane,
+  displayConfigWrite,
+  displayVfioOps,
+  type GfxPlane,
+  type RegionInfo,
+} from '../display';
 import type { PciConfigSpace } from '../pci';
-import { displayConfigWrite, mdpyConfigSpace } from './config';
+import { mdpyConfigSpace } from './config';
 import {
   MDPY_CONFIG_SPACE_SIZE,
   MDPY_DISPLAY_REGION,
@@ -46,35 +34,34 @@ import {
 } from './defs';
 import { MdpyFramebuffer } from './framebuffer';
 
-/** A region's place in the device file, as GET_REGION_INFO reports it. */
-export interface RegionInfo {
-  flags: number;
-  size: number;
-  offset: number;
-}
-
-/** The plane fields QUERY_GFX_PLANE fills in (the rest of the struct is the caller's). */
-export type GfxPlane = Omit<VfioGfxPlaneInfo, 'argsz' | 'flags' | 'drmPlaneType'>;
-
 /** Mirrors struct mdev_state of mdpy.c: one display. */
-export class MdpyState {
-  readonly mdev: MdevDevice;
+export class MdpyState extends DisplayState {
   readonly type: MdpyTypeDef;
   readonly fb: MdpyFramebuffer;
   readonly config: PciConfigSpace;
-  /** Times the device is open (the kernel takes a module reference per open). */
-  openCount = 0;
 
   constructor(mdev: MdevDevice, type: MdpyTypeDef) {
-    this.mdev = mdev;
+    super(mdev);
     this.type = type;
     this.fb = new MdpyFramebuffer(type);
     this.config = mdpyConfigSpace(type, this.fb.memsize);
     this.reset();
   }
 
+  get sample(): string {
+    return MDPY_NAME;
+  }
+  get numRegions(): number {
+    return VFIO_PCI_NUM_REGIONS;
+  }
+  get memoryBarOffset(): number {
+    return MDPY_MEMORY_BAR_OFFSET;
+  }
   get memsize(): number {
     return this.fb.memsize;
+  }
+  memoryView(offset: number, length: number): Uint8Array {
+    return this.fb.view(offset, length);
   }
 
   /** mdpy_reset(): redraws the grey gradient. */
@@ -99,15 +86,6 @@ export class MdpyState {
       return true;
     }
     return false;
-  }
-
-  /**
-   * mdpy_read()/mdpy_write(): the framebuffer is copied in one go; config space goes through
-   * naturally aligned pieces. EFAULT for an access outside both.
-   */
-  rw(buf: Uint8Array, pos: number, isWrite: boolean): number {
-    if (pos >= MDPY_MEMORY_BAR_OFFSET && this.access(buf, pos, isWrite)) return buf.length;
-    return vfioSplitAccess(buf, pos, (piece, at) => this.access(piece, at, isWrite));
   }
 
   /** mdpy_get_region_info(): EINVAL for an index past the PCI regions other than the display. */
@@ -149,12 +127,9 @@ export class MdpyState {
     if (flags !== VFIO_GFX_PLANE_TYPE_REGION) {
       throw new KernelError('EINVAL', `mdpy: plane flags 0x${flags.toString(16)} refused`);
     }
-    const none = { drmFormatMod: 0, xPos: 0, yPos: 0, xHot: 0, yHot: 0 };
-    if (drmPlaneType !== DRM_PLANE_TYPE_PRIMARY) {
-      return { ...none, drmFormat: 0, width: 0, height: 0, stride: 0, size: 0, dmabufId: 0 };
-    }
+    if (drmPlaneType !== DRM_PLANE_TYPE_PRIMARY) return disabledPlane();
     return {
-      ...none,
+      ...disabledPlane(),
       drmFormat: this.type.format,
       width: this.type.width,
       height: this.type.height,
@@ -163,89 +138,10 @@ export class MdpyState {
       dmabufId: MDPY_DISPLAY_REGION, // the union's region_index
     };
   }
-
-  /**
-   * mdpy_mmap(): only the framebuffer, from its first page, at most memsize bytes, shared.
-   * EINVAL otherwise. The view is the framebuffer itself.
-   */
-  mmap(vma: VfioVma): Uint8Array {
-    if (vma.pgoff !== MDPY_MEMORY_BAR_OFFSET / PAGE_SIZE) {
-      throw new KernelError('EINVAL', `mdpy: mmap at page ${vma.pgoff} is not the framebuffer`);
-    }
-    if (vma.length > this.memsize) {
-      throw new KernelError('EINVAL', `mdpy: mmap of ${vma.length} bytes exceeds ${this.memsize}`);
-    }
-    if (!vma.shared) throw new KernelError('EINVAL', 'mdpy: mmap must be shared');
-    return this.fb.view(0, vma.length);
-  }
-
-  /** mdpy_ioctl(). ENOTTY for a request the device does not know. */
-  ioctl(cmd: number, arg: Uint8Array | null): number {
-    switch (cmd) {
-      case VFIO_DEVICE_GET_INFO: {
-        const req = vfioDeviceInfo.copyFromUser(arg);
-        if (req.argsz < vfioDeviceInfo.minsz) throw new KernelError('EINVAL', 'mdpy: argsz');
-        vfioDeviceInfo.copyToUser(arg, {
-          argsz: req.argsz,
-          flags: VFIO_DEVICE_FLAGS_PCI,
-          numRegions: VFIO_PCI_NUM_REGIONS,
-          numIrqs: VFIO_PCI_NUM_IRQS,
-        });
-        return 0;
-      }
-      case VFIO_DEVICE_GET_REGION_INFO: {
-        const req = vfioRegionInfo.copyFromUser(arg);
-        if (req.argsz < vfioRegionInfo.minsz) throw new KernelError('EINVAL', 'mdpy: argsz');
-        vfioRegionInfoReply(arg, req, { index: req.index, ...this.regionInfo(req.index) });
-        return 0;
-      }
-      case VFIO_DEVICE_GET_IRQ_INFO: {
-        const req = vfioIrqInfo.copyFromUser(arg);
-        if (req.argsz < vfioIrqInfo.minsz || req.index >= VFIO_PCI_NUM_IRQS) {
-          throw new KernelError('EINVAL', `mdpy: no irq index ${req.index}`);
-        }
-        // mdpy has no interrupts: every index has zero vectors.
-        vfioIrqInfo.copyToUser(arg, { argsz: req.argsz, index: req.index, flags: 0, count: 0 });
-        return 0;
-      }
-      case VFIO_DEVICE_QUERY_GFX_PLANE: {
-        const req = vfioGfxPlaneInfo.copyFromUser(arg);
-        if (req.argsz < vfioGfxPlaneInfo.minsz) throw new KernelError('EINVAL', 'mdpy: argsz');
-        const plane = this.queryGfxPlane(req.flags, req.drmPlaneType);
-        if (plane) vfioGfxPlaneInfo.copyToUser(arg, { ...req, ...plane });
-        return 0;
-      }
-      case VFIO_DEVICE_SET_IRQS:
-        throw new KernelError('EINVAL', 'mdpy: no interrupts to set');
-      case VFIO_DEVICE_RESET:
-        this.reset();
-        return 0;
-      default:
-        throw new KernelError('ENOTTY', `mdpy: unknown ioctl 0x${cmd.toString(16)}`);
-    }
-  }
-}
-
-function stateOf(mdev: MdevDevice): MdpyState {
-  const s = mdevGetDrvdata<MdpyState | null>(mdev);
-  if (!s) throw new KernelError('ENODEV', `mdpy: ${mdev.uuid} has no state`);
-  return s;
 }
 
 /** The VFIO ops of every mdpy device (mdev_vfio_ops of mdpy.c). */
-export const mdpyVfioOps: MdevVfioOps = {
-  open(mdev) {
-    stateOf(mdev).openCount++;
-  },
-  release(mdev) {
-    const s = mdevGetDrvdata<MdpyState | null>(mdev);
-    if (s && s.openCount > 0) s.openCount--;
-  },
-  read: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, false),
-  write: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, true),
-  ioctl: (mdev, cmd, arg) => stateOf(mdev).ioctl(cmd, arg),
-  mmap: (mdev, vma) => stateOf(mdev).mmap(vma),
-};
+export const mdpyVfioOps: MdevVfioOps = displayVfioOps(MDPY_NAME);
 
 /** Options of `mdpyInit`. */
 export interface MdpyOptions {
@@ -257,87 +153,34 @@ export interface MdpyOptions {
  * The mdpy parent: class and device `mdpy` on the VFIO mediated bus with the types mdpy-vga,
  * mdpy-xga and mdpy-hd. At most `maxDevices` displays exist at once, of all types together.
  */
-export class Mdpy {
-  readonly cls: Class;
-  readonly parent: Device;
+export class Mdpy extends DisplayParent<MdpyTypeDef, MdpyState> {
   readonly maxDevices: number;
-  readonly instances = new Set<MdpyState>();
 
   constructor(options: MdpyOptions = {}) {
     const max = options.maxDevices ?? MDPY_MAX_DEVICES;
     if (!Number.isInteger(max) || max < 0) throw new RangeError(`mdpy: bad maxDevices ${max}`);
+    super(MDPY_NAME, MDPY_TYPES, mdpyVfioOps);
     this.maxDevices = max;
-    this.cls = new Class(MDPY_NAME);
-    this.cls.register();
-    this.parent = new Device({ name: MDPY_NAME, class: this.cls });
-    try {
-      this.parent.add();
-      mdevVfioRegisterDevice(this.parent, {
-        supportedTypeGroups: MDPY_TYPES.map((t) => ({
-          name: t.group,
-          attrs: [
-            { name: 'name', mode: 0o444, show: (type) => type.name },
-            {
-              name: 'description',
-              mode: 0o444,
-              show: () => `virtual display, ${t.width}x${t.height} framebuffer`,
-            },
-            { name: 'device_api', mode: 0o444, show: () => VFIO_DEVICE_API_PCI_STRING },
-            {
-              name: 'available_instances',
-              mode: 0o444,
-              show: () => String(this.maxDevices - this.instances.size),
-            },
-          ],
-        })),
-        create: (type, mdev) => this.create(type.group.name, mdev),
-        remove: (mdev) => this.remove(mdev),
-      });
-    } catch (err) {
-      this.parent.unregister();
-      this.cls.unregister();
-      throw err;
-    }
+  }
+
+  protected describe(t: MdpyTypeDef): string {
+    return `virtual display, ${t.width}x${t.height} framebuffer`;
+  }
+
+  protected availableInstances(): number {
+    return this.maxDevices - this.instances.size;
   }
 
   /** mdpy_create(): ENOMEM once `maxDevices` displays exist (the sample's check). */
-  private create(group: string, mdev: MdevDevice): void {
+  protected newState(type: MdpyTypeDef, mdev: MdevDevice): MdpyState {
     if (this.instances.size >= this.maxDevices) {
       throw new KernelError('ENOMEM', `mdpy: all ${this.maxDevices} displays are in use`);
     }
-    const type = MDPY_TYPES.find((t) => t.group === group);
-    if (!type) throw new KernelError('EINVAL', `mdpy: unknown type ${group}`);
-    const s = new MdpyState(mdev, type);
-    this.instances.add(s);
-    mdevSetDrvdata(mdev, s);
-    mdev.groups = [
-      ...mdev.groups,
-      {
-        name: 'vendor',
-        attrs: [{ name: 'resolution', mode: 0o444, show: () => `${type.width}x${type.height}` }],
-      },
-    ];
-    mdevVfioSetOps(mdev, mdpyVfioOps);
+    return new MdpyState(mdev, type);
   }
 
-  /** mdpy_remove(). */
-  private remove(mdev: MdevDevice): void {
-    const s = mdevGetDrvdata<MdpyState | null>(mdev);
-    if (!s || !this.instances.has(s)) throw new KernelError('EINVAL', `mdpy: unknown ${mdev.uuid}`);
-    this.instances.delete(s);
-    mdevSetDrvdata(mdev, null);
-  }
-
-  /** The state of an mdpy mdev (for tests and tools). */
-  stateOf(mdev: MdevDevice): MdpyState {
-    return stateOf(mdev);
-  }
-
-  /** mdpy_dev_exit(): every mdpy device is removed, then the parent and its class. */
-  exit(): void {
-    mdevVfioUnregisterDevice(this.parent);
-    this.parent.unregister();
-    this.cls.unregister();
+  protected vendorAttribute(type: MdpyTypeDef): Attribute {
+    return { name: 'resolution', mode: 0o444, show: () => `${type.width}x${type.height}` };
   }
 }
 
@@ -346,7 +189,7 @@ export function mdpyInit(options: MdpyOptions = {}): Mdpy {
   return new Mdpy(options);
 }
 
-/** Mirrors mdpy_dev_exit(). */
+/** Mirrors mdpy_dev_exit(): every mdpy device is removed, then the parent and its class. */
 export function mdpyExit(mdpy: Mdpy): void {
   mdpy.exit();
 }

@@ -1,4 +1,4 @@
-export { displayConfigWrite, mdpyConfigSpace } from './config';
+export { mdpyConfigSpace } from './config';
 export {
   DRM_FORMAT_XRGB8888,
   MDPY_CONFIG_SPACE_SIZE,
@@ -18,13 +18,11 @@ export {
   mdpyMemsize,
 } from './defs';
 export {
-  type GfxPlane,
   Mdpy,
   type MdpyOptions,
   MdpyState,
   mdpyExit,
   mdpyInit,
   mdpyVfioOps,
-  type RegionInfo,
 } from './device';
 export { MdpyFramebuffer } from './framebuffer';
