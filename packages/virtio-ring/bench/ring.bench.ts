@@ -1,6 +1,9 @@
 // `pnpm bench` in @mdev/virtio-ring: buffers per second through add -> getDesc -> complete ->
 // getBuf, with driver and device in one thread, then with the device in a worker thread over a
 // SharedArrayBuffer. One JSON line per case. Options: `--count N` (default 2,000,000).
+// The last case is the machine's floor for anything that crosses threads: how long one word
+// takes to go to the other core and back.
+import { Worker } from 'node:worker_threads';
 import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue, Vringh, VringhIov } from '../src';
 import { runEchoDriver, spawnEchoDevice } from '../src/testing';
 
@@ -112,3 +115,46 @@ for (const eventIdx of [true, false]) oneThread(256, 64, eventIdx, 32);
 oneThread(256, 1500, true, 32);
 for (const eventIdx of [true, false]) await twoThreads(256, 64, eventIdx);
 await twoThreads(256, 1500, true);
+
+/**
+ * Two threads hand a counter back and forth through one shared word, spinning: each round trip
+ * moves the word's cache line to the other core and back. What a cross-thread ring costs per
+ * buffer is set by this latency.
+ */
+async function lineRoundTrip(trips: number): Promise<void> {
+  const word = new Int32Array(new SharedArrayBuffer(128));
+  // The peer sits in its own 64-byte line, so only the handed-over line moves.
+  const echo = `
+    const { workerData } = require('node:worker_threads');
+    const w = new Int32Array(workerData.buffer);
+    for (let i = 1; i <= workerData.trips; i++) {
+      while (Atomics.load(w, 0) !== i) {}
+      Atomics.store(w, 16, i);
+    }`;
+  const peer = new Worker(echo, { eval: true, workerData: { buffer: word.buffer, trips } });
+  const done = new Promise((resolve, reject) => {
+    peer.once('exit', resolve);
+    peer.once('error', reject);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const start = performance.now();
+  for (let i = 1; i <= trips; i++) {
+    Atomics.store(word, 0, i);
+    while (Atomics.load(word, 16) !== i) {}
+  }
+  const ms = performance.now() - start;
+  await done;
+  const ns = (ms * 1e6) / trips;
+  console.log(
+    JSON.stringify({
+      bench: 'virtio-ring',
+      name: 'line-round-trip',
+      trips,
+      seconds: +(ms / 1000).toFixed(3),
+      nsPerRoundTrip: Math.round(ns),
+      nsOneWay: Math.round(ns / 2),
+    }),
+  );
+}
+
+await lineRoundTrip(Math.min(COUNT, 1_000_000));
