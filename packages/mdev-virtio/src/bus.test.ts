@@ -136,3 +136,72 @@ it('refuses an incomplete ops table with EINVAL and fails create', () => {
   }
   expect(KernelError.is(err, 'EINVAL')).toBe(true);
 });
+
+it('leaves a device whose class id no driver lists unbound, with its MODALIAS', () => {
+  const dev = parent(() => 0x2a);
+  const drv = mdevVirtioRegisterDriver({ name: 'virtio_only', idTable: [{ id: 1 }] });
+  cleanups.push(() => drv.unregister());
+  const events: Uevent[] = [];
+  cleanups.push(uevents.subscribe((e) => events.push(e)));
+  const m = mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000e1');
+  expect(m.driver).toBeNull();
+  const add = events.find((e) => e.action === 'add' && e.devpath.endsWith('e1'))!;
+  expect(add.env.MODALIAS).toBe('mdev_virtio:c2A');
+  mdevDeviceRemove(m);
+});
+
+it('refuses a class id that is not a u16 with EINVAL, failing create', () => {
+  const dev = parent(() => 0x10000);
+  let err: unknown;
+  try {
+    mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000e2');
+  } catch (e) {
+    err = e;
+  }
+  expect(KernelError.is(err, 'EINVAL')).toBe(true);
+  expect(sysfs.exists('/sys/bus/mdev_virtio/devices/00000000-0000-0000-0000-0000000000e2')).toBe(
+    false,
+  );
+});
+
+it('warns once about a device without a class id, however many drivers look at it', async () => {
+  const dev = parent(() => 0);
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    const m = mdevDeviceCreate(dev, 'unclassed', '00000000-0000-0000-0000-0000000000e3');
+    for (const name of ['first', 'second', 'third']) {
+      const drv = mdevVirtioRegisterDriver({ name, idTable: [{ id: 1 }] });
+      cleanups.push(() => drv.unregister());
+    }
+    expect(m.driver).toBeNull();
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    mdevDeviceRemove(m);
+  } finally {
+    process.off('warning', onWarning);
+  }
+  expect(warnings.filter((w) => w.includes('e3 has no class id'))).toHaveLength(1);
+});
+
+it('refuses to unregister the bus while an mdev or a driver is on it (EBUSY)', () => {
+  const dev = parent(() => MDEV_VIRTIO_CLASS_ID_VIRTIO);
+  const m = mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000e4');
+  const drv = mdevVirtioRegisterDriver({ name: 'busy', idTable: [{ id: 1 }] });
+  let err: unknown;
+  try {
+    mdevVirtioExit();
+  } catch (e) {
+    err = e;
+  }
+  expect(KernelError.is(err, 'EBUSY')).toBe(true);
+  // Nothing was torn down: the mdev is still bound and its UUID taken.
+  expect(m.driver).toBe(drv);
+  expect(sysfs.exists('/sys/bus/mdev_virtio/devices/00000000-0000-0000-0000-0000000000e4')).toBe(
+    true,
+  );
+  mdevDeviceRemove(m);
+  drv.unregister();
+  expect(() => mdevVirtioExit()).not.toThrow();
+  expect(sysfs.exists('/sys/bus/mdev_virtio')).toBe(false);
+});

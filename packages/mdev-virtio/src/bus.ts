@@ -40,6 +40,8 @@ export class MdevVirtioDevice extends MdevDevice {
 }
 
 const driverIds = new WeakMap<Driver, readonly MdevVirtioClassId[]>();
+/** Devices already warned about for having no class id: one warning each, not one per match. */
+const warnedUnclassed = new WeakSet<Device>();
 
 function classIdOf(dev: Device): number {
   return dev instanceof MdevVirtioDevice ? dev.classId : 0;
@@ -55,7 +57,10 @@ export const mdevVirtioBus: Bus = new BusClass({
     if (!ids) return false;
     const classId = classIdOf(dev);
     if (classId === 0) {
-      process.emitWarning(`mdev_virtio: ${dev.name} has no class id; it stays unbound`);
+      if (!warnedUnclassed.has(dev)) {
+        warnedUnclassed.add(dev);
+        process.emitWarning(`mdev_virtio: ${dev.name} has no class id; it stays unbound`);
+      }
       return false;
     }
     return ids.some((e) => e.id === classId);
@@ -70,9 +75,22 @@ export function mdevVirtioInit(): void {
   if (!mdevVirtioBus.isRegistered) mdevRegisterBus(mdevVirtioBus);
 }
 
-/** Unregisters the bus (module exit): every parent and driver must be gone. */
+/**
+ * Unregisters the bus (module exit). EBUSY while an mdev or a driver is still on it: as a module
+ * cannot unload while used, its parents' mdevs and its drivers must go first (through
+ * mdev-core, so that each parent's remove runs and each UUID is released).
+ */
 export function mdevVirtioExit(): void {
-  if (mdevVirtioBus.isRegistered) mdevUnregisterBus(mdevVirtioBus);
+  if (!mdevVirtioBus.isRegistered) return;
+  const devices = mdevVirtioBus.devices().length;
+  const drivers = mdevVirtioBus.drivers().length;
+  if (devices > 0 || drivers > 0) {
+    throw new KernelError(
+      'EBUSY',
+      `mdev_virtio: ${devices} device(s) and ${drivers} driver(s) still on the bus`,
+    );
+  }
+  mdevUnregisterBus(mdevVirtioBus);
 }
 
 /** Mirrors mdev_virtio_register_device(): registers a parent whose mdevs are MdevVirtioDevices. */
@@ -114,8 +132,14 @@ export function mdevVirtioGetOps(mdev: MdevDevice): MdevVirtioOps {
   return ops;
 }
 
-/** Mirrors mdev_virtio_set_class_id(): called in the parent's `create`. */
+/**
+ * Mirrors mdev_virtio_set_class_id(): called in the parent's `create`. The id is a u16 (the
+ * kernel truncates); here anything else is EINVAL.
+ */
 export function mdevVirtioSetClassId(mdev: MdevDevice, classId: number): void {
+  if (!Number.isInteger(classId) || classId < 0 || classId > 0xffff) {
+    throw new KernelError('EINVAL', `mdev_virtio: class id ${classId} is not a u16`);
+  }
   asVirtio(mdev).classId = classId;
 }
 

@@ -13,12 +13,13 @@ import {
   type VirtioConfigOps,
   VirtioDevice,
   type VqCallback,
+  virtioBreakDevice,
   virtioConfigChanged,
   vringCreateVirtqueue,
   vringDelVirtqueue,
   vringTransportFeatures,
 } from '@mdev/virtio';
-import type { Virtqueue } from '@mdev/virtio-ring';
+import { VIRTQUEUE_MAX_SIZE, type Virtqueue } from '@mdev/virtio-ring';
 
 /** How many times reset reads the status back before it gives up (virtio-pci polls likewise). */
 export const RESET_POLL_LIMIT = 1000;
@@ -63,6 +64,11 @@ function setupVq<T>(
   if (num === 0) {
     throw new KernelError('ENOENT', `virtio_mdev: queue ${index} does not exist (max size 0)`);
   }
+  // vring_create_virtqueue() refuses a size that is not a power of two ("Bad virtqueue length")
+  // by returning NULL, which the transport reports as ENOMEM.
+  if (!Number.isInteger(num) || num < 0 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
+    throw new KernelError('ENOMEM', `virtio_mdev: queue ${index} has a bad size ${num}`);
+  }
   const align = ops.getVqAlign(mdev);
   if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) {
     throw new KernelError('EINVAL', `virtio_mdev: device asks for alignment ${align}`);
@@ -73,6 +79,7 @@ function setupVq<T>(
       index,
       num,
       mayReduceNum: true,
+      align,
       notify: () => {
         ops.kickVq(mdev, index);
         return true;
@@ -95,21 +102,26 @@ function setupVq<T>(
     ops.setVqReady(mdev, index, true);
     return created;
   } catch (err) {
-    if (vq) vringDelVirtqueue(vdev, vq as Virtqueue<unknown>);
-    ops.setVqReady(mdev, index, false);
+    deselect(vdev, index);
     ops.setVqCb(mdev, index, null);
+    if (vq) vringDelVirtqueue(vdev, vq as Virtqueue<unknown>);
     throw err;
+  }
+}
+
+/** Clears a queue's ready bit and checks it reads back clear (the kernel's WARN_ON). */
+function deselect(vdev: VirtioMdevDevice, index: number): void {
+  const { mdev, ops } = vdev;
+  ops.setVqReady(mdev, index, false);
+  if (ops.getVqReady(mdev, index)) {
+    process.emitWarning(`virtio_mdev: queue ${index} of ${mdev.uuid} still reads ready`);
   }
 }
 
 /** Mirrors virtio_mdev_del_vq(): deselects the queue, checks it reads back not ready, frees it. */
 function delVq(vdev: VirtioMdevDevice, vq: Virtqueue<unknown>): void {
-  const { mdev, ops } = vdev;
-  ops.setVqReady(mdev, vq.index, false);
-  if (ops.getVqReady(mdev, vq.index)) {
-    process.emitWarning(`virtio_mdev: queue ${vq.index} of ${mdev.uuid} still reads ready`);
-  }
-  ops.setVqCb(mdev, vq.index, null);
+  deselect(vdev, vq.index);
+  vdev.ops.setVqCb(vdev.mdev, vq.index, null);
   vringDelVirtqueue(vdev, vq);
 }
 
@@ -136,13 +148,17 @@ export const virtioMdevConfigOps: VirtioConfigOps = {
     d.ops.setStatus(d.mdev, status);
   },
   reset(vdev) {
-    // The 2019 transport wrote 0 once; like virtio-pci we also read it back, bounded.
+    // The 2019 transport wrote 0 once; like virtio-pci we also read it back, bounded. Reset runs
+    // on every teardown path (driver remove, failed probe), so it does not throw: a device that
+    // never reads back 0 may still own the rings, and its queues are broken so that the driver
+    // adds nothing more and treats the device as gone.
     const d = vm(vdev);
     d.ops.setStatus(d.mdev, 0);
     for (let i = 0; i < RESET_POLL_LIMIT; i++) {
       if (d.ops.getStatus(d.mdev) === 0) return;
     }
-    throw new KernelError('EIO', `virtio_mdev: ${d.mdev.uuid} does not complete its reset`);
+    process.emitWarning(`virtio_mdev: ${d.mdev.uuid} does not complete its reset; queues broken`);
+    virtioBreakDevice(d);
   },
   findVqs<T>(
     vdev: VirtioDevice,
@@ -203,8 +219,8 @@ function probe(mdev: MdevVirtioDevice): void {
 function remove(mdev: MdevVirtioDevice): void {
   const vdev = devices.get(mdev);
   if (!vdev) return;
-  devices.delete(mdev);
   unregisterVirtioDevice(vdev);
+  devices.delete(mdev);
 }
 
 /** Registers the `virtio_mdev` driver on the mediated virtio bus (module init). Idempotent. */

@@ -66,6 +66,38 @@ describe('layout', () => {
   });
 });
 
+describe('ring placement', () => {
+  function create(align?: number) {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new ArrayBuffer(1 << 20));
+    const alloc = new DmaAllocator(memory, BASE);
+    alloc.alloc(24, 8); // something before the rings, so a 4096 alignment has to be sought
+    return Virtqueue.create<number>({
+      index: 3,
+      num: 16,
+      align,
+      memory,
+      dma: offsetDmaOps(alloc),
+      notify: () => true,
+    });
+  }
+
+  it('starts the descriptor table and the device area at the device alignment', () => {
+    const vq = create(4096)!;
+    expect(vq.descAddr % 4096).toBe(0);
+    expect(vq.usedAddr % 4096).toBe(0);
+    expect(vq.availAddr % 2).toBe(0);
+    const plain = create()!;
+    expect(plain.descAddr % 16).toBe(0);
+    expect(plain.usedAddr % 4).toBe(0);
+  });
+
+  it('refuses an alignment that is not a power of two', () => {
+    expect(() => create(3000)).toThrow(RangeError);
+    expect(() => create(0)).toThrow(RangeError);
+  });
+});
+
 describe('driver and device', () => {
   it('moves a chain with payload and used length', () => {
     const { vq, dev, buf, memory } = setup();

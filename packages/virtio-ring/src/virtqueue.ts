@@ -37,6 +37,12 @@ export interface VirtqueueOptions<T> {
   num: number;
   /** Allow a smaller queue when memory is short (may_reduce_num). */
   mayReduceNum?: boolean;
+  /**
+   * The device's ring alignment (vring_align, a power of two; default 4). The kernel lays a split
+   * ring out in one block from a page with the device area at this alignment; here the three
+   * areas are allocated apart, and the descriptor table and device area both start at it.
+   */
+  align?: number;
   memory: GuestMemory;
   /** The DMA ops for coherent memory and buffer mapping (identity over a DmaAllocator otherwise). */
   dma: DmaMapOps;
@@ -169,8 +175,12 @@ export class Virtqueue<T = unknown> {
     if (!Number.isInteger(num) || num <= 0 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
       throw new RangeError(`virtqueue ${opts.index}: bad size ${num}`);
     }
+    const align = opts.align ?? 4;
+    if (!Number.isInteger(align) || align < 1 || (align & (align - 1)) !== 0) {
+      throw new RangeError(`virtqueue ${opts.index}: bad alignment ${align}`);
+    }
     for (; num >= 1; num >>= 1) {
-      const areas = allocAreas(opts.dma, num);
+      const areas = allocAreas(opts.dma, num, align);
       if (areas) return new Virtqueue(opts, num, areas);
       if (!opts.mayReduceNum) return null;
     }
@@ -705,9 +715,13 @@ function validDma(addr: number): boolean {
   return Number.isInteger(addr) && addr >= 0 && addr <= MAX_ADDR;
 }
 
-function allocAreas(dma: DmaMapOps, num: number): [Area, Area, Area] | null {
+function allocAreas(dma: DmaMapOps, num: number, align: number): [Area, Area, Area] | null {
   const sizes = [vringDescSize(num), vringAvailSize(num), vringUsedSize(num)];
-  const aligns = [VRING_DESC_ALIGN_SIZE, VRING_AVAIL_ALIGN_SIZE, VRING_USED_ALIGN_SIZE];
+  const aligns = [
+    Math.max(VRING_DESC_ALIGN_SIZE, align),
+    VRING_AVAIL_ALIGN_SIZE,
+    Math.max(VRING_USED_ALIGN_SIZE, align),
+  ];
   const areas: Area[] = [];
   for (let i = 0; i < 3; i++) {
     // The used area is accessed as 32-bit words and both index words as atomics: align to 4+.

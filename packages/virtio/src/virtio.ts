@@ -326,8 +326,13 @@ export function registerVirtioDevice(vdev: VirtioDevice): void {
   vdev.configEnabled = false;
   vdev.configChangePending = false;
   try {
-    // Start from a reset device, whatever a previous driver left behind.
+    // Start from a reset device, whatever a previous driver left behind. A device that does not
+    // read back 0 afterwards cannot be driven (the transport's reset warns; it does not throw, as
+    // it also runs on teardown paths that must complete).
     vdev.config.reset(vdev);
+    if (vdev.config.getStatus(vdev) !== 0) {
+      throw new KernelError('EIO', `${vdev.name}: the device does not complete its reset`);
+    }
     virtioAddStatus(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
     vdev.add();
   } catch (err) {
@@ -456,6 +461,8 @@ export interface VringCreateOptions<T> {
   /** The device's maximum queue size. */
   num: number;
   mayReduceNum?: boolean;
+  /** The device's ring alignment (vring_align); the descriptor table and device area start at it. */
+  align?: number;
   /** The transport's kick; false when the device is gone. */
   notify: (vq: Virtqueue<T>) => boolean;
   callback: VqCallback<T> | null;
@@ -485,6 +492,7 @@ export function vringCreateVirtqueue<T>(
     index: opts.index,
     num: opts.num,
     mayReduceNum: opts.mayReduceNum ?? true,
+    align: opts.align,
     memory: vdev.ram.memory,
     dma: vringDmaOps(vdev),
     eventIdx: virtioHasFeature(vdev, VIRTIO_RING_F_EVENT_IDX),
