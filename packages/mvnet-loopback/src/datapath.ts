@@ -6,9 +6,15 @@ export interface MvnetStats {
   txBytes: number;
   rxPackets: number;
   rxBytes: number;
-  /** TX frames completed without an RX buffer to land in. */
+  /**
+   * TX frames completed without being delivered: no RX buffer to land in, or a chain too short
+   * to hold the virtio-net header (a malformed frame).
+   */
   txDropped: number;
-  /** Frames cut short because the RX buffer was smaller than the frame. */
+  /**
+   * Frames dropped because they did not fit the RX buffer they found (the buffer is given back,
+   * unused). The name is the sample's: such frames were once delivered cut short.
+   */
   rxTruncated: number;
   /** Ring faults (a broken ring). */
   ringErrors: number;
@@ -25,6 +31,11 @@ export class MvnetQueue {
   /** Interrupt callback (set_vq_cb). */
   cb: ((priv: unknown) => void) | null = null;
   cbPrivate: unknown = null;
+  /**
+   * A vq state (set_vq_state) given while the queue was not ready, or null. Vringh.init zeroes
+   * the ring indices, so the next ready applies this after it (the sample lost it there).
+   */
+  pendingState: number | null = null;
 
   constructor(space: AddressSpace) {
     this.vrh = new Vringh(space);
@@ -32,11 +43,22 @@ export class MvnetQueue {
 
   /** Drops the queue's state (mvnet_vq_reset). */
   reset(): void {
-    this.ready = false;
+    this.resetRing();
     this.num = 0;
     this.descAddr = this.driverAddr = this.deviceAddr = 0;
     this.cb = null;
     this.cbPrivate = null;
+  }
+
+  /**
+   * Stops the queue and forgets its place in the ring: the vq state reads 0 again, as after the
+   * sample's vringh_init_kern() in mvnet_vq_reset. (A queue only made not ready keeps its place,
+   * so a driver can still read where the device stopped.)
+   */
+  resetRing(): void {
+    this.ready = false;
+    this.pendingState = null;
+    this.vrh.setLastAvailIdx(0);
   }
 
   /** Raises the queue's interrupt. */
@@ -56,6 +78,17 @@ export const emptyStats = (): MvnetStats => ({
 });
 
 /**
+ * Where the virtio-net header's fields are, for the negotiated features (the caller computes it
+ * from the uapi layout; the datapath, which also runs in the worker, needs only these numbers).
+ */
+export interface NetHdrLayout {
+  /** Bytes of the header: a TX chain shorter than this is malformed. */
+  size: number;
+  /** Offset of num_buffers, or -1 when the header has none. */
+  numBuffers: number;
+}
+
+/**
  * How a datapath run ended: nothing left, the budget used up (run again), a ring fault, or
  * (with `holdWhenNoRx`) a TX frame waiting for a receive buffer.
  */
@@ -63,16 +96,24 @@ export type DatapathResult = 'idle' | 'more' | 'broken' | 'starved';
 
 /**
  * The loopback datapath (mvnet_work): every TX chain is copied, virtio-net header and all, into
- * one RX chain. TX completes with length 0, RX with the bytes written. A TX frame with no RX
- * buffer is completed and counted as dropped, unless `holdWhenNoRx` is set: then the frame stays
- * on the TX ring, RX kicks are enabled and the run ends 'starved' (a device in a thread of its
- * own uses this to give the driver a moment to refill, as a NIC's FIFO would, and drops only
- * after that). At most `budget` frames per run; 'more' asks the caller to run again.
- * Interrupts follow the driver's suppression (needNotify). A ring fault returns 'broken'.
+ * one RX chain; only num_buffers is rewritten (see `run`). TX completes with length 0, RX with
+ * the bytes written. A TX chain shorter than the header is completed and counted as dropped,
+ * without taking an RX buffer. A frame larger than the RX chain it finds is dropped and counted
+ * in rxTruncated, and the RX buffer is given back. A TX frame with no RX buffer is completed and
+ * counted as dropped, unless `holdWhenNoRx` is set: then the frame stays on the TX ring, RX kicks
+ * are enabled and the run ends 'starved' (a device in a thread of its own uses this to give the
+ * driver a moment to refill, as a NIC's FIFO would, and drops only after that). At most `budget`
+ * frames per run (an integer >= 1); 'more' asks the caller to run again. Interrupts follow the
+ * driver's suppression (needNotify). A ring fault returns 'broken'.
  */
 export class LoopbackDatapath {
   private readonly r = new VringhIov();
   private readonly w = new VringhIov();
+  /**
+   * The header layout of the negotiated features, set when a queue becomes ready; until then
+   * none (nothing is checked or rewritten).
+   */
+  hdr: NetHdrLayout = { size: 0, numBuffers: -1 };
 
   constructor(
     readonly rx: MvnetQueue,
@@ -85,6 +126,8 @@ export class LoopbackDatapath {
     if (tx.ready !== true || rx.ready !== true) return 'idle';
     const txv = tx.vrh;
     const rxv = rx.vrh;
+    const hdrSize = this.hdr.size;
+    const numBuffers = this.hdr.numBuffers;
     let n = 0;
     // Counted locally and added to `stats` once per run.
     let txBytes = 0;
@@ -95,7 +138,8 @@ export class LoopbackDatapath {
     let result: DatapathResult = 'idle';
     txv.notifyDisable();
     for (;;) {
-      if (n === budget) {
+      // `>=`, not `===`: a run must end even if the caller's budget is not a positive integer.
+      if (n >= budget) {
         result = 'more';
         break;
       }
@@ -111,6 +155,15 @@ export class LoopbackDatapath {
         break;
       }
       const len = r.total;
+      if (len < hdrSize) {
+        // Not even a virtio-net header (virtio 1.2 5.1.6.2: every packet starts with one): a
+        // malformed frame. Complete and drop it; it must not cost the driver a receive buffer.
+        n++;
+        txBytes += len;
+        txv.complete(txv.head, 0);
+        txDropped++;
+        continue;
+      }
       let rgot = rxv.getDesc(null, w);
       if (rgot === 0 && holdWhenNoRx) {
         // No receive buffer: ask for a kick when the driver adds one, and look once more.
@@ -137,8 +190,19 @@ export class LoopbackDatapath {
         txDropped++;
         continue;
       }
+      if (w.total < len) {
+        // The frame does not fit. Delivered cut short, with used.len the buffer's size, it would
+        // look like a real shorter frame to the driver: give the buffer back and drop the frame.
+        rxv.abandon(1);
+        txv.complete(txv.head, 0);
+        rxTruncated++;
+        continue;
+      }
       const written = txv.copy(r, w);
-      if (written < len) rxTruncated++;
+      // Virtio 1.2 5.1.6.4.1: without MRG_RXBUF the device MUST set num_buffers to 1 (and with
+      // it, a frame in one buffer says 1 too); the driver's TX header has 0 there. Written
+      // before complete() publishes the buffer.
+      if (numBuffers >= 0 && written >= numBuffers + 2) storeLe16(w, numBuffers, 1);
       txv.complete(txv.head, 0);
       rxv.complete(rxv.head, written);
       rxPackets++;
@@ -154,5 +218,25 @@ export class LoopbackDatapath {
     if (txv.needNotify() === 1) tx.interrupt();
     if (rxv.needNotify() === 1) rx.interrupt();
     return result;
+  }
+}
+
+/** Stores a little-endian 16-bit value at byte `at` of the chain `iov` holds (across segments). */
+function storeLe16(iov: VringhIov, at: number, value: number): void {
+  if (iov.len[0]! >= at + 2) {
+    // The header in the first segment: the common case.
+    const o = iov.off[0]! + at;
+    iov.buf[0]![o] = value & 0xff;
+    iov.buf[0]![o + 1] = value >> 8;
+    return;
+  }
+  let start = 0; // chain offset of segment k
+  for (let k = 0; k < iov.used && start < at + 2; k++) {
+    const len = iov.len[k]!;
+    for (let b = 0; b < 2; b++) {
+      const rel = at + b - start;
+      if (rel >= 0 && rel < len) iov.buf[k]![iov.off[k]! + rel] = (value >> (8 * b)) & 0xff;
+    }
+    start += len;
   }
 }

@@ -3,12 +3,21 @@ import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import {
   featureSet,
+  hasFeature,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
 import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
 
@@ -35,10 +44,43 @@ afterEach(() => {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
+/**
+ * What a frame looks like after the loop: the bytes sent, except num_buffers (le16 at offset 10
+ * of the VERSION_1 header), which the device sets to 1 (virtio 1.2 5.1.6.4.1).
+ */
+function looped(sent: Uint8Array): Uint8Array {
+  const out = sent.slice();
+  out[10] = 1;
+  out[11] = 0;
+  return out;
+}
+
+/** A frame of `len` bytes with a recognisable pattern, in guest memory. */
+function frame(len: number, k = 0): { addr: number; len: number } {
+  const addr = allocator.alloc(Math.max(len, 1))!;
+  const bytes = memory.view(addr, len);
+  for (let i = 0; i < len; i++) bytes[i] = (i * 7 + k) & 0xff;
+  return { addr, len };
+}
+
+/** The used index the device published on a queue (le16 after the flags). */
+function usedIdx(vq: Virtqueue<number>): number {
+  const used = memory.view(vq.usedAddr, 4);
+  return used[2]! | (used[3]! << 8);
+}
+
+/** Sets the driver's used_event (le16 after the avail ring, with EVENT_IDX; virtio 1.2 2.7.7). */
+function setUsedEvent(vq: Virtqueue<number>, value: number): void {
+  const ev = memory.view(vq.availAddr + 4 + 2 * vq.size, 2);
+  ev[0] = value & 0xff;
+  ev[1] = value >> 8;
+}
+
 /** Sets up the two queues as the virtio-mdev transport does, with interrupt counters. */
-function bringUp(mdev: MdevDevice, num = 64) {
+function bringUp(mdev: MdevDevice, num = 64, eventIdx = false) {
   const ops = mdevVirtioGetOps(mdev);
-  ops.setFeatures(mdev, featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM));
+  const features = featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM);
+  ops.setFeatures(mdev, eventIdx ? features | featureSet(VIRTIO_RING_F_EVENT_IDX) : features);
   const irqs = [0, 0];
   const vqs = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
     const vq = Virtqueue.create<number>({
@@ -46,6 +88,7 @@ function bringUp(mdev: MdevDevice, num = 64) {
       num,
       memory,
       dma: mdev.dmaOps!,
+      eventIdx,
       notify: () => {
         ops.kickVq(mdev, idx);
         return true;
@@ -78,6 +121,7 @@ describe('mvnet_loopback', () => {
 
   it('enforces available_instances', () => {
     for (let i = 0; i < 4; i++) sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}${i}`);
+    expect(sysfs.read(`${TYPE}/available_instances`)).toBe('0\n');
     let err: unknown;
     try {
       sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}9`);
@@ -91,6 +135,10 @@ describe('mvnet_loopback', () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
     const ops = mdevVirtioGetOps(mdev);
+    // The config fields are visible to a driver only with their feature bits (virtio 1.2 5.1.4).
+    const offered = ops.getFeatures(mdev);
+    for (const bit of [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MTU])
+      expect(hasFeature(offered, bit)).toBe(true);
     const cfg = new Uint8Array(12);
     ops.getConfig(mdev, 0, cfg);
     expect(cfg[0]! & 0x03).toBe(0x02); // locally administered unicast MAC
@@ -109,19 +157,14 @@ describe('mvnet_loopback', () => {
     expect(KernelError.is(err, 'EINVAL')).toBe(true);
   });
 
-  it('loops every TX frame back into an RX buffer, header and all', async () => {
+  it('loops every TX frame back into an RX buffer, header and all but num_buffers', async () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
     const { rx, tx, irqs } = bringUp(mdev);
     const rxBufs = Array.from({ length: 16 }, () => allocator.alloc(2048)!);
     for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i + 1);
     rx.kick();
-    const frames = [60, 61, 512, 1514].map((len, k) => {
-      const addr = allocator.alloc(len)!;
-      const bytes = memory.view(addr, len);
-      for (let i = 0; i < len; i++) bytes[i] = (i * 7 + k) & 0xff;
-      return { addr, len };
-    });
+    const frames = [60, 61, 512, 1514].map((len, k) => frame(len, k));
     for (const [k, f] of frames.entries()) tx.addOutbuf(f.addr, f.len, k + 1);
     tx.kick();
     await tick();
@@ -133,7 +176,7 @@ describe('mvnet_loopback', () => {
       const used = rx.getBuf()!;
       expect(used.len).toBe(frames[k]!.len);
       expect(memory.read(rxBufs[used.token - 1]!, used.len)).toEqual(
-        memory.read(frames[k]!.addr, frames[k]!.len),
+        looped(memory.read(frames[k]!.addr, frames[k]!.len)),
       );
     }
     expect(irqs[MVNET_TX_QUEUE]).toBeGreaterThan(0);
@@ -160,6 +203,240 @@ describe('mvnet_loopback', () => {
     expect(n).toBe(3);
   });
 
+  it('sets num_buffers to 1 on RX (virtio 1.2 5.1.6.4.1), even in a header split across buffers', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx } = bringUp(mdev);
+    // The driver's TX header carries num_buffers 0 (5.1.6.2); the RX chain splits the header
+    // between num_buffers' two bytes.
+    const sent = frame(64);
+    memory.view(sent.addr, 12).fill(0);
+    const [a, b] = [allocator.alloc(11)!, allocator.alloc(2048)!];
+    rx.add(
+      [],
+      [
+        { addr: a, len: 11 },
+        { addr: b, len: 2048 },
+      ],
+      1,
+    );
+    rx.kick();
+    tx.addOutbuf(sent.addr, sent.len, 1);
+    tx.kick();
+    await tick();
+    expect(rx.getBuf()).toEqual({ token: 1, len: 64 });
+    const got = new Uint8Array([...memory.read(a, 11), ...memory.read(b, 64 - 11)]);
+    expect([got[10], got[11]]).toEqual([1, 0]);
+    expect(got).toEqual(looped(memory.read(sent.addr, 64)));
+  });
+
+  it('without VERSION_1 the 10-byte legacy header has no num_buffers and is copied verbatim', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev);
+    ops.setStatus(mdev, 0);
+    ops.setFeatures(mdev, featureSet(VIRTIO_F_ACCESS_PLATFORM));
+    for (const idx of [MVNET_RX_QUEUE, MVNET_TX_QUEUE]) {
+      const vq = idx === MVNET_RX_QUEUE ? rx : tx;
+      ops.setVqNum(mdev, idx, vq.size);
+      ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
+      ops.setVqReady(mdev, idx, true);
+    }
+    const buf = allocator.alloc(2048)!;
+    rx.addInbuf(buf, 2048, 1);
+    rx.kick();
+    const sent = frame(10); // a bare legacy header is a whole frame here
+    tx.addOutbuf(sent.addr, sent.len, 1);
+    tx.kick();
+    await tick();
+    expect(rx.getBuf()).toEqual({ token: 1, len: 10 });
+    expect(memory.read(buf, 12)).toEqual(
+      new Uint8Array([...memory.read(sent.addr, 10), 0, 0]), // nothing written past the frame
+    );
+  });
+
+  it('completes and drops a TX chain shorter than the header without using an RX buffer', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx } = bringUp(mdev);
+    const rxBufs = Array.from({ length: 4 }, () => allocator.alloc(2048)!);
+    for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i + 1);
+    rx.kick();
+    for (const [k, len] of [0, 5, 11].entries()) tx.addOutbuf(frame(len).addr, len, k + 1);
+    tx.kick();
+    await tick();
+    for (let k = 1; k <= 3; k++) expect(tx.getBuf()).toEqual({ token: k, len: 0 });
+    expect(usedIdx(rx)).toBe(0);
+    const stats = mvnet.stateOf(mdev).stats;
+    expect(stats.txDropped).toBe(3);
+    expect(stats.rxPackets).toBe(0);
+    // The receive buffers are all still there: the next real frame lands in the first one.
+    const sent = frame(60);
+    tx.addOutbuf(sent.addr, sent.len, 4);
+    tx.kick();
+    await tick();
+    expect(rx.getBuf()).toEqual({ token: 1, len: 60 });
+    expect(memory.read(rxBufs[0]!, 60)).toEqual(looped(memory.read(sent.addr, 60)));
+  });
+
+  it('drops a frame too big for its RX buffer and gives the buffer back (rx_truncated)', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx } = bringUp(mdev);
+    const small = allocator.alloc(64)!;
+    rx.addInbuf(small, 64, 1);
+    rx.kick();
+    const big = frame(100, 1);
+    const fits = frame(60, 2);
+    tx.addOutbuf(big.addr, big.len, 1);
+    tx.addOutbuf(fits.addr, fits.len, 2);
+    tx.kick();
+    await tick();
+    expect(tx.getBuf()).toEqual({ token: 1, len: 0 });
+    expect(tx.getBuf()).toEqual({ token: 2, len: 0 });
+    // The 64-byte buffer was not used for the 100-byte frame: the 60-byte one got it whole.
+    expect(rx.getBuf()).toEqual({ token: 1, len: 60 });
+    expect(rx.getBuf()).toBeNull();
+    expect(memory.read(small, 60)).toEqual(looped(memory.read(fits.addr, 60)));
+    const stats = `/sys/bus/mdev_virtio/devices/${UUID}/stats`;
+    expect(sysfs.read(`${stats}/rx_truncated`)).toBe('1\n');
+    expect(sysfs.read(`${stats}/rx_packets`)).toBe('1\n');
+    expect(sysfs.read(`${stats}/tx_packets`)).toBe('2\n');
+  });
+
+  it('refuses a budget that is not a positive integer', () => {
+    for (const budget of [0, -1, 1.5, Number.NaN]) {
+      expect(() => mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), budget })).toThrow(
+        RangeError,
+      );
+    }
+  });
+
+  it('requeues its work when the budget runs out, and every frame gets through', async () => {
+    mvnet.exit();
+    mvnet = mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), budget: 2 });
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx, irqs } = bringUp(mdev);
+    const rxBufs = Array.from({ length: 8 }, () => allocator.alloc(2048)!);
+    for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i);
+    rx.kick();
+    const frames = [60, 70, 80, 90, 100].map((len, k) => frame(len, k));
+    for (const [k, f] of frames.entries()) tx.addOutbuf(f.addr, f.len, k);
+    tx.kick(); // one kick for five frames
+    for (let i = 0; i < 10 && mvnet.stateOf(mdev).stats.rxPackets < 5; i++) await tick();
+    expect(mvnet.stateOf(mdev).stats.rxPackets).toBe(5);
+    for (const [k, f] of frames.entries()) {
+      expect(rx.getBuf()).toEqual({ token: k, len: f.len });
+      expect(memory.read(rxBufs[k]!, f.len)).toEqual(looped(memory.read(f.addr, f.len)));
+    }
+    // Three runs of at most two frames, each ending with its interrupt.
+    expect(irqs[MVNET_RX_QUEUE]).toBe(3);
+  });
+
+  it('raises no RX interrupt while the driver suppresses them, however many frames arrive', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx, irqs } = bringUp(mdev);
+    for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick();
+    rx.disableCb(); // NAPI polling: VRING_AVAIL_F_NO_INTERRUPT
+    for (let k = 0; k < 4; k++) tx.addOutbuf(frame(60, k).addr, 60, k);
+    tx.kick();
+    await tick();
+    expect(mvnet.stateOf(mdev).stats.rxPackets).toBe(4);
+    expect(irqs[MVNET_RX_QUEUE]).toBe(0);
+    expect(irqs[MVNET_TX_QUEUE]).toBeGreaterThan(0); // TX did not suppress its own
+    expect(rx.enableCb()).toBe(false); // buffers are waiting
+    tx.addOutbuf(frame(60).addr, 60, 4);
+    tx.kick();
+    await tick();
+    expect(irqs[MVNET_RX_QUEUE]).toBe(1);
+  });
+
+  it('honours used_event when EVENT_IDX is negotiated (virtio 1.2 2.7.10)', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx, irqs } = bringUp(mdev, 64, true);
+    for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick();
+    // "Interrupt me once the used index passes 2": entries 0 and 1 raise nothing.
+    setUsedEvent(rx, 2);
+    for (let k = 0; k < 2; k++) tx.addOutbuf(frame(60, k).addr, 60, k);
+    tx.kick();
+    await tick();
+    expect(usedIdx(rx)).toBe(2);
+    expect(irqs[MVNET_RX_QUEUE]).toBe(0);
+    tx.addOutbuf(frame(60).addr, 60, 2);
+    tx.kick();
+    await tick();
+    expect(usedIdx(rx)).toBe(3);
+    expect(irqs[MVNET_RX_QUEUE]).toBe(1);
+  });
+
+  it('cancels the queued work on reset: it never runs on the rings set up after', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev);
+    for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick(); // work queued, not run yet
+    ops.setStatus(mdev, 0);
+    // The driver sets the device up again on new rings and fills them, without a kick: only the
+    // work queued before the reset could move these frames.
+    const again = bringUp(mdev);
+    for (let i = 0; i < 4; i++) again.rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    for (let k = 0; k < 4; k++) again.tx.addOutbuf(frame(60, k).addr, 60, k);
+    await tick();
+    expect(usedIdx(again.tx)).toBe(0);
+    expect(usedIdx(again.rx)).toBe(0);
+    expect(usedIdx(tx)).toBe(0);
+    expect(mvnet.stateOf(mdev).stats.txPackets).toBe(0);
+    again.tx.kick(); // the next kick does move them
+    await tick();
+    expect(usedIdx(again.rx)).toBe(4);
+  });
+
+  it('cancels the queued work on remove', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { rx, tx } = bringUp(mdev);
+    const s = mvnet.stateOf(mdev);
+    const run = vi.spyOn(s.datapath, 'run');
+    for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    tx.addOutbuf(frame(60).addr, 60, 0);
+    tx.kick(); // work queued, not run yet
+    sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1');
+    await tick();
+    expect(run).not.toHaveBeenCalled();
+    expect(usedIdx(tx)).toBe(0);
+    expect(s.stats.txPackets).toBe(0);
+  });
+
+  it('resets the vq state on reset, and keeps one set while the queue was not ready', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev);
+    for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick();
+    for (let k = 0; k < 3; k++) tx.addOutbuf(frame(60, k).addr, 60, k);
+    tx.kick();
+    await tick();
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(3);
+    ops.setVqReady(mdev, MVNET_TX_QUEUE, false);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(3); // where the device stopped
+    ops.setStatus(mdev, 0);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(0);
+    expect(ops.getVqState(mdev, MVNET_RX_QUEUE)).toBe(0);
+    // A state restored before the queue is enabled survives the enable.
+    ops.setVqState(mdev, MVNET_TX_QUEUE, 17);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(17);
+    ops.setVqNum(mdev, MVNET_TX_QUEUE, tx.size);
+    ops.setVqAddress(mdev, MVNET_TX_QUEUE, tx.descAddr, tx.availAddr, tx.usedAddr);
+    ops.setVqReady(mdev, MVNET_TX_QUEUE, true);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(17);
+  });
+
   it('breaks on a garbage ring and reports DEVICE_NEEDS_RESET through a config interrupt', async () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;
@@ -176,6 +453,14 @@ describe('mvnet_loopback', () => {
     expect(ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(VIRTIO_CONFIG_S_NEEDS_RESET);
     expect(configIrqs).toBe(1);
     expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(1);
+    // A driver writing back the status it read before the fault does not clear NEEDS_RESET.
+    const before =
+      VIRTIO_CONFIG_S_ACKNOWLEDGE |
+      VIRTIO_CONFIG_S_DRIVER |
+      VIRTIO_CONFIG_S_FEATURES_OK |
+      VIRTIO_CONFIG_S_DRIVER_OK;
+    ops.setStatus(mdev, before);
+    expect(ops.getStatus(mdev)).toBe(before | VIRTIO_CONFIG_S_NEEDS_RESET);
     ops.setStatus(mdev, 0); // reset recovers
     expect(ops.getStatus(mdev)).toBe(0);
     expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);

@@ -21,6 +21,10 @@ import {
   hasFeature,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_HDR_MRG_RXBUF_SIZE,
+  VIRTIO_NET_HDR_NUM_BUFFERS,
+  VIRTIO_NET_HDR_SIZE,
   VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
 import type { DmaMapOps, GuestMemory } from '@mdev/virtio-ring';
@@ -38,7 +42,13 @@ import {
   randomMac,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './config';
-import { emptyStats, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+import {
+  emptyStats,
+  LoopbackDatapath,
+  MvnetQueue,
+  type MvnetStats,
+  type NetHdrLayout,
+} from './datapath';
 import { MvnetOffload } from './offload';
 import { PENDING_BROKEN, PENDING_RX, PENDING_TX } from './offload-protocol';
 
@@ -59,7 +69,7 @@ export interface MvnetOptions {
   dma: DmaMapOps;
   /** How many instances may exist at once (available_instances); default 64. */
   maxInstances?: number;
-  /** Frames per work run; default MVNET_BUDGET. */
+  /** Frames per work run, an integer >= 1; default MVNET_BUDGET. */
   budget?: number;
   /**
    * The largest queue the device takes (get_vq_num_max): a power of two from 2 to 32768;
@@ -123,12 +133,10 @@ export class MvnetState {
   /** mvnet_reset: queues, features and status go back to zero; the generation moves on. */
   reset(): void {
     void this.owner.wq.cancelSync(this.work);
-    const offload = this.owner.offload;
-    if (offload) {
-      // Synchronous: once this returns the worker no longer touches the rings.
-      for (let q = 0; q < this.vqs.length; q++)
-        if (this.vqs[q]!.ready) offload.unready(this.slot, q);
-    }
+    // Worker mode: every queue of the slot, whatever this thread believes ready (the worker may
+    // have stopped them for a fault not yet delivered), and that fault with them. Synchronous:
+    // once this returns the worker no longer touches the rings.
+    this.owner.offload?.reset(this.slot);
     for (const vq of this.vqs) vq.reset();
     this.features = 0n;
     this.status = 0;
@@ -154,6 +162,15 @@ function queue(mdev: MdevDevice, idx: number): MvnetQueue {
   const vq = state(mdev).vqs[idx];
   if (!vq) throw new KernelError('EINVAL', `mvnet: no queue ${idx}`);
   return vq;
+}
+
+/** Where the virtio-net header's fields are for a feature set (virtio 1.2 5.1.6). */
+function netHdrLayout(features: bigint): NetHdrLayout {
+  // VERSION_1 always uses the 12-byte header with num_buffers; a legacy driver uses it only with
+  // MRG_RXBUF, which mvnet does not offer.
+  return hasFeature(features, VIRTIO_F_VERSION_1)
+    ? { size: VIRTIO_NET_HDR_MRG_RXBUF_SIZE, numBuffers: VIRTIO_NET_HDR_NUM_BUFFERS }
+    : { size: VIRTIO_NET_HDR_SIZE, numBuffers: -1 };
 }
 
 /** The ops table of every mvnet mdev (mdev_virtio_ops in the sample, with its defects fixed). */
@@ -201,19 +218,32 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
         usedAddr: vq.deviceAddr,
         eventIdx: hasFeature(s.features, VIRTIO_RING_F_EVENT_IDX),
       };
-      const err = owner.offload ? owner.offload.ready(s.slot, idx, config) : vq.vrh.init(config);
+      // Vringh.init zeroes the ring indices: a state set while the queue was down comes after it.
+      const lastAvail = vq.pendingState ?? 0;
+      const hdr = netHdrLayout(s.features);
+      let err: number;
+      if (owner.offload) err = owner.offload.ready(s.slot, idx, config, lastAvail, hdr);
+      else {
+        err = vq.vrh.init(config);
+        if (err === 0) vq.vrh.setLastAvailIdx(lastAvail);
+        s.datapath.hdr = hdr;
+      }
       vq.ready = err === 0;
+      if (vq.ready) vq.pendingState = null;
     },
     getVqReady(mdev, idx) {
       return queue(mdev, idx).ready;
     },
     setVqState(mdev, idx, st) {
       const vq = queue(mdev, idx);
-      if (owner.offload) owner.offload.setState(state(mdev).slot, idx, st);
+      // Not ready: kept for the next ready, whose init would zero it in the ring tracker.
+      if (!vq.ready) vq.pendingState = st & 0xffff;
+      else if (owner.offload) owner.offload.setState(state(mdev).slot, idx, st);
       else vq.vrh.setLastAvailIdx(st);
     },
     getVqState(mdev, idx) {
       const vq = queue(mdev, idx);
+      if (!vq.ready && vq.pendingState !== null) return vq.pendingState;
       return owner.offload
         ? owner.offload.getState(state(mdev).slot, idx)
         : vq.vrh.getLastAvailIdx();
@@ -249,7 +279,10 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     setStatus(mdev, status) {
       const s = state(mdev);
       if (status === 0) s.reset();
-      else s.status = status;
+      // DEVICE_NEEDS_RESET is the device's, and only a reset clears it: a driver writing back a
+      // status it read before the fault must not hide the fault (virtio 1.2 2.1.1 forbids the
+      // driver to clear a status bit; 2.1.2 keeps the device in error until the reset).
+      else s.status = status | (s.status & VIRTIO_CONFIG_S_NEEDS_RESET);
     },
     getConfig(mdev, offset, buf) {
       // Bytes [offset, offset + len) of the config space; the sample's pointer arithmetic fixed.
@@ -291,6 +324,10 @@ export class MvnetLoopback {
     this.budget = options.budget ?? MVNET_BUDGET;
     this.maxInstances = options.maxInstances ?? 64;
     this.queueSize = options.queueSize ?? MVNET_QUEUE_MAX;
+    // A budget of 0 would requeue the work forever without moving a frame.
+    if (!Number.isInteger(this.budget) || this.budget < 1) {
+      throw new RangeError(`mvnet: budget ${options.budget} must be a positive integer`);
+    }
     if (
       !Number.isInteger(this.queueSize) ||
       this.queueSize < 2 ||

@@ -13,7 +13,13 @@ export {
   randomMac,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './config';
-export { type DatapathResult, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+export {
+  type DatapathResult,
+  LoopbackDatapath,
+  MvnetQueue,
+  type MvnetStats,
+  type NetHdrLayout,
+} from './datapath';
 export {
   MVNET_BUDGET,
   MVNET_NAME,

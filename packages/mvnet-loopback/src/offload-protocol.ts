@@ -5,7 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SharedMemoryDescriptor, VringhConfig } from '@mdev/virtio-ring';
-import type { MvnetStats } from './datapath';
+import type { MvnetStats, NetHdrLayout } from './datapath';
 
 /** Control words (Int32 indexes). */
 export const CTL_DOORBELL = 0; // main -> worker: bumped by every kick and request
@@ -42,8 +42,13 @@ export type OffloadRequest =
       slot: number;
       queue: number;
       config: VringhConfig;
+      /** The vq state to start from (Vringh.init zeroes it). */
+      lastAvail: number;
+      hdr: NetHdrLayout;
     }
   | { seq: number; op: 'unready'; slot: number; queue: number }
+  /** Every queue of the slot stops and forgets its place in the ring (a device reset). */
+  | { seq: number; op: 'reset'; slot: number }
   | { seq: number; op: 'getState'; slot: number; queue: number }
   | { seq: number; op: 'setState'; slot: number; queue: number; value: number };
 

@@ -124,16 +124,25 @@ function handle(req: OffloadRequest): number {
       const vq = s.vqs[req.queue];
       if (!vq) return -EINVAL;
       const err = vq.vrh.init(req.config);
+      // init zeroes the ring indices; a vq state set while the queue was down comes after it.
+      if (err === 0) vq.vrh.setLastAvailIdx(req.lastAvail);
       vq.ready = err === 0;
+      s.datapath.hdr = req.hdr;
       s.active = true;
       return err;
     }
     case 'unready': {
+      // The queue keeps its place in the ring, for getState; a reset forgets it.
       const vq = s.vqs[req.queue];
       if (!vq) return -EINVAL;
       vq.ready = false;
       return 0;
     }
+    case 'reset':
+      // Every queue, ready or not: a broken ring's queues were stopped here already.
+      for (const vq of s.vqs) vq.resetRing();
+      s.starvedSince = 0;
+      return 0;
     case 'getState':
       return s.vqs[req.queue]?.vrh.getLastAvailIdx() ?? -EINVAL;
     case 'setState':

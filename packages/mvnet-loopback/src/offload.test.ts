@@ -41,6 +41,19 @@ afterEach(() => {
   mdevVirtioExit();
 });
 
+/** The bytes sent, with num_buffers (le16 at 10 of the VERSION_1 header) set to 1 by the device. */
+function looped(sent: Uint8Array): Uint8Array {
+  const out = sent.slice();
+  out[10] = 1;
+  out[11] = 0;
+  return out;
+}
+
+/** Blocks this thread (so no interrupt is delivered meanwhile) for `ms` milliseconds. */
+function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
   const end = performance.now() + ms;
   while (!cond()) {
@@ -134,7 +147,7 @@ describe('mvnet_loopback in worker mode', () => {
       const used = rx.getBuf()!;
       expect(used.len).toBe(frames[k]!.len);
       expect(memory.read(rxBufs[used.token]!, used.len)).toEqual(
-        memory.read(frames[k]!.addr, frames[k]!.len),
+        looped(memory.read(frames[k]!.addr, frames[k]!.len)),
       );
     }
     const stats = `/sys/bus/mdev_virtio/devices/${UUID}/stats`;
@@ -209,7 +222,7 @@ describe('mvnet_loopback in worker mode', () => {
     expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === 1)).toBe(true);
     expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(0);
     expect(rx.getBuf()).toEqual({ token: 1, len: 1500 });
-    expect(ram.memory.read(rxBuf, 1500)).toEqual(ram.memory.read(frame, 1500));
+    expect(ram.memory.read(rxBuf, 1500)).toEqual(looped(ram.memory.read(frame, 1500)));
   });
 
   it('after a reset returns, the worker no longer touches the rings', async () => {
@@ -231,6 +244,73 @@ describe('mvnet_loopback in worker mode', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect([...used]).toEqual(before);
     expect(mvnet.stateOf(mdev).stats.txPackets).toBe(0);
+  });
+
+  it('a ring fault the worker raised just before a reset does not outlive the reset', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, tx } = bringUp(mdev, 64);
+    const stats = mvnet.stateOf(mdev).stats;
+    const avail = memory.view(tx.availAddr, 6);
+    avail[4] = 0xff; // a head beyond the ring
+    avail[5] = 0x7f;
+    avail[2] = 1;
+    ops.kickVq(mdev, MVNET_TX_QUEUE);
+    // Without giving the event loop a turn (which would deliver the fault), wait until the
+    // worker has counted the fault, then a little longer for its pending bit, which follows.
+    const end = performance.now() + 5000;
+    while (stats.ringErrors === 0 && performance.now() < end) blockFor(1);
+    expect(stats.ringErrors).toBe(1);
+    blockFor(20);
+    // The driver resets the device and sets it up again on fresh rings.
+    ops.setStatus(mdev, 0);
+    const { rx, tx: tx2 } = bringUp(mdev, 64);
+    rx.addInbuf(allocator.alloc(2048)!, 2048, 1);
+    rx.kick();
+    const frame = allocator.alloc(60)!;
+    tx2.addOutbuf(frame, 60, 1);
+    tx2.kick();
+    expect(await until(() => stats.rxPackets === 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 20)); // room for a stale fault to be delivered
+    expect(ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
+    expect(mvnet.offload!.holdsProcess).toBe(true);
+    expect(rx.getBuf()).toEqual({ token: 1, len: 60 });
+    // And the next reset stops the worker on these rings.
+    ops.setStatus(mdev, 0);
+    expect(mvnet.offload!.holdsProcess).toBe(false);
+    tx2.addOutbuf(frame, 60, 2);
+    tx2.notify();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(stats.txPackets).toBe(1);
+    expect(tx2.getBuf()).toEqual({ token: 1, len: 0 });
+    expect(tx2.getBuf()).toBeNull();
+  });
+
+  it('resets the vq state on reset, and keeps one set while the queue was not ready', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev, 64);
+    for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+    rx.kick();
+    const frame = allocator.alloc(60)!;
+    for (let k = 0; k < 3; k++) tx.addOutbuf(frame, 60, k);
+    tx.kick();
+    expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === 3)).toBe(true);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(3);
+    ops.setVqReady(mdev, MVNET_TX_QUEUE, false);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(3); // where the device stopped
+    ops.setStatus(mdev, 0);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(0);
+    expect(ops.getVqState(mdev, MVNET_RX_QUEUE)).toBe(0);
+    // A state restored before the queue is enabled survives the enable (in the worker).
+    ops.setVqState(mdev, MVNET_TX_QUEUE, 17);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(17);
+    ops.setVqNum(mdev, MVNET_TX_QUEUE, tx.size);
+    ops.setVqAddress(mdev, MVNET_TX_QUEUE, tx.descAddr, tx.availAddr, tx.usedAddr);
+    ops.setVqReady(mdev, MVNET_TX_QUEUE, true);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
+    expect(ops.getVqState(mdev, MVNET_TX_QUEUE)).toBe(17);
   });
 
   it('reports DEVICE_NEEDS_RESET for a garbage ring found by the worker', async () => {

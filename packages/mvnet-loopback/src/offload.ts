@@ -15,7 +15,7 @@ import {
   spawnWorker,
   type VringhConfig,
 } from '@mdev/virtio-ring';
-import type { MvnetStats } from './datapath';
+import type { MvnetStats, NetHdrLayout } from './datapath';
 import {
   CTL_ACK_SEQ,
   CTL_ACK_VALUE,
@@ -149,16 +149,40 @@ export class MvnetOffload {
     Atomics.store(this.pending, slot, 0);
   }
 
-  /** Enables a queue; the result is Vringh.init's (0 or a negative errno). */
-  ready(slot: number, queue: number, config: VringhConfig): number {
-    const err = this.call({ op: 'ready', slot, queue, config });
+  /**
+   * Enables a queue at vq state `lastAvail`, with the slot's header layout; the result is
+   * Vringh.init's (0 or a negative errno).
+   */
+  ready(
+    slot: number,
+    queue: number,
+    config: VringhConfig,
+    lastAvail: number,
+    hdr: NetHdrLayout,
+  ): number {
+    const err = this.call({ op: 'ready', slot, queue, config, lastAvail, hdr });
     this.setReady(slot, queue, err === 0);
     return err;
   }
 
+  /** Stops a queue; it keeps its place in the ring (the vq state). */
   unready(slot: number, queue: number): void {
     this.setReady(slot, queue, false);
     this.call({ op: 'unready', slot, queue });
+  }
+
+  /**
+   * A device reset: every queue of the slot stops and its vq state goes back to 0, whatever this
+   * thread believes ready (the worker stops a broken ring's queues before the fault is
+   * delivered). Pending bits raised before it are dropped with it: delivered after the reset, a
+   * PENDING_BROKEN would mark the set-up-again device DEVICE_NEEDS_RESET while the worker runs
+   * its new rings. When this returns the worker no longer touches the slot's rings.
+   */
+  reset(slot: number): void {
+    this.setReady(slot, -1, false);
+    this.call({ op: 'reset', slot });
+    // After the answer: the worker raises nothing more for the slot until a queue is ready.
+    Atomics.store(this.pending, slot, 0);
   }
 
   /** Whether the worker keeps the process alive: some queue is ready. */
