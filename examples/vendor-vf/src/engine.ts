@@ -19,6 +19,7 @@ import {
   VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS,
   VIRTIO_NET_CONFIG_MTU,
   VIRTIO_NET_CONFIG_STATUS,
+  VIRTIO_NET_HDR_NUM_BUFFERS,
   VIRTIO_NET_S_LINK_UP,
   VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
@@ -568,8 +569,18 @@ export class VfEngine {
         stats.tx_dropped++;
         continue;
       }
+      if (w.total < len) {
+        // The frame does not fit the receive buffer: cut short, it would look like a real shorter
+        // frame, so the buffer goes back unused and the frame is dropped (counted here).
+        rxv.abandon(1);
+        txv.complete(txv.head, 0);
+        stats.rx_truncated++;
+        continue;
+      }
       const written = txv.copy(r, w);
-      if (written < len) stats.rx_truncated++;
+      // The header is copied as the driver wrote it, except num_buffers: virtio 1.2 5.1.6.4.1
+      // has the device set it (1: one buffer a frame); a driver's TX header carries 0 there.
+      if (written >= VIRTIO_NET_HDR_NUM_BUFFERS + 2) w.storeLe16(VIRTIO_NET_HDR_NUM_BUFFERS, 1);
       // complete() publishes the used element after the frame bytes (a release store).
       txv.complete(txv.head, 0);
       rxv.complete(rxv.head, written);

@@ -97,7 +97,11 @@ describe('the VF datapath', () => {
       expect(rx.getBuf()).toEqual({ token: i, len: 100 });
       expect(tx.getBuf()).toEqual({ token: i, len: 0 });
     }
-    expect(memory.read(bufs[2]!, 100)).toEqual(memory.read(frame, 100));
+    // Byte for byte, but for num_buffers (header bytes 10-11), which the VF sets to 1.
+    const sent = memory.read(frame, 100);
+    sent[10] = 1;
+    sent[11] = 0;
+    expect(memory.read(bufs[2]!, 100)).toEqual(sent);
     // The driver does not post any: after the grace the frames are dropped (and completed).
     for (let i = 0; i < 2; i++) tx.addOutbuf(frame, 100, 10 + i);
     expect(engine.run()).toBe('starved');
@@ -106,5 +110,42 @@ describe('the VF datapath', () => {
     expect(engine.stats.tx_dropped).toBe(2);
     expect(engine.stats.tx_packets).toBe(5);
     expect([tx.getBuf()?.token, tx.getBuf()?.token]).toEqual([10, 11]);
+  });
+
+  it('sets num_buffers to 1 even when the header spans two receive buffers', () => {
+    const { memory, alloc, engine, rx, tx } = runningVf();
+    const frame = alloc.alloc(64)!;
+    memory.view(frame, 64).fill(0xee);
+    tx.addOutbuf(frame, 64, 7);
+    // The receive chain: 11 bytes, then 53, so num_buffers (bytes 10-11) straddles the two.
+    const a = alloc.alloc(11)!;
+    const b = alloc.alloc(53)!;
+    const addrs = Float64Array.of(a, b);
+    expect(rx.addChain(addrs, Float64Array.of(11, 53), 0, 2, 1)).toBe(0);
+    expect(engine.run()).toBe('idle');
+    expect(rx.getBuf()).toEqual({ token: 1, len: 64 });
+    expect(memory.read(a + 10, 1)).toEqual(Uint8Array.of(1));
+    expect(memory.read(b, 1)).toEqual(Uint8Array.of(0));
+    expect(memory.read(b + 1, 52)).toEqual(new Uint8Array(52).fill(0xee));
+  });
+
+  it('drops a frame larger than its receive buffer and gives the buffer back unused', () => {
+    const { memory, alloc, engine, rx, tx } = runningVf();
+    const big = alloc.alloc(200)!;
+    memory.view(big, 200).fill(0x11);
+    const small = alloc.alloc(100)!;
+    memory.view(small, 100).fill(0x22);
+    tx.addOutbuf(big, 200, 1);
+    const buf = alloc.alloc(128)!;
+    rx.addInbuf(buf, 128, 9);
+    expect(engine.run()).toBe('idle');
+    expect(tx.getBuf()).toEqual({ token: 1, len: 0 });
+    expect(rx.getBuf()).toBeNull();
+    expect(engine.stats.rx_truncated).toBe(1);
+    // The buffer was given back: the next frame that fits lands in it.
+    tx.addOutbuf(small, 100, 2);
+    expect(engine.run()).toBe('idle');
+    expect(rx.getBuf()).toEqual({ token: 9, len: 100 });
+    expect(memory.read(buf + 12, 88)).toEqual(new Uint8Array(88).fill(0x22));
   });
 });

@@ -202,7 +202,7 @@ export class LoopbackDatapath {
       // Virtio 1.2 5.1.6.4.1: without MRG_RXBUF the device MUST set num_buffers to 1 (and with
       // it, a frame in one buffer says 1 too); the driver's TX header has 0 there. Written
       // before complete() publishes the buffer.
-      if (numBuffers >= 0 && written >= numBuffers + 2) storeLe16(w, numBuffers, 1);
+      if (numBuffers >= 0 && written >= numBuffers + 2) w.storeLe16(numBuffers, 1);
       txv.complete(txv.head, 0);
       rxv.complete(rxv.head, written);
       rxPackets++;
@@ -218,25 +218,5 @@ export class LoopbackDatapath {
     if (txv.needNotify() === 1) tx.interrupt();
     if (rxv.needNotify() === 1) rx.interrupt();
     return result;
-  }
-}
-
-/** Stores a little-endian 16-bit value at byte `at` of the chain `iov` holds (across segments). */
-function storeLe16(iov: VringhIov, at: number, value: number): void {
-  if (iov.len[0]! >= at + 2) {
-    // The header in the first segment: the common case.
-    const o = iov.off[0]! + at;
-    iov.buf[0]![o] = value & 0xff;
-    iov.buf[0]![o + 1] = value >> 8;
-    return;
-  }
-  let start = 0; // chain offset of segment k
-  for (let k = 0; k < iov.used && start < at + 2; k++) {
-    const len = iov.len[k]!;
-    for (let b = 0; b < 2; b++) {
-      const rel = at + b - start;
-      if (rel >= 0 && rel < len) iov.buf[k]![iov.off[k]! + rel] = (value >> (8 * b)) & 0xff;
-    }
-    start += len;
   }
 }

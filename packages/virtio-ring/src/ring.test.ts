@@ -66,6 +66,23 @@ describe('layout', () => {
   });
 });
 
+describe('VringhIov.storeLe16', () => {
+  it('writes a little-endian u16 at a chain offset, across segments, and refuses past the end', () => {
+    const a = new Uint8Array(16);
+    const b = new Uint8Array(16);
+    const iov = new VringhIov();
+    iov.push(a, 4, 11, 0); // chain bytes 0-10 are a[4..14]
+    iov.push(b, 2, 5, 0); // chain bytes 11-15 are b[2..6]
+    expect(iov.storeLe16(2, 0x1234)).toBe(true);
+    expect([a[6], a[7]]).toEqual([0x34, 0x12]);
+    expect(iov.storeLe16(10, 0xabcd)).toBe(true); // straddles: a[14], then b[2]
+    expect([a[14], b[2]]).toEqual([0xcd, 0xab]);
+    expect(iov.storeLe16(15, 1)).toBe(false); // would end past byte 16
+    expect(iov.storeLe16(-1, 1)).toBe(false);
+    expect(b[7]).toBe(0);
+  });
+});
+
 describe('ring placement', () => {
   function create(align?: number) {
     const memory = new GuestMemory();

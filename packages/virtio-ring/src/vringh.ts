@@ -71,6 +71,32 @@ export class VringhIov {
     }
   }
 
+  /**
+   * Writes `value` as a little-endian u16 at byte `at` of the chain, across segments if it must
+   * (a device rewriting a header field in place, say num_buffers). False, writing nothing, when
+   * the chain ends before `at + 2`. Does not move the pull/push position.
+   */
+  storeLe16(at: number, value: number): boolean {
+    if (at < 0 || at + 2 > this.total) return false;
+    if (this.len[0]! >= at + 2) {
+      // Within the first segment: the common case of a header.
+      const o = this.off[0]! + at;
+      this.buf[0]![o] = value & 0xff;
+      this.buf[0]![o + 1] = (value >> 8) & 0xff;
+      return true;
+    }
+    let start = 0; // the chain offset of segment k
+    for (let k = 0; k < this.used && start < at + 2; k++) {
+      const len = this.len[k]!;
+      for (let b = 0; b < 2; b++) {
+        const rel = at + b - start;
+        if (rel >= 0 && rel < len) this.buf[k]![this.off[k]! + rel] = (value >> (8 * b)) & 0xff;
+      }
+      start += len;
+    }
+    return true;
+  }
+
   /** Bytes not yet consumed by pull/push. */
   get remaining(): number {
     let n = -this.consumed;
