@@ -440,7 +440,7 @@ export class VfEngine {
       this.deviceError(`queue ${idx} cannot be enabled (size ${q.size}, rings out of reach?)`);
       return;
     }
-    q.vrh.setLastAvailIdx(q.lastAvail);
+    q.vrh.restoreState(q.lastAvail);
     q.enabled = true;
   }
 

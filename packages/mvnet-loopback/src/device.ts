@@ -225,7 +225,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       if (owner.offload) err = owner.offload.ready(s.slot, idx, config, lastAvail, hdr);
       else {
         err = vq.vrh.init(config);
-        if (err === 0) vq.vrh.setLastAvailIdx(lastAvail);
+        if (err === 0) vq.vrh.restoreState(lastAvail);
         s.datapath.hdr = hdr;
       }
       vq.ready = err === 0;

@@ -343,6 +343,23 @@ describe('device-side vringh, hardened walk', () => {
     expect(dev.getDesc(r, null)).toBe(0);
   });
 
+  it('restores a vq state: reads avail from it and publishes used entries after it', () => {
+    const { ring, dev, buf, memory } = raw();
+    ring.setDesc(0, buf, 8, VRING_DESC_F_WRITE, 0);
+    for (let k = 0; k < 18; k++) ring.offer(0); // avail idx 18: a ring stopped at 17
+    const used = memory.view(ring.usedAddr, 4 + 8 * 8);
+    used[2] = 17; // and the used index it had published
+    dev.restoreState(17);
+    const w = new VringhIov();
+    expect(dev.getDesc(null, w)).toBe(1);
+    expect(dev.getDesc(null, new VringhIov())).toBe(0);
+    dev.complete(dev.head, 8);
+    // used idx 18 (not 1), with the element in slot 17 % 8.
+    expect(used[2] | (used[3]! << 8)).toBe(18);
+    expect(used[4 + (17 % 8) * 8 + 4]).toBe(8);
+    expect(dev.getLastAvailIdx()).toBe(18);
+  });
+
   it('completes several chains with one index update', () => {
     const { ring, dev, buf } = raw();
     for (let h = 0; h < 3; h++) {

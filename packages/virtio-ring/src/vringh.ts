@@ -216,9 +216,21 @@ export class Vringh {
     return this.lastAvail;
   }
 
-  /** Sets the vq state (set_vq_state). */
+  /** Sets the vq state (set_vq_state): the next avail index the device will read. */
   setLastAvailIdx(idx: number): void {
     this.lastAvail = this.availShadow = idx & 0xffff;
+  }
+
+  /**
+   * Starts a freshly initialised ring at vq state `idx` (a queue enabled with a restored state):
+   * the device reads avail entries from `idx` and publishes used entries from `idx` too, since a
+   * stopped ring had used every chain it took. Without the second half the first completion would
+   * rewind the used index to 1. (vdpa_sim does the same when a queue is made ready.)
+   */
+  restoreState(idx: number): void {
+    this.setLastAvailIdx(idx);
+    this.lastUsed = idx & 0xffff;
+    this.completed = 0;
   }
 
   /** Whether the driver has made buffers available that the device has not taken. */
