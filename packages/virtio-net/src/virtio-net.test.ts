@@ -5,6 +5,7 @@ import {
   registerVirtioDevice,
   unregisterVirtioDevice,
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MAC,
@@ -27,8 +28,10 @@ import {
   NETDEV_TX_BUSY,
   NETDEV_TX_OK,
   netdevGetByName,
+  netdevList,
   registerVirtioNetDriver,
   setVirtioNetParams,
+  subscribeNetdev,
   unregisterVirtioNetDriver,
   type VirtNet,
   virtioNetParams,
@@ -283,6 +286,8 @@ describe('link state', () => {
     net!.onTxWake = () => {
       woke++;
     };
+    // The first NAPI run after open wakes the sender once (the interface just came up).
+    await until(() => woke === 1);
     dev.setLink(false);
     await until(() => links.length === 1);
     expect(links).toEqual([false]);
@@ -291,7 +296,7 @@ describe('link state', () => {
     dev.setLink(true);
     await until(() => links.length === 2);
     expect(links).toEqual([false, true]);
-    expect(woke).toBe(1);
+    expect(woke).toBe(2);
     const got = collect(net!);
     expect(net!.xmit(frame(1, 60))).toBe(NETDEV_TX_OK);
     await until(() => got.length === 1);
@@ -328,5 +333,142 @@ describe('remove', () => {
     const before = got.length;
     for (let i = 0; i < 100; i++) await new Promise<void>((r) => setImmediate(r));
     expect(got.length).toBe(before);
+  });
+});
+
+describe('probe ordering and unwinding', () => {
+  function device(ram: HostRam) {
+    const dev = new LoopbackNetDevice({ ram, numMax: 16 });
+    const vdev = createTestVirtioDevice(dev);
+    cleanups.push(() => unregisterVirtioDevice(vdev));
+    return { dev, vdev };
+  }
+
+  it('sets DRIVER_OK before the netdev is visible, so an open on register kicks a ready device', () => {
+    const ram = new HostRam({ regionSize: 4 << 20 });
+    const { dev, vdev } = device(ram);
+    const statusAtKick: number[] = [];
+    const kickVq = dev.kickVq.bind(dev);
+    dev.kickVq = (i) => {
+      statusAtKick.push(dev.status);
+      kickVq(i);
+    };
+    // A listener that brings every new interface up at once, as a network manager would.
+    cleanups.push(subscribeNetdev((event, nd) => event === 'register' && nd.open()));
+    registerVirtioDevice(vdev);
+    expect(virtnetFromVirtioDevice(vdev)?.isUp).toBe(true);
+    expect(statusAtKick.length).toBeGreaterThan(0);
+    for (const st of statusAtKick)
+      expect(st & VIRTIO_CONFIG_S_DRIVER_OK).toBe(VIRTIO_CONFIG_S_DRIVER_OK);
+  });
+
+  it('leaves nothing registered or allocated when the probe fails after the netdev was made', () => {
+    const ram = new HostRam({ regionSize: 4 << 20 });
+    const { dev, vdev } = device(ram);
+    cleanups.push(
+      subscribeNetdev((event, nd) => {
+        if (event === 'register') {
+          nd.open(); // buffers posted: the unwinding has to take them back
+          throw new KernelError('ENOMEM', 'a listener ran out of memory');
+        }
+      }),
+    );
+    const names = netdevList().map((n) => n.name);
+    registerVirtioDevice(vdev);
+    expect(vdev.driver).toBeNull();
+    expect(KernelError.is(vdev.lastProbeError, 'ENOMEM')).toBe(true);
+    expect(dev.status & VIRTIO_CONFIG_S_FAILED).toBe(VIRTIO_CONFIG_S_FAILED);
+    expect(netdevList().map((n) => n.name)).toEqual(names);
+    expect(virtnetFromVirtioDevice(vdev)).toBeUndefined();
+    expect(vdev.priv).toBeNull();
+    expect(vdev.vqs).toHaveLength(0);
+    expect(ram.allocatedBytes).toBe(0);
+  });
+});
+
+describe('robustness', () => {
+  it('wakes a sender that got BUSY while the interface was down once it is opened again', async () => {
+    const { net } = setup();
+    net!.open();
+    let woke = 0;
+    net!.onTxWake = () => {
+      woke++;
+    };
+    await until(() => woke === 1);
+    net!.stop();
+    expect(net!.xmit(frame(0, 60))).toBe(NETDEV_TX_BUSY);
+    net!.open();
+    await until(() => woke === 2);
+    expect(woke).toBe(2);
+    expect(net!.xmit(frame(1, 60))).toBe(NETDEV_TX_OK);
+  });
+
+  it('posts again, a little later, receive buffers whose repost failed', async () => {
+    const { net } = setup({ numMax: 16 });
+    net!.open();
+    const rx = net!.queues.rx;
+    const addInbuf = rx.addInbuf.bind(rx);
+    let failures = 3;
+    rx.addInbuf = (addr, len, token) => (failures-- > 0 ? -12 : addInbuf(addr, len, token));
+    const got = collect(net!);
+    await sendAll(
+      net!,
+      Array.from({ length: 40 }, (_, i) => frame(i, 60)),
+    );
+    await until(() => got.length === 40);
+    expect(failures).toBeLessThan(0);
+    // Every receive buffer is back with the device: none was lost to the failed adds.
+    const deadline = performance.now() + 5000;
+    while (rx.numFree !== 0 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(rx.numFree).toBe(0);
+  });
+
+  it('survives a receive handler that removes the device: the deleted rings are not touched', async () => {
+    const { net, vdev, ram } = setup();
+    net!.open();
+    const rx = net!.queues.rx;
+    let removed = false;
+    let touchedAfter = 0;
+    const enable = rx.enableCbPrepare.bind(rx);
+    rx.enableCbPrepare = () => {
+      if (removed) touchedAfter++;
+      return enable();
+    };
+    const addInbuf = rx.addInbuf.bind(rx);
+    rx.addInbuf = (addr, len, token) => {
+      if (removed) touchedAfter++;
+      return addInbuf(addr, len, token);
+    };
+    let calls = 0;
+    net!.onReceive = () => {
+      calls++;
+      if (!removed) {
+        removed = true;
+        unregisterVirtioDevice(vdev);
+      }
+    };
+    for (let i = 0; i < 8; i++) net!.xmit(frame(i, 60), i < 7);
+    await until(() => removed);
+    for (let i = 0; i < 50; i++) await new Promise<void>((r) => setImmediate(r));
+    cleanups.length = 0;
+    expect(calls).toBe(1);
+    expect(touchedAfter).toBe(0);
+    expect(ram.allocatedBytes).toBe(0);
+  });
+
+  it('counts the frames the device finished but nobody reaped when the device goes away', async () => {
+    const { net, dev, vdev } = setup({ numMax: 32 });
+    net!.open();
+    net!.onReceive = () => {};
+    for (let i = 0; i < 10; i++) expect(net!.xmit(frame(i, 60), i < 9)).toBe(NETDEV_TX_OK);
+    net!.stop(); // no NAPI from here: completions stay on the used ring
+    await until(() => dev.frames === 10);
+    expect(dev.frames).toBe(10);
+    unregisterVirtioDevice(vdev);
+    cleanups.length = 0;
+    expect(net!.stats.txPackets + net!.stats.txDropped).toBe(10);
+    expect(net!.stats.txPackets).toBe(10);
   });
 });

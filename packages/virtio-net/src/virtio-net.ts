@@ -1,4 +1,4 @@
-import { Work, Workqueue } from '@mdev/driver-core';
+import { KernelError, Work, Workqueue } from '@mdev/driver-core';
 import {
   ETH_ALEN,
   featureSet,
@@ -80,6 +80,8 @@ export function setVirtioNetParams(params: Partial<VirtioNetParams>): void {
 }
 
 const SLOT_ALIGN = 64;
+/** How long the refill work waits before posting receive buffers an add failed to post. */
+const REFILL_RETRY_MS = 10;
 
 /** The workqueue NAPI polls and config work run on (the kernel's softirq and system_wq). */
 export const virtnetWq = new Workqueue('virtio-net');
@@ -140,6 +142,10 @@ export class VirtNet implements NetDevice {
   private stopped = false;
   private napiOn = false;
   private removed = false;
+  /** Set by open: the next NAPI run wakes the sender (see open). */
+  private wakeOnOpen = false;
+  private readonly refillWork: Work;
+  private refillTimer: ReturnType<typeof setTimeout> | null = null;
   private kickPending = false;
   private readonly napi: Work;
   private readonly configWork: Work;
@@ -174,8 +180,13 @@ export class VirtNet implements NetDevice {
     this.mtu = virtioHasFeature(vdev, VIRTIO_NET_F_MTU)
       ? virtioCread16(vdev, VIRTIO_NET_CONFIG_MTU)
       : ETH_DATA_LEN;
+    // virtnet_probe checks again what validate checked: the config may have changed between.
+    if (this.mtu < ETH_MIN_MTU) {
+      throw new KernelError('EINVAL', `virtio-net: device MTU ${this.mtu} is below ${ETH_MIN_MTU}`);
+    }
     this.maxFrameLen = this.mtu + ETH_HLEN + VLAN_HLEN;
     this.napi = new Work(() => this.napiRun());
+    this.refillWork = new Work(() => this.refill());
     this.configWork = new Work(() => this.configChangedWork());
     const [rvq, svq] = virtioFindVqs<number>(
       vdev,
@@ -265,6 +276,9 @@ export class VirtNet implements NetDevice {
     this.up = true;
     this.stopped = false;
     this.napiOn = true;
+    // A sender that got BUSY while the interface was down may send again: the first NAPI run
+    // says so (netif_tx_start_all_queues, with the wake the NetDevice contract promises).
+    this.wakeOnOpen = true;
     // Transmit completions are reaped from xmit; interrupts only when the ring fills up.
     this.svq.disableCb();
     this.tryFillRecv();
@@ -277,6 +291,7 @@ export class VirtNet implements NetDevice {
     this.up = false;
     this.napiOn = false;
     void virtnetWq.cancelSync(this.napi);
+    void virtnetWq.cancelSync(this.refillWork);
     this.flush();
   }
 
@@ -287,9 +302,32 @@ export class VirtNet implements NetDevice {
     while (vq.numFree > 0) {
       const slot = this.nextRxSlot();
       if (slot < 0) break;
-      if (vq.addInbuf(this.rxBase + slot * size, size, slot) !== 0) break;
+      if (vq.addInbuf(this.rxBase + slot * size, size, slot) !== 0) {
+        this.rxPosted![slot] = 0;
+        this.refillLater();
+        break;
+      }
     }
     if (vq.kickPrepare()) vq.notify();
+  }
+
+  /**
+   * The refill work (virtnet's refill delayed work): posts the receive buffers an add could not
+   * post (a DMA mapping failed), a little later, as long as the interface is up.
+   */
+  private refill(): void {
+    if (this.up === true && this.removed !== true && this.rvq.isBroken !== true) {
+      this.tryFillRecv();
+    }
+  }
+
+  private refillLater(): void {
+    if (this.refillTimer !== null || this.removed === true) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = null;
+      virtnetWq.queue(this.refillWork);
+    }, REFILL_RETRY_MS);
+    this.refillTimer.unref?.();
   }
 
   private rxPosted: Uint8Array | null = null;
@@ -443,7 +481,11 @@ export class VirtNet implements NetDevice {
     if (this.stopped && this.txFreeTop > 0 && this.svq.numFree >= this.txNeed) {
       this.stopped = false;
       this.svq.disableCb();
+      this.wakeOnOpen = false;
       if (this.up && this.link) this.onTxWake?.();
+    } else if (this.wakeOnOpen === true) {
+      this.wakeOnOpen = false;
+      if (!this.stopped && this.up && this.link) this.onTxWake?.();
     }
   }
 
@@ -470,6 +512,8 @@ export class VirtNet implements NetDevice {
         return;
       }
     }
+    // A receive handler may have taken the interface down or removed the device.
+    if (!this.napiOn || this.removed) return;
     // Re-enable interrupts, then look again: a buffer used between the last getBuf and the
     // enable would otherwise raise no interrupt (the lost wakeup).
     const opaque = this.rvq.enableCbPrepare();
@@ -517,7 +561,16 @@ export class VirtNet implements NetDevice {
         }
       }
       if (numBuf === 1) {
+        if (len - hdrLen > this.maxFrameLen) {
+          // receive_small's "rx error: len exceeds max size": longer than the MTU allows.
+          this.counters.rxErrors++;
+          this.repost(slot);
+          refilled = true;
+          continue;
+        }
         this.deliver(this.rxU8, off + hdrLen, len - hdrLen);
+        // The handler may have removed the device: its rings are gone.
+        if (this.removed === true) return received;
         this.repost(slot);
         refilled = true;
         continue;
@@ -548,13 +601,19 @@ export class VirtNet implements NetDevice {
       }
       if (ok) this.deliver(this.reasm, 0, total);
       else this.counters.rxDropped++;
+      if (this.removed === true) return received;
     }
     if (refilled && vq.kickPrepare()) vq.notify();
     return received;
   }
 
   private repost(slot: number): void {
-    this.rvq.addInbuf(this.rxBase + slot * this.rxSlot, this.rxSlot, slot);
+    if (this.rvq.addInbuf(this.rxBase + slot * this.rxSlot, this.rxSlot, slot) !== 0) {
+      // Not posted (a DMA mapping failed, or the queue broke): the refill work tries again, so
+      // the buffer is not lost to the ring.
+      this.rxPosted![slot] = 0;
+      this.refillLater();
+    }
   }
 
   private deliver(buf: Uint8Array, offset: number, length: number): void {
@@ -591,6 +650,9 @@ export class VirtNet implements NetDevice {
   teardown(): void {
     this.stop();
     this.removed = true;
+    if (this.refillTimer !== null) clearTimeout(this.refillTimer);
+    this.refillTimer = null;
+    void virtnetWq.cancelSync(this.refillWork);
     void virtnetWq.cancelSync(this.configWork);
     // Reset first, as remove_vq_common() does: from here the device writes nothing, so what
     // follows sees the rings as they finally are (a device in another thread could otherwise
@@ -599,7 +661,7 @@ export class VirtNet implements NetDevice {
     // Account for every frame in flight, so a user's counts still add up after a removal:
     // transmitted frames the device finished are reaped as sent, received frames nobody will
     // read any more are dropped.
-    while (this.svq.getBufToken() !== undefined);
+    this.freeOldXmit();
     while (this.rvq.getBufToken() !== undefined) this.counters.rxDropped++;
     // Every other buffer comes back unused (free_unused_bufs); a frame the device never sent
     // is dropped.
@@ -645,9 +707,21 @@ export const virtioNetDriver: VirtioDriver = {
     const vi = new VirtNet(vdev);
     vdev.priv = vi;
     byDevice.set(vdev, vi);
-    registerNetdev(vi);
-    virtioDeviceReady(vdev);
-    vi.initLink();
+    try {
+      // DRIVER_OK before the netdev is visible: from registration on anyone may open it, which
+      // posts buffers and kicks, and no notification may come before DRIVER_OK (virtio 1.2
+      // 3.1.1; the kernel holds rtnl across both for the same reason).
+      virtioDeviceReady(vdev);
+      vi.initLink();
+      registerNetdev(vi);
+    } catch (err) {
+      // virtnet_probe's error path: nothing of the device may stay registered or allocated.
+      unregisterNetdev(vi);
+      vi.teardown();
+      byDevice.delete(vdev);
+      vdev.priv = null;
+      throw err;
+    }
   },
   remove(vdev) {
     const vi = byDevice.get(vdev);
