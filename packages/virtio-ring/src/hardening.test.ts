@@ -102,6 +102,124 @@ describe('driver-side virtqueue', () => {
     }
   });
 
+  it('unmaps indirect buffers from its own record, whatever the device wrote into the table', () => {
+    const unmapped: [number, number, string][] = [];
+    const { vq, dev, alloc, memory } = world({
+      indirect: true,
+      dma: (d) => ({
+        ...d,
+        map: (cpu) => cpu + 0x1000,
+        unmap: (a, l, dir) => unmapped.push([a, l, dir]),
+      }),
+    });
+    const a = alloc.alloc(64)!;
+    const b = alloc.alloc(64)!;
+    expect(vq.add([{ addr: a, len: 16 }], [{ addr: b, len: 64 }], 7)).toBe(0);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    // The device walks the chain (buffer addresses are 4 KiB off in its identity view, which
+    // does not matter here)...
+    expect(dev.getDesc(r, w)).toBe(1);
+    // ...then scribbles over the indirect table's first entry before completing.
+    const desc = memory.view(vq.descAddr, 16);
+    const table = new DataView(desc.buffer, desc.byteOffset).getUint32(0, true);
+    memory.view(table, 16).fill(0x77);
+    dev.complete(dev.head, 64);
+    expect(vq.getBufToken()).toBe(7);
+    expect(unmapped).toEqual([
+      [a + 0x1000, 16, 'to-device'],
+      [b + 0x1000, 64, 'from-device'],
+    ]);
+  });
+
+  it('puts a chain in the ring directly when no indirect table can be allocated', () => {
+    let allocs = 0;
+    const { vq, dev, alloc } = world({
+      indirect: true,
+      dma: (d) => ({ ...d, alloc: (size, align) => (++allocs > 3 ? null : d.alloc(size, align)) }),
+    });
+    const a = alloc.alloc(64)!;
+    const b = alloc.alloc(64)!;
+    expect(
+      vq.add(
+        [
+          { addr: a, len: 16 },
+          { addr: a + 16, len: 16 },
+        ],
+        [{ addr: b, len: 64 }],
+        3,
+      ),
+    ).toBe(0);
+    expect(vq.numFree).toBe(8 - 3); // three ring descriptors, no table
+    const r = new VringhIov();
+    const w = new VringhIov();
+    expect(dev.getDesc(r, w)).toBe(1);
+    expect([r.used, w.used]).toEqual([2, 1]);
+  });
+
+  it('breaks the queue when the used index jumps further than the ring can hold', () => {
+    const { vq, alloc, memory } = world({ num: 2 });
+    const a = alloc.alloc(8)!;
+    expect(vq.addOutbuf(a, 8, 1)).toBe(0);
+    const used = memory.view(vq.usedAddr, 4);
+    used[2] = 3; // three used entries on a ring of two
+    expect(vq.getBufToken()).toBeUndefined();
+    expect(vq.isBroken).toBe(true);
+    expect(vq.brokenBecause).toMatch(/used index 3/);
+  });
+
+  it('kicks by itself after 0xffff adds without one, so the index arithmetic stays exact', () => {
+    let kicks = 0;
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
+    const alloc = new DmaAllocator(memory, BASE);
+    const vq = Virtqueue.create<number>({
+      index: 0,
+      num: 8,
+      memory,
+      dma: offsetDmaOps(alloc),
+      notify: () => {
+        kicks++;
+        return true;
+      },
+    })!;
+    const dev = new Vringh(memory);
+    expect(
+      dev.init({
+        num: 8,
+        descAddr: vq.descAddr,
+        availAddr: vq.availAddr,
+        usedAddr: vq.usedAddr,
+        eventIdx: false,
+      }),
+    ).toBe(0);
+    const buf = alloc.alloc(8)!;
+    const r = new VringhIov();
+    for (let i = 0; i < 0xffff; i++) {
+      expect(vq.addOutbuf(buf, 8, 1)).toBe(0);
+      expect(dev.getDesc(r, null)).toBe(1);
+      dev.complete(dev.head, 0);
+      expect(vq.getBufToken()).toBe(1);
+      if (i === 0xfffd) expect(kicks).toBe(0);
+    }
+    expect(kicks).toBe(1);
+  });
+
+  it('touches no ring memory once deleted', () => {
+    const { vq, memory } = world();
+    const ring = memory.view(vq.descAddr, 16); // somewhere in the freed areas
+    const areas = [vq.availAddr, vq.usedAddr].map((addr) => memory.view(addr, 8));
+    vq.delete();
+    for (const v of [ring, ...areas]) v.fill(0x55);
+    vq.disableCb();
+    vq.enableCbPrepare();
+    vq.enableCbDelayed();
+    expect(vq.kickPrepare()).toBe(false);
+    expect(vq.interrupt()).toBe('none');
+    expect(vq.moreUsed()).toBe(false);
+    for (const v of [ring, ...areas]) expect([...v].every((b) => b === 0x55)).toBe(true);
+  });
+
   it('calls direct DMA ops (identity map, no-op unmap) not at all, and knows them by their functions', () => {
     const memory = new GuestMemory();
     memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
@@ -341,6 +459,22 @@ describe('device-side vringh, hardened walk', () => {
     dev.setLastAvailIdx(1);
     expect(dev.getDesc(r, null)).toBe(1);
     expect(dev.getDesc(r, null)).toBe(0);
+  });
+
+  it('takes a driver area at any 2-byte alignment (virtio 1.2 2.7), a used area only at 4', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
+    const dev = new Vringh(memory);
+    const cfg = {
+      num: 8,
+      descAddr: BASE,
+      availAddr: BASE + 0x202,
+      usedAddr: BASE + 0x400,
+      eventIdx: false,
+    };
+    expect(dev.init(cfg)).toBe(0);
+    expect(dev.init({ ...cfg, usedAddr: BASE + 0x402 })).toBe(-EINVAL);
+    expect(dev.init({ ...cfg, availAddr: BASE + 0x201 })).toBe(-EINVAL);
   });
 
   it('restores a vq state: reads avail from it and publishes used entries after it', () => {

@@ -375,7 +375,7 @@ describe('hostile rings seen by the device', () => {
       dv.setUint16(avail - BASE + 2, ++idx, true);
     };
     const setAvailIdx = (v: number) => dv.setUint16(avail - BASE + 2, v, true);
-    return { dev, desc, setDesc, offer, setAvailIdx, buf: BASE + 0x2000 };
+    return { dev, dv, desc, setDesc, offer, setAvailIdx, buf: BASE + 0x2000 };
   }
 
   const r = () => new VringhIov();
@@ -436,17 +436,40 @@ describe('hostile rings seen by the device', () => {
     h.offer(0);
     expect(h.dev.getDesc(r(), r())).toBe(-EINVAL);
     const g = raw();
-    g.setDesc(g.desc, 0, 2 ** 64 - 8, 16, 0, 0);
+    // addr = 2^64 - 8 written as its two words (a double cannot hold it): wraps past the top.
+    g.setDesc(g.desc, 0, 0, 16, 0, 0);
+    g.dv.setUint32(0, 0xffff_fff8, true);
+    g.dv.setUint32(4, 0xffff_ffff, true);
     g.offer(0);
     expect(g.dev.getDesc(r(), r())).toBe(-EINVAL);
-    const k = raw();
-    k.setDesc(k.desc, 0, k.buf, 0xffff_ffff, VRING_DESC_F_NEXT, 1);
-    k.setDesc(k.desc, 1, k.buf, 0xffff_ffff, 0, 0);
-    k.offer(0);
-    expect(k.dev.getDesc(r(), r())).toBe(-EINVAL);
     const j = raw();
     j.setAvailIdx(100);
     expect(j.dev.getDesc(r(), r())).toBe(-EFAULT);
+  });
+
+  it('rejects a chain whose lengths add up to 4 GiB or more (EINVAL), every segment in memory', () => {
+    const num = 256;
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(16 << 20));
+    const dv = new DataView(memory.regions[0]!.buffer as SharedArrayBuffer);
+    const avail = BASE + 16 * num;
+    const used = BASE + 0x2000;
+    const dev = new Vringh(memory);
+    expect(
+      dev.init({ num, descAddr: BASE, availAddr: avail, usedAddr: used, eventIdx: false }),
+    ).toBe(0);
+    // 256 readable segments of 16 MiB each, all over the one region: 2^32 bytes in all.
+    for (let i = 0; i < num; i++) {
+      const o = 16 * i;
+      dv.setUint32(o, BASE, true);
+      dv.setUint32(o + 4, 0, true);
+      dv.setUint32(o + 8, 16 << 20, true);
+      dv.setUint16(o + 12, i + 1 < num ? VRING_DESC_F_NEXT : 0, true);
+      dv.setUint16(o + 14, i + 1 < num ? i + 1 : 0, true);
+    }
+    dv.setUint16(avail - BASE + 4, 0, true); // ring[0] = head 0
+    dv.setUint16(avail - BASE + 2, 1, true); // idx = 1
+    expect(dev.getDesc(new VringhIov(num), null)).toBe(-EINVAL);
   });
 
   it('refuses a bad ring size at init', () => {

@@ -111,6 +111,12 @@ export class Virtqueue<T = unknown> {
   private readonly indirect32: (Uint32Array | undefined)[];
   private readonly indirect16: (Uint16Array | undefined)[];
   private readonly indirectInUse: Uint8Array;
+  // Per head: what the indirect table's entries map (address, length, direction), kept on the
+  // driver's side. The table itself is in memory the device can write, so unmapping from it
+  // would unmap whatever a device wrote there (the kernel keeps the same private copy).
+  private readonly indirectMapAddr: (Float64Array | undefined)[];
+  private readonly indirectMapLen: (Uint32Array | undefined)[];
+  private readonly indirectMapWrite: (Uint8Array | undefined)[];
   // Scratch of the element being added (grows rarely): CPU address, length, device address.
   private sgAddr = new Float64Array(8);
   private sgLen = new Float64Array(8);
@@ -161,6 +167,9 @@ export class Virtqueue<T = unknown> {
     this.indirect32 = new Array(num).fill(undefined);
     this.indirect16 = new Array(num).fill(undefined);
     this.indirectInUse = new Uint8Array(num);
+    this.indirectMapAddr = new Array(num).fill(undefined);
+    this.indirectMapLen = new Array(num).fill(undefined);
+    this.indirectMapWrite = new Array(num).fill(undefined);
     for (let i = 0; i < num - 1; i++) this.extraNext[i] = i + 1;
     this.freeCount = num;
   }
@@ -329,7 +338,11 @@ export class Virtqueue<T = unknown> {
     if (total > this.num) {
       throw new RangeError(`virtqueue: ${total} elements exceed the ring size ${this.num}`);
     }
-    const useIndirect = this.indirect && total > 1 && this.freeCount > 0;
+    const head = this.freeHead;
+    // An indirect table when it can be had; without one (no memory for it) the chain goes into
+    // the ring directly, if it fits, as virtqueue_add_split falls back.
+    const useIndirect =
+      this.indirect && total > 1 && this.freeCount > 0 && this.indirectFor(head, total);
     if (this.freeCount < (useIndirect ? 1 : total)) return -ENOSPC;
     // Map every element first so that a mapping failure leaves the ring untouched.
     for (let k = 0; k < total; k++) {
@@ -348,14 +361,12 @@ export class Virtqueue<T = unknown> {
       }
       this.sgDma[k] = dmaAddr;
     }
-    const head = this.freeHead;
     if (useIndirect) {
-      if (!this.indirectFor(head, total)) {
-        this.unmapScratch(total, outNum);
-        return -ENOMEM;
-      }
       const t32 = this.indirect32[head]!;
       const t16 = this.indirect16[head]!;
+      const mapAddr = this.indirectMapAddr[head];
+      const mapLen = this.indirectMapLen[head];
+      const mapWrite = this.indirectMapWrite[head];
       for (let k = 0; k < total; k++) {
         const flags =
           (k < outNum ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0);
@@ -365,6 +376,11 @@ export class Virtqueue<T = unknown> {
         t32[k * 4 + 2] = this.sgLen[k]!;
         t16[k * 8 + 6] = flags;
         t16[k * 8 + 7] = k + 1 < total ? k + 1 : 0;
+        if (mapAddr !== undefined) {
+          mapAddr[k] = dmaAddr;
+          mapLen![k] = this.sgLen[k]!;
+          mapWrite![k] = k < outNum ? 0 : 1;
+        }
       }
       const table = this.indirectTable[head]!;
       this.freeHead = this.extraNext[head]!;
@@ -418,6 +434,11 @@ export class Virtqueue<T = unknown> {
     this.indirect32[head] = new Uint32Array(view.buffer, view.byteOffset, size >> 2);
     this.indirect16[head] = new Uint16Array(view.buffer, view.byteOffset, size >> 1);
     this.indirectCap[head] = cap;
+    if (this.direct !== true) {
+      this.indirectMapAddr[head] = new Float64Array(cap);
+      this.indirectMapLen[head] = new Uint32Array(cap);
+      this.indirectMapWrite[head] = new Uint8Array(cap);
+    }
     return true;
   }
 
@@ -428,6 +449,9 @@ export class Virtqueue<T = unknown> {
     this.indirectTable[head] = undefined;
     this.indirect32[head] = undefined;
     this.indirect16[head] = undefined;
+    this.indirectMapAddr[head] = undefined;
+    this.indirectMapLen[head] = undefined;
+    this.indirectMapWrite[head] = undefined;
     this.indirectCap[head] = 0;
   }
 
@@ -452,7 +476,9 @@ export class Virtqueue<T = unknown> {
     this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
     // virtio_wmb: the descriptor and ring entry above are written before the index that exposes them.
     storeIndex(this.memory, this.avail16, 1, this.availIdxShadow);
-    this.numAdded++;
+    // 0xffff adds without a kick would make the index arithmetic of kickPrepare ambiguous:
+    // kick now, as virtqueue_add_split does ("very unlikely, but theoretically possible").
+    if (++this.numAdded === 0xffff) this.kick();
   }
 
   /**
@@ -460,6 +486,8 @@ export class Virtqueue<T = unknown> {
    * added since the last kick (VRING_USED_F_NO_NOTIFY, or avail_event with EVENT_IDX).
    */
   kickPrepare(): boolean {
+    // A deleted queue's ring memory is freed (and may be someone else's now): no access.
+    if (this.deleted) return false;
     const newIdx = this.availIdxShadow;
     const old = (newIdx - this.numAdded) & 0xffff;
     this.numAdded = 0;
@@ -489,6 +517,7 @@ export class Virtqueue<T = unknown> {
 
   /** Whether the device has used buffers not yet taken (more_used_split). */
   moreUsed(): boolean {
+    if (this.deleted) return false;
     return this.lastUsedIdx !== loadIndex(this.memory, this.used16, 1);
   }
 
@@ -508,7 +537,13 @@ export class Virtqueue<T = unknown> {
   getBufToken(): T | undefined {
     if (this.broken === true) return undefined;
     // virtio_rmb: the used index is read (acquire) before the used element it covers.
-    if (this.lastUsedIdx === loadIndex(this.memory, this.used16, 1)) return undefined;
+    const usedIdx = loadIndex(this.memory, this.used16, 1);
+    if (this.lastUsedIdx === usedIdx) return undefined;
+    if (((usedIdx - this.lastUsedIdx) & 0xffff) > this.num) {
+      // More used than the ring can have had in flight: the device is lying about the index.
+      this.markBroken(`used index ${usedIdx} is more than ${this.num} past ${this.lastUsedIdx}`);
+      return undefined;
+    }
     const slot = this.lastUsedIdx & (this.num - 1);
     const id = this.used32[1 + slot * 2]!;
     const len = this.used32[2 + slot * 2]!;
@@ -521,6 +556,9 @@ export class Virtqueue<T = unknown> {
       this.markBroken(`used id ${id} is not a head in flight`);
       return undefined;
     }
+    // Stricter than mainline Linux, which trusts the length and leaves it to drivers (the 5.16
+    // check was reverted): here a device is untrusted (DESIGN 3.1), and a length past what the
+    // driver offered to be written would make the driver read bytes the device never wrote.
     if (len > this.inBytes[id]!) {
       this.markBroken(`used len ${len} beyond the ${this.inBytes[id]} writable bytes of ${id}`);
       return undefined;
@@ -541,15 +579,13 @@ export class Virtqueue<T = unknown> {
     if (inTable > 0 && this.direct === true) {
       this.indirectInUse[head] = 0;
     } else if (inTable > 0) {
-      // The table stays cached for the next add on this head; only its buffers are unmapped.
-      const t32 = this.indirect32[head]!;
-      const t16 = this.indirect16[head]!;
+      // The table stays cached for the next add on this head; only its buffers are unmapped,
+      // from the driver's own record of them (the device may have written the table).
+      const mapAddr = this.indirectMapAddr[head]!;
+      const mapLen = this.indirectMapLen[head]!;
+      const mapWrite = this.indirectMapWrite[head]!;
       for (let k = 0; k < inTable; k++) {
-        this.dma.unmap(
-          t32[k * 4 + 1]! * U32 + t32[k * 4]!,
-          t32[k * 4 + 2]!,
-          t16[k * 8 + 6]! & VRING_DESC_F_WRITE ? 'from-device' : 'to-device',
-        );
+        this.dma.unmap(mapAddr[k]!, mapLen[k]!, mapWrite[k] === 1 ? 'from-device' : 'to-device');
       }
       this.indirectInUse[head] = 0;
     }
@@ -581,6 +617,7 @@ export class Virtqueue<T = unknown> {
 
   /** Mirrors virtqueue_disable_cb(): asks the device not to interrupt (a hint). */
   disableCb(): void {
+    if (this.deleted) return;
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) return;
     this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
     if (this.eventIdx) {
@@ -596,6 +633,7 @@ export class Virtqueue<T = unknown> {
    * to give `poll`, which tells whether buffers arrived in the meantime.
    */
   enableCbPrepare(): number {
+    if (this.deleted) return this.lastUsedIdx;
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
       if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
@@ -621,6 +659,7 @@ export class Virtqueue<T = unknown> {
    * three quarters of the outstanding buffers are used. False when many are already pending.
    */
   enableCbDelayed(): boolean {
+    if (this.deleted) return true;
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
       if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
@@ -635,6 +674,7 @@ export class Virtqueue<T = unknown> {
    * Returns 'none' when nothing was used (a spurious interrupt), else runs the callback.
    */
   interrupt(): 'handled' | 'none' {
+    if (this.deleted) return 'none';
     if (!this.moreUsed()) return 'none';
     if (this.broken === true) return 'handled';
     this.callback?.(this);

@@ -194,7 +194,8 @@ export class Vringh {
   private area(addr: number, len: number, align: number): Uint8Array | null {
     if (!this.space.translate(addr, len, this.t)) return null;
     const start = this.t.u8.byteOffset + this.t.offset;
-    if (start % align !== 0 || start % 4 !== 0) return null;
+    // Each area at its own alignment (virtio 1.2 2.7: 16, 2 and 4), which its views need too.
+    if (start % align !== 0) return null;
     return new Uint8Array(this.t.u8.buffer, start, len);
   }
 
