@@ -191,6 +191,48 @@ describe('errno rows of inventory 10.1', () => {
     cleanup();
   });
 
+  it('takes a UUID through the API only whole, with at most a trailing newline', () => {
+    const { dev, cleanup } = testParent();
+    expect(code(() => mdevDeviceCreate(dev, '1', `${U1}garbage`))).toBe('EINVAL');
+    expect(code(() => mdevDeviceCreate(dev, '1', `${U1} `))).toBe('EINVAL');
+    expect(mdevReservedUuids()).toEqual([]);
+    const m = mdevDeviceCreate(dev, '1', `${U1}\n`);
+    expect(m.uuid).toBe(U1);
+    mdevDeviceRemove(m);
+    cleanup();
+  });
+
+  it('answers a remove value beyond 64 bits with EINVAL, as remove_store does', () => {
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    expect(code(() => sysfs.write(`${mdev.path}/remove`, '99999999999999999999999'))).toBe(
+      'EINVAL',
+    );
+    expect(mdev.isAdded).toBe(true);
+    mdevDeviceRemove(mdev);
+    cleanup();
+  });
+
+  it('undoes only its own files when a vendor attribute group clashes with the parent', () => {
+    const dev = new Device({ name: 'pclash', class: cls });
+    dev.add();
+    expect(sysfs.exists(`${dev.path}/uevent`)).toBe(true);
+    const ops: MdevParentOps = {
+      supportedTypeGroups: [{ name: '1', attrs: [] }],
+      devAttrGroups: [
+        { attrs: [{ name: 'vendor_ok', mode: 0o444, show: () => 'x' }] },
+        { attrs: [{ name: 'uevent', mode: 0o444, show: () => 'clash' }] },
+      ],
+      create: () => {},
+      remove: () => {},
+    };
+    expect(code(() => mdevRegisterDevice(dev, ops, bus))).not.toBe('ok');
+    expect(sysfs.exists(`${dev.path}/uevent`)).toBe(true); // the parent's own file survives
+    expect(sysfs.exists(`${dev.path}/vendor_ok`)).toBe(false);
+    expect(sysfs.exists(`${dev.path}/mdev_supported_types`)).toBe(false);
+    dev.unregister();
+  });
+
   it('refuses creates while the parent goes away', () => {
     let inner = '';
     const { dev, cleanup } = testParent('pd', {
@@ -257,6 +299,44 @@ describe('ordering (inventory 10.2)', () => {
       'change mtest unregistered',
     ]);
     expect(mdev.isAdded).toBe(false);
+    cleanup();
+  });
+});
+
+describe('IOMMU groups', () => {
+  it('hands freed group ids out again and leaves no group behind a failed probe', () => {
+    const { dev, cleanup } = testParent();
+    let fail = false;
+    const drv = mdevRegisterDriver(
+      {
+        name: 'grouped',
+        probe: () => {
+          if (fail) throw new KernelError('EIO', 'probe failed');
+        },
+      },
+      bus,
+    );
+    const a = mdevDeviceCreate(dev, '1', U1);
+    const first = a.iommuGroup!;
+    expect(sysfs.exists(`/sys/kernel/iommu_groups/${first}/devices/${U1}`)).toBe(true);
+    mdevDeviceRemove(a);
+    expect(sysfs.exists(`/sys/kernel/iommu_groups/${first}`)).toBe(false);
+    const b = mdevDeviceCreate(dev, '1', U2);
+    expect(b.iommuGroup).toBe(first); // the lowest free id again
+    mdevDeviceRemove(b);
+    fail = true;
+    const groupsBefore = sysfs.exists('/sys/kernel/iommu_groups')
+      ? sysfs.list('/sys/kernel/iommu_groups')
+      : [];
+    const c = mdevDeviceCreate(dev, '1', U1);
+    expect(c.driver).toBeNull();
+    expect(c.iommuGroup).toBeNull();
+    const groupsAfter = sysfs.exists('/sys/kernel/iommu_groups')
+      ? sysfs.list('/sys/kernel/iommu_groups')
+      : [];
+    expect(groupsAfter).toEqual(groupsBefore);
+    mdevDeviceRemove(c);
+    drv.unregister();
     cleanup();
   });
 });

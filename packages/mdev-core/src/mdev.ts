@@ -79,7 +79,8 @@ export class MdevParent {
   }
 }
 
-let nextIommuGroup = 0;
+/** IOMMU group ids in use (freed ids are handed out again, lowest first). */
+const iommuGroupsInUse = new Set<number>();
 
 /** Mirrors struct mdev_device. A bus subclasses it to carry its ops (mdev_vfio, mdev_virtio). */
 export class MdevDevice extends Device {
@@ -181,8 +182,11 @@ function addTypeFiles(parent: MdevParent): void {
   }
 }
 
-function removeParentFiles(parent: MdevParent): void {
-  for (const group of parent.ops.devAttrGroups ?? []) sysfs.removeGroup(parent.dev.path, group);
+function removeParentFiles(
+  parent: MdevParent,
+  groups: readonly AttributeGroup[] = parent.ops.devAttrGroups ?? [],
+): void {
+  for (const group of groups) sysfs.removeGroup(parent.dev.path, group);
   sysfs.remove(parent.typesPath);
   parent.types.clear();
 }
@@ -214,11 +218,17 @@ export function mdevRegisterDevice(
   }
   const compat = compatFor(bus);
   const parent = new MdevParent(dev, ops, bus, createDevice);
+  // Only what this call made is undone on failure: a vendor group that clashes with a file the
+  // parent already had must not take that file with it.
+  const made: AttributeGroup[] = [];
   try {
     addTypeFiles(parent);
-    for (const group of ops.devAttrGroups ?? []) sysfs.createGroup(dev.path, group);
+    for (const group of ops.devAttrGroups ?? []) {
+      sysfs.createGroup(dev.path, group);
+      made.push(group);
+    }
   } catch (err) {
-    removeParentFiles(parent);
+    removeParentFiles(parent, made);
     throw err;
   }
   try {
@@ -324,7 +334,13 @@ function removeMdevFiles(mdev: MdevDevice): void {
 }
 
 function removeStore(mdev: MdevDevice, text: string): number {
-  const value = kstrtoul(text);
+  let value: bigint;
+  try {
+    value = kstrtoul(text);
+  } catch {
+    // remove_store: any kstrtoul failure (ERANGE included) is EINVAL.
+    throw new KernelError('EINVAL', `remove: "${text.trim()}" is not a number`);
+  }
   if (value !== 0n) mdevDeviceRemove(mdev);
   return Buffer.byteLength(text);
 }
@@ -356,7 +372,13 @@ export function mdevDeviceCreate(parentDev: Device, typeName: string, uuid: stri
   const type =
     parent.types.get(typeName) ?? parent.types.get(`${devDriverString(parentDev)}-${typeName}`);
   if (!type) throw new KernelError('EINVAL', `create: ${parentDev.name} has no type ${typeName}`);
-  return createOnType(parent, type, guidParse(uuid));
+  // A UUID, with at most the newline a shell's echo adds. (The sysfs file keeps create_store's
+  // rule: 36 bytes, or 37 whatever the last one is.)
+  const exact = uuid.endsWith('\n') ? uuid.slice(0, -1) : uuid;
+  if (exact.length !== UUID_STRING_LEN) {
+    throw new KernelError('EINVAL', `create: "${uuid}" is not a UUID`);
+  }
+  return createOnType(parent, type, guidParse(exact));
 }
 
 /**
@@ -415,12 +437,12 @@ export function mdevReservedUuids(): string[] {
  */
 export function mdevProbe(dev: Device): void {
   if (!(dev instanceof MdevDevice)) throw new KernelError('EINVAL', `${dev.name} is not an mdev`);
-  const group = ++nextIommuGroup;
+  const group = allocIommuGroup();
   dev.iommuGroup = group;
-  sysfs.mkdir(`/sys/kernel/iommu_groups/${group}/devices`);
-  sysfs.symlink(`/sys/kernel/iommu_groups/${group}/devices/${dev.name}`, dev.path);
-  dev.createLink('iommu_group', `/sys/kernel/iommu_groups/${group}`);
   try {
+    sysfs.mkdir(`/sys/kernel/iommu_groups/${group}/devices`);
+    sysfs.symlink(`/sys/kernel/iommu_groups/${group}/devices/${dev.name}`, dev.path);
+    dev.createLink('iommu_group', `/sys/kernel/iommu_groups/${group}`);
     dev.driver?.options.probe?.(dev);
   } catch (err) {
     detachIommu(dev);
@@ -428,10 +450,20 @@ export function mdevProbe(dev: Device): void {
   }
 }
 
+/** The lowest free IOMMU group id from 1, as the kernel's ida hands them out (and back). */
+function allocIommuGroup(): number {
+  let id = 1;
+  while (iommuGroupsInUse.has(id)) id++;
+  iommuGroupsInUse.add(id);
+  return id;
+}
+
 function detachIommu(dev: MdevDevice): void {
-  if (dev.iommuGroup === null) return;
-  dev.removeLink('iommu_group');
-  sysfs.remove(`/sys/kernel/iommu_groups/${dev.iommuGroup}`);
+  const group = dev.iommuGroup;
+  if (group === null) return;
+  if (sysfs.exists(`${dev.path}/iommu_group`)) dev.removeLink('iommu_group');
+  sysfs.remove(`/sys/kernel/iommu_groups/${group}`);
+  iommuGroupsInUse.delete(group);
   dev.iommuGroup = null;
 }
 
