@@ -430,12 +430,20 @@ export class Device {
     return true;
   }
 
-  /** Mirrors device_release_driver(): the driver's (or bus's) remove, then UNBIND. */
+  /**
+   * Mirrors device_release_driver(): the driver's (or bus's) remove, then UNBIND. The kernel's
+   * remove returns void, so a remove that throws is reported and the unbind goes on: otherwise
+   * the exception would leave the device half removed under whoever is deleting it.
+   */
   releaseDriver(): void {
     const drv = this.driver;
     if (!drv) return;
-    if (this.bus?.options.remove) this.bus.options.remove(this);
-    else drv.options.remove?.(this);
+    try {
+      if (this.bus?.options.remove) this.bus.options.remove(this);
+      else drv.options.remove?.(this);
+    } catch (err) {
+      process.emitWarning(`${drv.name} ${this.name}: remove failed: ${String(err)}`);
+    }
     sysfs.remove(`${this.path}/driver`);
     sysfs.remove(`${drv.path}/${this.name}`);
     this.driver = null;

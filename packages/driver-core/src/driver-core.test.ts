@@ -21,6 +21,20 @@ function expectCode(fn: () => unknown, code: keyof typeof ERRNO) {
   throw new Error(`expected ${code}`);
 }
 
+/** Collects the messages of process warnings until the test ends. */
+function warnings(): string[] {
+  const messages: string[] = [];
+  const onWarning = (w: Error) => messages.push(w.message);
+  process.on('warning', onWarning);
+  cleanups.push(() => process.off('warning', onWarning));
+  return messages;
+}
+
+/** Lets `process.emitWarning` deliver (it emits on the next tick) and pending work run. */
+function nextTurn(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
 function record(): Uevent[] {
   const events: Uevent[] = [];
   cleanups.push(uevents.subscribe((e) => events.push(e)));
@@ -185,9 +199,60 @@ describe('bus, driver, device', () => {
     dev.del();
   });
 
+  it("completes the removal when the driver's remove throws", async () => {
+    const { bus } = setup();
+    const warned = warnings();
+    const drv = new Driver({
+      name: 'foo',
+      bus,
+      remove: () => {
+        throw new Error('driver broke');
+      },
+    });
+    drv.register();
+    const events = record();
+    const dev = new Device({ name: 'foo0', bus });
+    dev.add();
+    expect(dev.driver).toBe(drv);
+    // The kernel's remove returns void: the device is unbound and deleted all the same.
+    expect(() => dev.del()).not.toThrow();
+    expect(dev.driver).toBeNull();
+    expect(dev.isAdded).toBe(false);
+    expect(sysfs.exists('/sys/devices/foo0')).toBe(false);
+    expect(sysfs.exists('/sys/bus/testbus/drivers/foo/foo0')).toBe(false);
+    expect(events.map((e) => e.action)).toEqual(['add', 'bind', 'unbind', 'remove']);
+    await nextTurn();
+    expect(warned).toContain('foo foo0: remove failed: Error: driver broke');
+  });
+
   it('refuses a second bus with the same name', () => {
     const { bus } = setup();
     expectCode(() => new Bus({ name: bus.name }).register(), 'EEXIST');
+  });
+});
+
+describe('uevents', () => {
+  it('delivers to every listener when one throws, and does not fail the add', async () => {
+    const bus = new Bus({ name: 'uebus' });
+    bus.register();
+    cleanups.push(() => bus.unregister());
+    const warned = warnings();
+    const before = record();
+    cleanups.push(
+      uevents.subscribe(() => {
+        throw new Error('listener broke');
+      }),
+    );
+    const after = record();
+    const dev = new Device({ name: 'ue0', bus });
+    expect(() => dev.add()).not.toThrow();
+    expect(dev.isAdded).toBe(true);
+    expect(before.map((e) => e.action)).toEqual(['add']);
+    expect(after.map((e) => e.action)).toEqual(['add']);
+    dev.del();
+    expect(after.map((e) => e.action)).toEqual(['add', 'remove']);
+    await nextTurn();
+    expect(warned.filter((m) => m.includes('listener broke'))).toHaveLength(2);
   });
 });
 
@@ -311,5 +376,185 @@ describe('Workqueue', () => {
     expect(cancelled).toBe(false);
     release();
     expect(await p).toBe(false);
+  });
+});
+
+describe('Workqueue, reviewed', () => {
+  /**
+   * Whether `p` settles within `ms`: a hang fails the test in seconds, not at the timeout. The
+   * default is generous because a loaded machine may run the timer before a pending turn.
+   */
+  async function settlesWithin(p: Promise<unknown>, ms = 5000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+    const settled = await Promise.race([p.then(() => true), late]);
+    clearTimeout(timer);
+    return settled;
+  }
+
+  /** An async item whose runs wait for `release()`; each run requeues it while `again()`. */
+  function gated(wq: Workqueue, again: () => boolean) {
+    const gate = { runs: 0, release: () => {} };
+    const work = new Work(async (w) => {
+      gate.runs++;
+      await new Promise<void>((r) => (gate.release = r));
+      if (again()) wq.queue(w);
+    });
+    return { gate, work };
+  }
+
+  it('reports an item that throws or rejects and goes on with the others', async () => {
+    const wq = new Workqueue('faulty');
+    const warned = warnings();
+    const order: string[] = [];
+    const throws = new Work(() => {
+      order.push('throws');
+      throw new Error('sync fault');
+    });
+    const rejects = new Work(async () => {
+      order.push('rejects');
+      throw new Error('async fault');
+    });
+    const fine = new Work(() => {
+      order.push('fine');
+    });
+    wq.queue(throws);
+    wq.queue(rejects);
+    wq.queue(fine);
+    await wq.flush(fine);
+    await wq.flush(rejects);
+    await nextTurn();
+    expect(order).toEqual(['throws', 'rejects', 'fine']);
+    expect(warned).toContain('workqueue faulty: work item failed: Error: sync fault');
+    expect(warned).toContain('workqueue faulty: work item failed: Error: async fault');
+    for (const w of [throws, rejects]) expect(w.isPending || w.isRunning).toBe(false);
+    // Both can be queued and run again.
+    expect(wq.queue(throws)).toBe(true);
+    expect(wq.queue(rejects)).toBe(true);
+    await wq.flush(rejects);
+    expect(order.slice(3)).toEqual(['throws', 'rejects']);
+  });
+
+  it('keeps a self-requeuing async item off the queue until cancelSync returns', async () => {
+    const wq = new Workqueue('t');
+    const { gate, work } = gated(wq, () => true);
+    wq.queue(work);
+    await nextTurn();
+    expect(work.isRunning).toBe(true);
+    const cancel = wq.cancelSync(work);
+    gate.release(); // the run ends by requeuing itself
+    expect(await settlesWithin(cancel)).toBe(true);
+    expect(await cancel).toBe(false);
+    await nextTurn();
+    expect(gate.runs).toBe(1);
+    expect(work.isPending || work.isRunning).toBe(false);
+
+    // Nor can anyone else queue it while the cancel waits; once it has returned, they can.
+    wq.queue(work);
+    await nextTurn();
+    const again = wq.cancelSync(work);
+    expect(wq.queue(work)).toBe(false);
+    gate.release();
+    expect(await again).toBe(false);
+    expect(wq.queue(work)).toBe(true);
+    await nextTurn();
+    expect(gate.runs).toBe(3);
+    const last = wq.cancelSync(work);
+    gate.release();
+    await last;
+  });
+
+  it('does not hold back a queue right after cancelling an item that is not running', async () => {
+    const wq = new Workqueue('t');
+    let runs = 0;
+    const work = new Work(() => {
+      runs++;
+    });
+    wq.queue(work);
+    void wq.cancelSync(work);
+    // A reset then an enable in one go (mvnet, virtio-net stop/open): the item runs once.
+    expect(wq.queue(work)).toBe(true);
+    await wq.flush(work);
+    expect(runs).toBe(1);
+  });
+
+  it('flushes the run pending or running at flush time, not later requeues', async () => {
+    const wq = new Workqueue('t');
+    let runs = 0;
+    let stop = false;
+    const spinner = new Work((w) => {
+      runs++;
+      if (!stop) wq.queue(w);
+    });
+    wq.queue(spinner);
+    expect(await settlesWithin(wq.flush(spinner))).toBe(true);
+    expect(runs).toBeGreaterThanOrEqual(1);
+    stop = true;
+    await wq.flush(spinner);
+
+    // Running: the flush waits for that run only, not for the one it queues.
+    const { gate, work } = gated(wq, () => gate.runs < 3);
+    wq.queue(work);
+    await nextTurn();
+    const first = wq.flush(work);
+    gate.release();
+    expect(await settlesWithin(first)).toBe(true);
+    expect(gate.runs).toBe(1);
+    expect(work.isPending).toBe(true);
+
+    // Running with a run pending: it waits for the pending one too.
+    await nextTurn();
+    expect(gate.runs).toBe(2);
+    expect(wq.queue(work)).toBe(true);
+    const second = wq.flush(work);
+    gate.release(); // run 2 ends; run 3 starts
+    expect(await settlesWithin(second, 50)).toBe(false);
+    expect(gate.runs).toBe(3);
+    gate.release();
+    await second;
+    expect(work.isPending || work.isRunning).toBe(false);
+  });
+
+  it('does not run an async item again while its previous run is in progress', async () => {
+    const wq = new Workqueue('t');
+    let active = 0;
+    let most = 0;
+    const { gate, work } = gated(wq, () => false);
+    const counted = new Work(async (w) => {
+      active++;
+      most = Math.max(most, active);
+      await work.fn(w);
+      active--;
+    });
+    wq.queue(counted);
+    await nextTurn();
+    expect(wq.queue(counted)).toBe(true); // pending while it runs
+    await nextTurn();
+    expect(gate.runs).toBe(1); // the second run waits for the first
+    gate.release();
+    await nextTurn();
+    await nextTurn();
+    expect(gate.runs).toBe(2);
+    gate.release();
+    await wq.flush(counted);
+    expect(most).toBe(1);
+  });
+
+  it('runs a cancelled and re-queued item after the items queued before it', async () => {
+    const wq = new Workqueue('t');
+    const order: string[] = [];
+    const a = new Work(() => {
+      order.push('a');
+    });
+    const b = new Work(() => {
+      order.push('b');
+    });
+    wq.queue(a);
+    expect(await wq.cancelSync(a)).toBe(true);
+    wq.queue(b);
+    wq.queue(a);
+    await wq.flush(a);
+    await wq.flush(b);
+    expect(order).toEqual(['b', 'a']);
   });
 });

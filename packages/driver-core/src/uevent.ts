@@ -14,7 +14,10 @@ export interface Uevent {
 
 export type UeventListener = (event: Uevent) => void;
 
-/** Uevent delivery: listeners get every event synchronously, in sequence-number order. */
+/**
+ * Uevent delivery: listeners get every event synchronously, in sequence-number order. A listener
+ * that throws is reported with `process.emitWarning` and the others still get the event.
+ */
 export class UeventBus {
   private readonly listeners = new Set<UeventListener>();
   private seqnum = 0;
@@ -36,7 +39,15 @@ export class UeventBus {
       SEQNUM: String(seqnum),
     };
     const event: Uevent = { seqnum, action, devpath, subsystem, env };
-    for (const listener of [...this.listeners]) listener(event);
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        // Like a udev rule that fails: the event has happened (the device is added); the other
+        // listeners still get it and the emitter's caller does not see the failure.
+        process.emitWarning(`uevent ${action} ${devpath}: listener failed: ${String(err)}`);
+      }
+    }
   }
 }
 

@@ -8,7 +8,20 @@ export class Work {
   readonly fn: WorkFn;
   /** @internal */ pending = false;
   /** @internal */ running = false;
-  /** @internal */ idleWaiters: Waiter[] = [];
+  /**
+   * @internal The pool's entries for this item not yet reached. Only the last one queued is
+   * live: a cancel leaves its entry behind, and the item queued again must run from its new
+   * place, after the items queued before it.
+   */
+  entries = 0;
+  /** @internal Reached by the pool while its previous (async) run goes on: runs after it. */
+  deferred = false;
+  /** @internal Cancels waiting for the run in progress; queue() refuses the item meanwhile. */
+  cancelling = 0;
+  /** @internal Flushes waiting for the end of the run in progress. */
+  runWaiters: Waiter[] = [];
+  /** @internal Flushes waiting for the end of the pending run. */
+  pendingWaiters: Waiter[] = [];
   /** @internal The queue it was last queued on (for error reports). */
   queuedOn: Workqueue | null = null;
 
@@ -109,17 +122,35 @@ function drainPool(): void {
   }
 }
 
+function push(work: Work): void {
+  work.entries++;
+  pool.items.push(work);
+  schedule();
+}
+
 function runItem(work: Work): void {
-  if (!work.pending) return; // cancelled after queuing
+  // A stale entry (the item was cancelled, then queued again further down) or a cancelled one.
+  if (--work.entries !== 0 || !work.pending) return;
+  if (work.running) {
+    // Its previous run has not settled: like the kernel, never run an item twice at once; it
+    // goes back on the pool when that run ends.
+    work.deferred = true;
+    return;
+  }
   const wq = work.queuedOn;
   work.pending = false;
   work.running = true;
+  if (work.pendingWaiters.length !== 0) {
+    // The run those flushes wait for has started (runWaiters is empty: no run was in progress).
+    const started = work.pendingWaiters;
+    work.pendingWaiters = work.runWaiters;
+    work.runWaiters = started;
+  }
   let result: void | Promise<void>;
   try {
     result = work.fn(work);
   } catch (err) {
-    work.running = false;
-    settle(work);
+    finish(work);
     reportWorkError(wq?.name ?? 'events', err);
     return;
   }
@@ -132,8 +163,7 @@ function runItem(work: Work): void {
       },
     );
   } else {
-    work.running = false;
-    settle(work);
+    finish(work);
   }
 }
 
@@ -149,47 +179,69 @@ export class Workqueue {
     this.name = name;
   }
 
-  /** Mirrors queue_work(): false (and nothing done) when the item is already pending. */
+  /**
+   * Mirrors queue_work(): false (and nothing done) when the item is already pending, or while a
+   * cancelSync() of it waits for its run to end (cancel_work_sync keeps it off the queue).
+   */
   queue(work: Work): boolean {
-    if (work.pending) return false;
+    if (work.pending || work.cancelling !== 0) return false;
     work.pending = true;
     work.queuedOn = this;
-    pool.items.push(work);
-    schedule();
+    push(work);
     return true;
   }
 
-  /** Mirrors flush_work(): resolves once the item is neither pending nor running. */
+  /**
+   * Mirrors flush_work(): resolves once the run pending or running when it was called has
+   * finished; runs queued after the call (an item that requeues itself) are not waited for.
+   */
   flush(work: Work): Promise<void> {
-    if (!work.pending && !work.running) return Promise.resolve();
-    return new Promise((resolve) => work.idleWaiters.push(resolve));
+    if (work.pending) return new Promise((resolve) => work.pendingWaiters.push(resolve));
+    if (work.running) return new Promise((resolve) => work.runWaiters.push(resolve));
+    return Promise.resolve();
   }
 
   /**
-   * Mirrors cancel_work_sync(): takes a pending run off the queue and waits for a running one.
-   * Resolves to whether the item was pending.
+   * Mirrors cancel_work_sync(): takes a pending run off the queue and waits for a running one,
+   * refusing to queue the item until then, so it works on an item that requeues itself.
+   * Resolves to whether the item was pending. An item that is not running is cancelled at once:
+   * it can be queued again right after the call, without awaiting it.
    */
-  async cancelSync(work: Work): Promise<boolean> {
+  cancelSync(work: Work): Promise<boolean> {
     const wasPending = work.pending;
     if (wasPending) {
-      // The pool skips an entry whose item is no longer pending.
+      // The pool skips the entry of an item that is no longer pending.
       work.pending = false;
-      if (!work.running) settle(work);
+      work.deferred = false;
+      // The run those flushes waited for will not happen: they wait for the one in progress.
+      const waiters = work.pendingWaiters;
+      if (waiters.length !== 0) {
+        work.pendingWaiters = [];
+        if (work.running) work.runWaiters.push(...waiters);
+        else for (const w of waiters) w();
+      }
     }
-    if (work.running) await new Promise<void>((resolve) => work.idleWaiters.push(resolve));
-    return wasPending;
+    if (!work.running) return Promise.resolve(wasPending);
+    work.cancelling++;
+    return new Promise((resolve) => {
+      work.runWaiters.push(() => {
+        work.cancelling--;
+        resolve(wasPending);
+      });
+    });
   }
 }
 
+/** A run has ended: a deferred queuing goes on the pool, and the flushes of this run resolve. */
 function finish(work: Work): void {
   work.running = false;
-  settle(work);
-}
-
-function settle(work: Work): void {
-  if (work.pending || work.running || work.idleWaiters.length === 0) return;
-  const waiters = work.idleWaiters;
-  work.idleWaiters = [];
+  if (work.deferred) {
+    work.deferred = false;
+    push(work);
+  }
+  if (work.runWaiters.length === 0) return;
+  const waiters = work.runWaiters;
+  work.runWaiters = [];
   for (const w of waiters) w();
 }
 
