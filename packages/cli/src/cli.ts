@@ -7,6 +7,7 @@ import * as sysfsCmd from './commands/sysfs';
 import * as tty from './commands/tty';
 import * as types from './commands/types';
 import type { Command, CommandIo } from './io';
+import { isUsageError, usageFailure } from './usage';
 
 /** Every subcommand of `mdev`, by name. */
 export const commands: Record<string, Command> = {
@@ -24,6 +25,7 @@ function usage(io: CommandIo): void {
   for (const [name, cmd] of Object.entries(commands)) {
     io.stdout.write(`  ${name.padEnd(12)} ${cmd.summary}\n`);
   }
+  io.stdout.write("\n'mdev <command> --help' lists the command's options.\n");
 }
 
 /** Runs `mdev <command> ...args` and resolves to the exit code. */
@@ -42,6 +44,9 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await cmd.run(args, io);
   } catch (err) {
+    // Commands report their own usage errors; this catches one that slips through (parseArgs'
+    // unknown option, say), so that it too exits 2, not 1, which pktgen means as "frame lost".
+    if (isUsageError(err)) return usageFailure(io, name, err, cmd.usage);
     const text = KernelError.is(err) ? `${err.message}` : String(err);
     io.stderr.write(`mdev ${name}: ${text}\n`);
     return 1;

@@ -8,5 +8,7 @@ export interface CommandIo {
 /** A subcommand of `mdev`: a one-line summary and a runner returning the exit code. */
 export interface Command {
   summary: string;
+  /** The usage text, printed with a usage error. */
+  usage?: string;
   run(args: string[], io: CommandIo): Promise<number>;
 }

@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { Bus, Class, Device, sysfs } from '@mdev/driver-core';
 import {
   mdevProbe,
@@ -8,8 +9,15 @@ import {
   mdevUnregisterDevice,
 } from '@mdev/mdev-core';
 import type { CommandIo } from '../io';
+import { isUsageError, usageFailure } from '../usage';
 
 export const summary = 'walk the kernel documentation flow on a sample parent through sysfs';
+
+export const usage = `usage: mdev demo
+
+Registers a sample parent and runs the kernel documentation's sysfs flow (list the types, read
+their attributes, create an mdev, look at it, remove it), printing each command and its output.
+`;
 
 const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
@@ -18,7 +26,21 @@ const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
  * (list types, read attributes, `echo $UUID > create`, look at the device, `echo 1 > remove`)
  * against the virtual sysfs, printing each command and its output.
  */
-export async function run(_args: string[], io: CommandIo): Promise<number> {
+export async function run(args: string[], io: CommandIo): Promise<number> {
+  try {
+    const { values } = parseArgs({
+      args,
+      options: { help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(usage);
+      return 0;
+    }
+  } catch (err) {
+    if (isUsageError(err)) return usageFailure(io, 'demo', err, usage);
+    throw err;
+  }
   const out = (line: string) => io.stdout.write(`${line}\n`);
   const bus = new Bus({ name: 'mdev', probe: mdevProbe, remove: mdevRemove });
   mdevRegisterBus(bus);

@@ -38,7 +38,7 @@ import type { CommandIo } from '../io';
 
 export const summary = 'list every VFIO mdev from its PCI config space, like lspci';
 
-const usage = `usage: mdev lspci [-v] [--json] [--type TYPE]...
+export const usage = `usage: mdev lspci [-v] [--json] [--type TYPE]...
 
 Lists every mdev bound to vfio_mdev, reading its PCI config space through its VFIO device.
 When none exists, loads the VFIO samples (mtty, mdpy, mbochs), creates one mdev of each
@@ -250,6 +250,40 @@ const SAMPLE_LOADERS: [string, () => LoadedSample][] = [
   ['mbochs', () => mbochsInit()],
 ];
 
+/** The VFIO samples `loadVfioSamples` loaded, and how to unload them. */
+export interface LoadedSamples {
+  /** Unloads what was loaded, and the VFIO mediated bus when it was loaded with them. */
+  unload(): void;
+}
+
+/**
+ * Loads the VFIO samples named (default all: mtty, mdpy, mbochs) that are not loaded yet. A
+ * sample loaded already (by this process) is used as it is, and left loaded by `unload`.
+ */
+export function loadVfioSamples(
+  names: readonly string[] = SAMPLE_LOADERS.map(([name]) => name),
+): LoadedSamples {
+  const loaded: LoadedSample[] = [];
+  const unload = () => {
+    for (const s of loaded.reverse()) s.exit();
+    // Unload the bus only when these samples loaded it and no parent is left on it.
+    const parentsLeft = sysfs.exists('/sys/class/mdev_bus')
+      ? sysfs.list('/sys/class/mdev_bus')
+      : [];
+    if (loaded.length && parentsLeft.length === 0) mdevVfioExit();
+    loaded.length = 0;
+  };
+  try {
+    for (const [name, load] of SAMPLE_LOADERS) {
+      if (names.includes(name) && !sysfs.exists(`/sys/class/${name}`)) loaded.push(load());
+    }
+  } catch (err) {
+    unload();
+    throw err;
+  }
+  return { unload };
+}
+
 /** The UUID of the n-th mdev a sample setup creates. */
 export function sampleUuid(n: number): string {
   return `83b8f4f2-509f-382f-3c1e-e6bfe0fa${hex(0x1001 + n, 4)}`;
@@ -260,26 +294,21 @@ export function sampleUuid(n: number): string {
  * each wanted type, or of every type with instances available. Unknown types are EINVAL.
  */
 export function setupVfioSamples(types: readonly string[] = []): SampleSetup {
-  const loaded: LoadedSample[] = [];
   const created: string[] = [];
+  const names = SAMPLE_LOADERS.map(([name]) => name).filter(
+    (name) => !types.length || types.some((t) => t.startsWith(`${name}-`)),
+  );
+  const samples = loadVfioSamples(names);
   const teardown = () => {
     for (const uuid of [...created].reverse()) {
       const m = vfioMdevDevices().find((d) => d.uuid === uuid);
       if (m?.active) mdevDeviceRemove(m);
     }
-    for (const s of loaded.reverse()) s.exit();
-    // Unload the bus only when this setup loaded it and no parent is left on it.
-    const parentsLeft = sysfs.exists('/sys/class/mdev_bus')
-      ? sysfs.list('/sys/class/mdev_bus')
-      : [];
-    if (loaded.length && parentsLeft.length === 0) mdevVfioExit();
+    samples.unload();
   };
   try {
     const available = new Map<string, string>();
-    for (const [name, load] of SAMPLE_LOADERS) {
-      if (types.length && !types.some((t) => t.startsWith(`${name}-`))) continue;
-      // A sample loaded already (by this process) is used as it is.
-      if (!sysfs.exists(`/sys/class/${name}`)) loaded.push(load());
+    for (const name of names) {
       const dir = `/sys/class/mdev_bus/${name}/mdev_supported_types`;
       if (!sysfs.exists(dir)) continue;
       for (const t of sysfs.list(dir)) available.set(t, `${dir}/${t}`);

@@ -1,15 +1,23 @@
 import { parseArgs } from 'node:util';
 import type { CommandIo } from '../io';
 import { MAX_FRAME, MIN_FRAME } from '../pktgen/frame';
-import { type PktgenResult, pktgenDeviceList, runPktgen, setupStack } from '../pktgen/run';
+import { PcapError } from '../pktgen/pcap';
+import {
+  frameSizeLimit,
+  type PktgenResult,
+  pktgenDeviceList,
+  runPktgen,
+  setupStack,
+} from '../pktgen/run';
+import { isUsageError, UsageError, usageFailure } from '../usage';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
 
 export const usage = `usage: mdev pktgen [options]
   --count N        frames to send (default 1000000)
-  --duration S     send for S seconds instead of a count
-  --size B         frame size, ${MIN_FRAME}-${MAX_FRAME} bytes (default 64)
+  --duration S     send for S seconds instead of a count (not with --count)
+  --size B         frame size, ${MIN_FRAME}-${MAX_FRAME} bytes or the device's maximum (default 64)
   --burst N        frames per doorbell (default 32)
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
   --offload        run the device's datapath in a worker thread (the "hardware")
@@ -19,34 +27,29 @@ export const usage = `usage: mdev pktgen [options]
   --json           print one JSON line instead of text
 `;
 
-function positive(name: string, text: string | undefined, fallback: number, min = 1): number {
+// Plain decimals only: Number() also takes "1.5", "0x40", "1e3" and " 8 ", none of which a count
+// should be.
+const INTEGER = /^\d+$/;
+const DECIMAL = /^(\d+(\.\d*)?|\.\d+)$/;
+
+function integer(name: string, text: string | undefined, fallback: number, min = 1): number {
   if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < min)
-    throw new RangeError(`pktgen: --${name} must be a number >= ${min}`);
+  const n = INTEGER.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer >= ${min}`);
   return n;
 }
 
-/** Formats a result for a person. */
-export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
-  const rows: [string, string][] = [
-    ['device', `${r.device} (mdev ${r.uuid}), ${r.size}-byte frames`],
-    ['datapath', `${mode}, queues of ${queueSize}`],
-    ['tx', `${r.tx}`],
-    ['rx', `${r.rx}`],
-    ['dropped', `${r.dropped}`],
-    ['corrupted', `${r.corrupted}${r.reordered ? ` (out of order ${r.reordered})` : ''}`],
-    ['lost', `${r.lost}`],
-    ['time', `${r.seconds.toFixed(3)} s`],
-    ['rate', `${r.mpps.toFixed(3)} Mpps, ${r.gbps.toFixed(3)} Gbit/s`],
-  ];
-  const width = Math.max(...rows.map(([label]) => label.length)) + 1;
-  const lines = rows.map(([label, value]) => `${label.padEnd(width)}${value}`);
-  return `${lines.join('\n')}\n`;
+/** The frame size asked for, checked against what the device takes (known once it is set up). */
+function frameSize(text: string | undefined, limit: number): number {
+  const n = text === undefined ? 64 : INTEGER.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= MIN_FRAME && n <= limit))
+    throw new UsageError(`--size must be an integer from ${MIN_FRAME} to ${limit}`);
+  return n;
 }
 
-/** `mdev pktgen`: the main job. Exit code 1 when a frame was lost, corrupted or out of order. */
-export async function run(args: string[], io: CommandIo): Promise<number> {
+/** What the command line asks for; UsageError (or parseArgs' error) when it cannot be run. */
+function parseOptions(args: string[]) {
   const { values } = parseArgs({
     args,
     options: {
@@ -64,6 +67,57 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     },
     strict: true,
   });
+  if (values.count !== undefined && values.duration !== undefined)
+    throw new UsageError('give --count or --duration, not both');
+  const count = integer('count', values.count, 1_000_000);
+  let duration: number | undefined;
+  if (values.duration !== undefined) {
+    duration = DECIMAL.test(values.duration) ? Number(values.duration) : Number.NaN;
+    if (!(duration > 0 && Number.isFinite(duration)))
+      throw new UsageError('--duration must be a positive number of seconds');
+  }
+  const burst = integer('burst', values.burst, 32);
+  const q = values['queue-size'];
+  const queueSize = q === undefined ? 256 : INTEGER.test(q) ? Number(q) : Number.NaN;
+  if (!(queueSize >= 2 && queueSize <= 32768) || (queueSize & (queueSize - 1)) !== 0)
+    throw new UsageError('--queue-size must be a power of two from 2 to 32768');
+  const device = values.device ?? 'mvnet_loopback';
+  const known = pktgenDeviceList().map(([name]) => name);
+  if (!known.includes(device))
+    throw new UsageError(`no device '${device}' (known: ${known.join(', ')})`);
+  return { ...values, count, duration, burst, queueSize, device };
+}
+
+/** Formats a result for a person. */
+export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
+  const rows: [string, string][] = [
+    ['device', `${r.netdev} (mdev ${r.uuid}), ${r.size}-byte frames`],
+    ['datapath', `${mode}, queues of ${queueSize}`],
+    ['tx', `${r.tx}`],
+    ['rx', `${r.rx}`],
+    ['dropped', `${r.dropped}`],
+    ['corrupted', `${r.corrupted}${r.reordered ? ` (out of order ${r.reordered})` : ''}`],
+    ['lost', `${r.lost}`],
+    ['time', `${r.seconds.toFixed(3)} s`],
+    ['rate', `${r.mpps.toFixed(3)} Mpps, ${r.gbps.toFixed(3)} Gbit/s`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 1;
+  const lines = rows.map(([label, value]) => `${label.padEnd(width)}${value}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * `mdev pktgen`: the main job. Exit status 1 when a frame was lost, corrupted or out of order;
+ * 2 for a command line it cannot run or a pcap file it cannot write.
+ */
+export async function run(args: string[], io: CommandIo): Promise<number> {
+  let values: ReturnType<typeof parseOptions>;
+  try {
+    values = parseOptions(args);
+  } catch (err) {
+    if (isUsageError(err)) return usageFailure(io, 'pktgen', err, usage);
+    throw err;
+  }
   if (values.help) {
     io.stdout.write(usage);
     io.stdout.write('\ndevices:\n');
@@ -71,20 +125,13 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`  ${name.padEnd(16)} ${d.summary}\n`);
     return 0;
   }
-  const count = positive('count', values.count, 1_000_000);
-  const duration =
-    values.duration === undefined ? undefined : positive('duration', values.duration, 0, 0.001);
-  const size = positive('size', values.size, 64, MIN_FRAME);
-  const burst = positive('burst', values.burst, 32);
-  const queueSize = positive('queue-size', values['queue-size'], 256, 2);
-  if (!Number.isInteger(queueSize) || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0) {
-    throw new RangeError('pktgen: --queue-size must be a power of two from 2 to 32768');
-  }
+  const { count, duration, burst, queueSize, offload } = values;
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
-  const offload = values.offload;
+  let progressShown = false;
   const stack = setupStack(undefined, { device: values.device, offload, queueSize });
   let result: PktgenResult;
   try {
+    const size = frameSize(values.size, frameSizeLimit(stack.netdev));
     result = await runPktgen(stack, {
       count,
       duration,
@@ -93,22 +140,33 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       verify: !values['no-verify'],
       pcap: values.pcap,
       onProgress: tty
-        ? (sent, received, target) => {
+        ? (sent, received, target, elapsed) => {
             const width = 30;
-            const frac = Number.isFinite(target) ? Math.min(1, sent / target) : 0;
+            // A count fills the bar by frames, a duration by time.
+            const frac = Math.min(1, duration ? elapsed / duration : sent / target);
             const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
             io.stdout.write(`\r[${bar}] tx ${sent} rx ${received}`);
+            progressShown = true;
           }
         : undefined,
     });
+  } catch (err) {
+    if (progressShown) io.stdout.write('\r\x1b[K');
+    if (isUsageError(err)) return usageFailure(io, 'pktgen', err, usage);
+    if (err instanceof PcapError) {
+      io.stderr.write(`mdev pktgen: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
   } finally {
     stack.teardown();
   }
-  if (tty) io.stdout.write('\r\x1b[K');
+  if (progressShown) io.stdout.write('\r\x1b[K');
+  const mode = offload ? 'worker' : 'same-thread';
   io.stdout.write(
     values.json
-      ? `${JSON.stringify({ name: 'pktgen', mode: offload ? 'worker' : 'same-thread', queueSize, ...result })}\n`
-      : formatResult(result, offload ? 'worker' : 'same-thread', queueSize),
+      ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
+      : formatResult(result, mode, queueSize),
   );
   return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
 }

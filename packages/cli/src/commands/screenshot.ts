@@ -38,7 +38,7 @@ import type { CommandIo } from '../io';
 
 export const summary = 'create an mdpy or mbochs display, read its framebuffer and save a PNG';
 
-const usage = `usage: mdev screenshot --type TYPE [--mode WxH] [--uuid UUID] [--read] OUT.png
+export const usage = `usage: mdev screenshot --type TYPE [--mode WxH] [--uuid UUID] [--read] OUT.png
 
 Creates an mdev of TYPE (${[...MDPY_TYPES.map((t) => `mdpy-${t.group}`), ...MBOCHS_TYPES.map((t) => `mbochs-${t.group}`)].join(', ')}),
 opens it through its VFIO device, queries the primary plane and writes it as a PNG.

@@ -1,8 +1,16 @@
+import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import type { CommandIo } from '../io';
 import { setupStack } from '../pktgen/run';
+import { isUsageError, UsageError, usageFailure } from '../usage';
 
 export const summary = 'print the sysfs tree after setting up mvnet_loopback with one mdev';
+
+export const usage = `usage: mdev sysfs [PATH]
+
+Sets up mvnet_loopback with one mdev (virtio0, eth0) and prints every node under PATH (default
+/sys): directories, files with their contents, links with their targets.
+`;
 
 /**
  * `mdev sysfs [PATH]`: sets the stack up as pktgen does (one mvnet mdev, virtio0, eth0), then
@@ -10,7 +18,24 @@ export const summary = 'print the sysfs tree after setting up mvnet_loopback wit
  * readable, and links with their targets.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  const root = args[0] ?? '/sys';
+  let root: string;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(usage);
+      return 0;
+    }
+    if (positionals.length > 1) throw new UsageError('one PATH at most');
+    root = positionals[0] ?? '/sys';
+  } catch (err) {
+    if (isUsageError(err)) return usageFailure(io, 'sysfs', err, usage);
+    throw err;
+  }
   const stack = setupStack();
   try {
     if (!sysfs.exists(root)) {

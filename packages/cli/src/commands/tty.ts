@@ -54,7 +54,7 @@ import { type SampleSetup, setupVfioSamples } from './lspci';
 
 export const summary = 'a terminal session over an mtty serial port, echoed by its loopback';
 
-const usage = `usage: mdev tty [--type mtty-1|mtty-2] [--uuid UUID] [--port N] [--baud RATE] [--msi]
+export const usage = `usage: mdev tty [--type mtty-1|mtty-2] [--uuid UUID] [--port N] [--baud RATE] [--msi]
                 [--text TEXT] [--verbose]
 
 Opens an mtty serial port through VFIO and programs its 16550A as a guest driver does

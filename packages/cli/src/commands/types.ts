@@ -1,8 +1,19 @@
+import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import type { CommandIo } from '../io';
 import { setupStack } from '../pktgen/run';
+import { isUsageError, usageFailure } from '../usage';
+import { loadVfioSamples } from './lspci';
 
 export const summary = 'list the supported mdev types of every parent, like mdevctl types';
+
+export const usage = `usage: mdev types [--json]
+
+Lists the supported mdev types of every parent this tool registers: mvnet_loopback and the VFIO
+samples (mtty, mdpy, mbochs), each with its attributes, then unloads them again.
+
+  --json   one JSON array of { parent, type, attrs } instead of text
+`;
 
 const FIELDS: [string, string][] = [
   ['available_instances', 'Available instances'],
@@ -35,10 +46,27 @@ export function listTypes(): { parent: string; type: string; attrs: Record<strin
 
 /** `mdev types [--json]`: the types of the parents this tool registers. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  const stack = setupStack();
+  let values: { json?: boolean; help?: boolean };
   try {
+    ({ values } = parseArgs({
+      args,
+      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
+  } catch (err) {
+    if (isUsageError(err)) return usageFailure(io, 'types', err, usage);
+    throw err;
+  }
+  if (values.help) {
+    io.stdout.write(usage);
+    return 0;
+  }
+  const stack = setupStack();
+  let samples: ReturnType<typeof loadVfioSamples> | null = null;
+  try {
+    samples = loadVfioSamples();
     const types = listTypes();
-    if (args.includes('--json')) {
+    if (values.json) {
       io.stdout.write(`${JSON.stringify(types)}\n`);
       return 0;
     }
@@ -53,6 +81,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     }
     return 0;
   } finally {
+    samples?.unload();
     stack.teardown();
   }
 }

@@ -1,7 +1,7 @@
 import { byteOpsOf, sharedMemoryBuffer } from '@mdev/virtio-ring';
 import { countViewReads } from '@mdev/virtio-ring/testing';
 import { describe, expect, it } from 'vitest';
-import { FramePattern, frameIntact, initFrame, stampFrame } from './frame';
+import { FramePattern, frameIntact, initFrame, seqBefore, stampFrame } from './frame';
 
 const mac = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 
@@ -88,5 +88,34 @@ describe('FramePattern', () => {
     expect(() => new FramePattern(size, mac, new Uint8Array(bytes + 8).subarray(2))).toThrow(
       RangeError,
     );
+  });
+});
+
+describe('seqBefore', () => {
+  it('orders 32-bit sequence numbers modulo 2^32, across the wrap', () => {
+    expect(seqBefore(5, 6)).toBe(true);
+    expect(seqBefore(6, 6)).toBe(false);
+    expect(seqBefore(7, 6)).toBe(false);
+    // tx passed 2^32: frame 0 comes after 0xffffffff, not before it.
+    expect(seqBefore(0, 0xffffffff)).toBe(false);
+    expect(seqBefore(0, 2 ** 32)).toBe(false);
+    expect(seqBefore(3, 0xfffffffe)).toBe(false);
+    // A late frame from before the wrap is still out of order.
+    expect(seqBefore(0xffffffff, 0)).toBe(true);
+    expect(seqBefore(0xfffffff0, 2)).toBe(true);
+  });
+
+  it('keeps the receiver in order through the wrap, as run.ts tracks it', () => {
+    let expected = 0xfffffffd;
+    let reordered = 0;
+    // Sequence numbers as frameSeq reads them: tx from 2^32 - 3 on, modulo 2^32.
+    for (let tx = 2 ** 32 - 3; tx < 2 ** 32 + 3; tx++) {
+      const seq = tx >>> 0;
+      if (seqBefore(seq, expected)) reordered++;
+      else expected = (seq + 1) >>> 0;
+    }
+    expect(reordered).toBe(0);
+    expect(expected).toBe(3);
+    expect(seqBefore(0xffffffff, expected)).toBe(true);
   });
 });

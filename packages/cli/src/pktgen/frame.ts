@@ -46,6 +46,16 @@ export function frameSeq(buf: Uint8Array, offset: number): number {
   return ((buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!) >>> 0;
 }
 
+/**
+ * Whether sequence number `seq` comes before `expected`, both 32-bit (the field's width): the
+ * difference is taken modulo 2^32, as TCP compares its sequence numbers, so that the frames after
+ * tx passes 2^32 (sequence 0 again) count as ahead of 0xffffffff, not as reordered. A frame more
+ * than 2^31 behind reads as ahead, which no run comes near.
+ */
+export function seqBefore(seq: number, expected: number): boolean {
+  return ((seq - expected) | 0) < 0;
+}
+
 /** Whether a received frame has the header and payload its sequence number says. */
 export function frameIntact(
   buf: Uint8Array,

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 
 /** pcap file format constants (the classic libpcap format, microsecond timestamps). */
 const PCAP_MAGIC = 0xa1b2c3d4;
@@ -9,15 +9,50 @@ const PCAP_SNAPLEN = 65535;
 const LINKTYPE_ETHERNET = 1;
 const GLOBAL_HEADER = 24;
 const RECORD_HEADER = 16;
+/** Records are gathered into a chunk of this many bytes and written when it is full. */
+const CHUNK_BYTES = 1 << 20;
 
-/** Writes frames to a pcap file that tcpdump, tshark and Wireshark read. */
+/** A pcap file that could not be opened or written; `code` is the errno name (ENOENT, ...). */
+export class PcapError extends Error {
+  constructor(
+    readonly path: string,
+    readonly code: string,
+  ) {
+    super(`cannot write ${path}: ${code}`);
+    this.name = 'PcapError';
+  }
+}
+
+function errnoCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? 'EIO';
+}
+
+/**
+ * Writes frames to a pcap file that tcpdump, tshark and Wireshark read.
+ *
+ * The file is opened in the constructor, so a path that cannot be written fails before any
+ * frame is sent. Records go into one reusable chunk, written with `writeSync` when full: the
+ * receiver can never run ahead of the disk (a stream's buffered writes grew to hundreds of MB on
+ * a long run of large frames), and nothing is allocated per frame but a view of it. A write
+ * error stops the writing and is thrown by `close`.
+ */
 export class PcapWriter {
-  private readonly out: WriteStream;
+  readonly path: string;
   frames = 0;
+  private fd: number | null;
+  private readonly chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  private used = 0;
+  private error: string | null = null;
 
+  /** Opens (creates or truncates) `path`; PcapError if it cannot be. */
   constructor(path: string) {
-    this.out = createWriteStream(path);
-    const h = Buffer.alloc(GLOBAL_HEADER);
+    this.path = path;
+    try {
+      this.fd = openSync(path, 'w');
+    } catch (err) {
+      throw new PcapError(path, errnoCode(err));
+    }
+    const h = this.chunk;
     h.writeUInt32LE(PCAP_MAGIC, 0);
     h.writeUInt16LE(PCAP_VERSION_MAJOR, 4);
     h.writeUInt16LE(PCAP_VERSION_MINOR, 6);
@@ -25,27 +60,68 @@ export class PcapWriter {
     h.writeUInt32LE(0, 12); // sigfigs
     h.writeUInt32LE(PCAP_SNAPLEN, 16);
     h.writeUInt32LE(LINKTYPE_ETHERNET, 20);
-    this.out.write(h);
+    this.used = GLOBAL_HEADER;
   }
 
   /** Appends one frame (copied). */
   write(buf: Uint8Array, offset: number, length: number): void {
-    const now = Date.now();
-    const rec = Buffer.alloc(RECORD_HEADER + length);
-    rec.writeUInt32LE(Math.floor(now / 1000), 0);
-    rec.writeUInt32LE((now % 1000) * 1000, 4);
-    rec.writeUInt32LE(length, 8);
-    rec.writeUInt32LE(length, 12);
-    rec.set(buf.subarray(offset, offset + length), RECORD_HEADER);
-    this.out.write(rec);
+    if (this.error !== null || this.fd === null) return;
+    if (this.used + RECORD_HEADER + length > CHUNK_BYTES) {
+      this.flush();
+      // Only a frame larger than the chunk itself (none pktgen sends) is left to write alone.
+      if (RECORD_HEADER + length > CHUNK_BYTES) {
+        this.recordHeader(length);
+        this.flush();
+        this.writeAll(buf, offset, length);
+        this.frames++;
+        return;
+      }
+    }
+    this.recordHeader(length);
+    this.chunk.set(buf.subarray(offset, offset + length), this.used);
+    this.used += length;
     this.frames++;
   }
 
-  /** Flushes and closes the file. */
-  close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.out.once('error', reject);
-      this.out.end(resolve);
-    });
+  /** Writes what is buffered and closes the file; PcapError if any write failed. */
+  close(): void {
+    if (this.fd === null) return;
+    this.flush();
+    const fd = this.fd;
+    this.fd = null;
+    try {
+      closeSync(fd);
+    } catch (err) {
+      this.error ??= errnoCode(err);
+    }
+    if (this.error !== null) throw new PcapError(this.path, this.error);
+  }
+
+  private recordHeader(length: number): void {
+    const now = Date.now();
+    const h = this.chunk;
+    const at = this.used;
+    h.writeUInt32LE(Math.floor(now / 1000), at);
+    h.writeUInt32LE((now % 1000) * 1000, at + 4);
+    h.writeUInt32LE(length, at + 8);
+    h.writeUInt32LE(length, at + 12);
+    this.used = at + RECORD_HEADER;
+  }
+
+  private flush(): void {
+    const n = this.used;
+    this.used = 0;
+    if (n > 0) this.writeAll(this.chunk, 0, n);
+  }
+
+  /** Writes all of `buf[offset, offset + length)`; keeps the first error, drops what follows. */
+  private writeAll(buf: Uint8Array, offset: number, length: number): void {
+    if (this.error !== null || this.fd === null) return;
+    try {
+      let done = 0;
+      while (done < length) done += writeSync(this.fd, buf, offset + done, length - done);
+    } catch (err) {
+      this.error = errnoCode(err);
+    }
   }
 }

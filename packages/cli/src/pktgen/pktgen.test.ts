@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mdevDevices } from '@mdev/mdev-core';
@@ -8,6 +8,7 @@ import { netdevList } from '@mdev/virtio-net';
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli';
 import { capture } from '../testing/capture';
+import { PcapError, PcapWriter } from './pcap';
 import { MVNET_TYPE_PATH, registerPktgenDevice, runPktgen, setupStack } from './run';
 
 describe('mdev pktgen', () => {
@@ -129,7 +130,7 @@ describe('mdev pktgen', () => {
     expect(inits).toBe(1);
     expect(JSON.parse(ok.text.out)).toMatchObject({ tx: 500, rx: 500, lost: 0, corrupted: 0 });
     const bad = capture();
-    expect(await main(['pktgen', '--device', 'nope'], bad.io)).toBe(1);
+    expect(await main(['pktgen', '--device', 'nope'], bad.io)).toBe(2);
     expect(bad.text.err).toContain("no device 'nope'");
     expect(bad.text.err).toContain('mvnet_loopback');
     expect(bad.text.err).toContain('loopback-test');
@@ -138,7 +139,106 @@ describe('mdev pktgen', () => {
 
   it('rejects a bad frame size with a clear error', async () => {
     const { io, text } = capture();
-    expect(await main(['pktgen', '--size', '20'], io)).toBe(1);
+    expect(await main(['pktgen', '--size', '20'], io)).toBe(2);
     expect(text.err).toContain('--size');
+  });
+
+  it('names the parent driver and the net device apart in the JSON figures', async () => {
+    const { io, text } = capture();
+    expect(await main(['pktgen', '--count', '10', '--json'], io)).toBe(0);
+    const result = JSON.parse(text.out);
+    expect(result.parent).toBe('mvnet_loopback');
+    expect(result.netdev).toMatch(/^eth\d+$/);
+    // `device` held the net device's name, which read as the --device option's value.
+    expect(result).not.toHaveProperty('device');
+  });
+
+  it('fills the progress bar by time with --duration', async () => {
+    const { io, text } = capture();
+    (io.stdout as { isTTY?: boolean }).isTTY = true;
+    expect(await main(['pktgen', '--duration', '0.7'], io)).toBe(0);
+    // Shown about every 200 ms: some of the bar is filled by then (it stayed empty: the target
+    // of a timed run is Infinity), and the line is cleared before the figures.
+    const bars = [...text.out.matchAll(/\r\[([#.]{30})\] tx \d+ rx \d+/g)].map((m) => m[1]!);
+    expect(bars.length).toBeGreaterThan(0);
+    expect(bars.at(-1)).toMatch(/^#{6,}/);
+    expect(text.out).toContain('\r\x1b[K');
+  });
+});
+
+describe('mdev pktgen usage errors', () => {
+  // Exit status 1 means a frame was lost; a command line pktgen cannot run is 2, with a message
+  // and the usage, not an exception's name.
+  const cases: [string[], string][] = [
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['stray'], 'Unexpected argument'],
+    [['--count', '1.5'], '--count must be an integer >= 1'],
+    [['--count', '0x40'], '--count must be an integer >= 1'],
+    [['--count', '1e3'], '--count must be an integer >= 1'],
+    [['--count', '0'], '--count must be an integer >= 1'],
+    [['--count', ' 8'], '--count must be an integer >= 1'],
+    [['--burst', '1.5'], '--burst must be an integer >= 1'],
+    [['--size', '64.5'], '--size must be an integer from 60 to 1514'],
+    [['--size', '0x40'], '--size must be an integer from 60 to 1514'],
+    [['--size', '1515'], '--size must be an integer from 60 to 1514'],
+    [['--queue-size', '0x40'], '--queue-size must be a power of two from 2 to 32768'],
+    [['--queue-size', '64.0'], '--queue-size must be a power of two from 2 to 32768'],
+    [['--duration', '0'], '--duration must be a positive number of seconds'],
+    [['--duration', 'Infinity'], '--duration must be a positive number of seconds'],
+    [['--duration', '1e-1'], '--duration must be a positive number of seconds'],
+    [['--count', '10', '--duration', '1'], 'give --count or --duration, not both'],
+  ];
+  for (const [args, message] of cases) {
+    it(`exits 2 with a message and the usage for ${args.join(' ')}`, async () => {
+      const { io, text } = capture();
+      expect(await main(['pktgen', ...args], io)).toBe(2);
+      const first = `mdev pktgen: ${message}`;
+      expect(text.err.slice(0, first.length)).toBe(first);
+      expect(text.err).toContain('usage: mdev pktgen');
+      expect(text.out).toBe('');
+      expect(mdevDevices()).toHaveLength(0);
+    });
+  }
+
+  it('takes the largest size the device takes, and a fractional duration', async () => {
+    const { io } = capture();
+    expect(await main(['pktgen', '--count', '10', '--size', '1514'], io)).toBe(0);
+    expect(await main(['pktgen', '--duration', '.05', '--json'], capture().io)).toBe(0);
+  });
+});
+
+describe('mdev pktgen --pcap', () => {
+  it('fails before the run, exit 2, on a path it cannot write', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pktgen-'));
+    for (const [path, code] of [
+      [join(dir, 'missing', 'rx.pcap'), 'ENOENT'],
+      [dir, 'EISDIR'],
+    ]) {
+      const { io, text } = capture();
+      expect(await main(['pktgen', '--count', '1000', '--pcap', path!], io)).toBe(2);
+      expect(text.err).toBe(`mdev pktgen: cannot write ${path}: ${code}\n`);
+      expect(text.out).toBe('');
+      expect(mdevDevices()).toHaveLength(0);
+    }
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('reports a write that failed during the run', async () => {
+    const { io, text } = capture();
+    expect(await main(['pktgen', '--count', '100', '--pcap', '/dev/full'], io)).toBe(2);
+    expect(text.err).toBe('mdev pktgen: cannot write /dev/full: ENOSPC\n');
+    expect(mdevDevices()).toHaveLength(0);
+  });
+
+  it('writes to the file as frames arrive, not into a growing buffer', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pktgen-')), 'rx.pcap');
+    const w = new PcapWriter(file);
+    const frame = new Uint8Array(1514).fill(0xab);
+    // 2 MB of records: more than one chunk is on disk before close, none of it queued.
+    for (let i = 0; i < 1400; i++) w.write(frame, 0, frame.length);
+    const written = statSync(file).size;
+    expect(written).toBeGreaterThanOrEqual(1 << 20);
+    w.close();
+    expect(statSync(file).size).toBe(24 + 1400 * (16 + 1514));
+    expect(() => new PcapWriter(join(file, 'x'))).toThrow(PcapError);
   });
 });

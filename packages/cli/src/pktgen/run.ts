@@ -20,6 +20,7 @@ import {
   MAX_FRAME,
   MIN_FRAME,
   SEQ_OFFSET,
+  seqBefore,
   writeSeq,
 } from './frame';
 import { PcapWriter } from './pcap';
@@ -33,21 +34,27 @@ export interface PktgenOptions {
   count: number;
   /** Seconds to send for, instead of a count. */
   duration?: number;
-  /** Frame size in bytes, 60 to 1514. */
+  /** Frame size in bytes, 60 to `frameSizeLimit(netdev)` (1514, or less on a smaller MTU). */
   size: number;
   /** Frames per burst: the doorbell rings once per burst. */
   burst: number;
   /** Verify every received frame's content (order is always checked). */
   verify: boolean;
-  /** Write received frames to this pcap file. */
+  /** Write received frames to this pcap file (opened first: PcapError if it cannot be). */
   pcap?: string;
-  /** Called about every 200 ms with the frames sent and received so far. */
-  onProgress?: (sent: number, received: number, target: number) => void;
+  /**
+   * Called about every 200 ms with the frames sent and received so far, the frames to send
+   * (Infinity with a `duration`) and the seconds since sending began.
+   */
+  onProgress?: (sent: number, received: number, target: number, elapsed: number) => void;
 }
 
 /** The figures of a run. */
 export interface PktgenResult {
-  device: string;
+  /** The parent driver pktgen ran over, by its `--device` name (e.g. `mvnet_loopback`). */
+  parent: string;
+  /** The net device the frames went through (e.g. `eth0`). */
+  netdev: string;
   uuid: string;
   size: number;
   tx: number;
@@ -146,6 +153,8 @@ export function pktgenDeviceList(): [string, PktgenDevice][] {
 
 /** The stack pktgen runs on: a parent driver, the transport, virtio-net, one mdev and its netdev. */
 export interface PktgenStack {
+  /** The name the parent driver is registered under (`--device`), e.g. `mvnet_loopback`. */
+  device: string;
   /** The parent driver. */
   parent: PktgenParent;
   /** The mvnet_loopback parent when that is the device, else null. */
@@ -193,6 +202,7 @@ export function setupStack(uuid: string = randomUUID(), options: StackOptions = 
     if (!netdev) throw new Error(`pktgen: no net device bound to mdev ${uuid}`);
     netdev.open();
     return {
+      device: name,
       parent,
       mvnet: isMvnetParent(parent) ? parent.mvnet : null,
       mdev,
@@ -221,6 +231,11 @@ const pktgenWq = new Workqueue('pktgen');
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** The largest frame pktgen sends over `netdev`: 1514 bytes, or its maximum frame if smaller. */
+export function frameSizeLimit(netdev: NetDevice): number {
+  return Math.min(MAX_FRAME, netdev.maxFrameLen);
+}
+
 /**
  * Sends frames with sequence numbers through the net device and checks every frame that comes
  * back: order always, content unless `verify` is off. Ends when every sent frame is accounted
@@ -228,15 +243,12 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  */
 export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promise<PktgenResult> {
   const { netdev } = stack;
-  if (
-    !Number.isInteger(opts.size) ||
-    opts.size < MIN_FRAME ||
-    opts.size > Math.min(MAX_FRAME, netdev.maxFrameLen)
-  ) {
-    throw new RangeError(`pktgen: --size must be ${MIN_FRAME} to ${MAX_FRAME}`);
+  const limit = frameSizeLimit(netdev);
+  if (!Number.isInteger(opts.size) || opts.size < MIN_FRAME || opts.size > limit) {
+    throw new RangeError(`pktgen: --size must be an integer from ${MIN_FRAME} to ${limit}`);
   }
   if (!Number.isInteger(opts.burst) || opts.burst < 1)
-    throw new RangeError('pktgen: --burst must be >= 1');
+    throw new RangeError('pktgen: --burst must be an integer >= 1');
   const mac = netdev.mac;
   const size = opts.size;
   const frame = new Uint8Array(size);
@@ -250,11 +262,25 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     mac,
     patternAddr === null ? undefined : hostRam.memory.view(patternAddr, patternBytes),
   );
+  let pcap: PcapWriter | null = null;
+  let result: PktgenResult;
   try {
-    return await sendAndCheck(stack, opts, pattern, frame);
+    // Opened before the first frame: an unwritable path fails the run at once.
+    if (opts.pcap) pcap = new PcapWriter(opts.pcap);
+    result = await sendAndCheck(stack, opts, pattern, frame, pcap);
+  } catch (err) {
+    try {
+      pcap?.close();
+    } catch {
+      // The run's own error is the one to report.
+    }
+    throw err;
   } finally {
     if (patternAddr !== null) hostRam.free(patternAddr);
   }
+  // A write that failed during the run is reported here (PcapError).
+  pcap?.close();
+  return result;
 }
 
 async function sendAndCheck(
@@ -262,6 +288,7 @@ async function sendAndCheck(
   opts: PktgenOptions,
   pattern: FramePattern,
   frame: Uint8Array,
+  pcap: PcapWriter | null,
 ): Promise<PktgenResult> {
   const { netdev, parent, mdev } = stack;
   const size = opts.size;
@@ -275,7 +302,6 @@ async function sendAndCheck(
         buf.set(frame, offset);
         writeSeq(buf, offset, tx);
       };
-  const pcap = opts.pcap ? new PcapWriter(opts.pcap) : null;
   const droppedBefore = parent.txDropped(mdev);
 
   let rx = 0;
@@ -291,8 +317,9 @@ async function sendAndCheck(
       return;
     }
     const seq = frameSeq(buf, offset);
-    if (seq < expected) reordered++;
-    else expected = seq + 1;
+    // Both in 32 bits, as the sequence field is: tx goes past 2^32 on a long enough run.
+    if (seqBefore(seq, expected)) reordered++;
+    else expected = (seq + 1) >>> 0;
     if (verify && !pattern.intact(buf, offset, length)) corrupted++;
     pcap?.write(buf, offset, length);
   };
@@ -348,7 +375,7 @@ async function sendAndCheck(
         const now = performance.now();
         if (now - lastProgress >= 200) {
           lastProgress = now;
-          opts.onProgress(tx, rx, target);
+          opts.onProgress(tx, rx, target, (now - start) / 1000);
         }
       }
       if (n === 0 && netdev.txStopped) {
@@ -377,11 +404,11 @@ async function sendAndCheck(
   }
   netdev.onReceive = null;
   netdev.onTxWake = null;
-  await pcap?.close();
   const seconds = (end - start) / 1000;
   const drops = dropped();
   return {
-    device: netdev.name,
+    parent: stack.device,
+    netdev: netdev.name,
     uuid: stack.uuid,
     size: opts.size,
     tx,
