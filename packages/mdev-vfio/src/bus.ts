@@ -39,6 +39,13 @@ export interface MdevVfioOps {
   ioctl?(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): number;
   /** mmap(2): returns the shared view of `vma.length` bytes the user gets. */
   mmap?(mdev: MdevDevice, vma: VfioVma): Uint8Array;
+  /**
+   * Mirrors vfio_device_ops.request: the device is being removed while the user holds it open,
+   * and the driver asks the user to let go (mtty and vfio-pci signal their REQ eventfd).
+   * `count` is how often the user was asked before. Called while the handles still work, just
+   * before they are revoked.
+   */
+  request?(mdev: MdevDevice, count: number): void;
 }
 
 /**

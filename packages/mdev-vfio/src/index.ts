@@ -204,6 +204,7 @@ export {
   mdevVfioInit,
   mdevVfioRegisterDevice,
   mdevVfioUnregisterDevice,
+  VFIO_MAX_RW_COUNT,
   VFIO_MDEV_DRIVER_NAME,
   VfioDevice,
   type VfioRegionInfoResult,

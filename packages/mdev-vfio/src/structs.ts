@@ -539,10 +539,13 @@ export function encodeIrqSet(req: VfioIrqSetRequest): Uint8Array {
 }
 
 /**
- * Mirrors vfio_set_irqs_validate_and_prepare(): checks a SET_IRQS header against the device's
- * `numIrqs` and the number of vectors of the index (`maxIrqType`), and returns the size of the
- * data array that follows. EINVAL for a bad index, unknown flags, a data type that is not
- * exactly one of NONE/BOOL/EVENTFD, a range outside the vectors, or an argsz too short.
+ * Mirrors vfio_set_irqs_validate_and_prepare(hdr, num_irqs, max_irq_type, &data_size): checks a
+ * SET_IRQS header against `numIrqs`, the vectors of the index it names (vfio-pci passes
+ * vfio_pci_get_irq_count(index)), and `maxIrqType`, the number of irq indexes of the device
+ * (VFIO_PCI_NUM_IRQS), and returns the size of the data array that follows. EINVAL for an argsz
+ * below minsz, an index >= maxIrqType, unknown flags, a vector range outside the index's vectors
+ * (whatever the data type: DATA_NONE triggers and masks name vectors too), a data type that is
+ * not exactly one of NONE/BOOL/EVENTFD, or an argsz too short for the data.
  */
 export function vfioSetIrqsValidateAndPrepare(
   hdr: VfioIrqSet,
@@ -551,11 +554,21 @@ export function vfioSetIrqsValidateAndPrepare(
 ): number {
   const minsz = VFIO_IRQ_SET_SIZE;
   if (hdr.argsz < minsz) throw new KernelError('EINVAL', 'SET_IRQS: argsz below minsz');
-  if (hdr.index >= numIrqs) {
-    throw new KernelError('EINVAL', `SET_IRQS: irq index ${hdr.index} >= ${numIrqs}`);
+  if (hdr.index >= maxIrqType) {
+    throw new KernelError('EINVAL', `SET_IRQS: irq index ${hdr.index} >= ${maxIrqType}`);
+  }
+  // The kernel's guard against start + count wrapping a u32.
+  if (hdr.count >= 0xffffffff - hdr.start) {
+    throw new KernelError('EINVAL', `SET_IRQS: count ${hdr.count} from ${hdr.start} wraps`);
   }
   if (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) {
     throw new KernelError('EINVAL', `SET_IRQS: unknown flags 0x${hdr.flags.toString(16)}`);
+  }
+  if (hdr.start >= numIrqs || hdr.start + hdr.count > numIrqs) {
+    throw new KernelError(
+      'EINVAL',
+      `SET_IRQS: vectors ${hdr.start}+${hdr.count} outside the ${numIrqs} of index ${hdr.index}`,
+    );
   }
   let size: number;
   switch (hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
@@ -571,13 +584,8 @@ export function vfioSetIrqsValidateAndPrepare(
     default:
       throw new KernelError('EINVAL', 'SET_IRQS: the data type must be one of NONE/BOOL/EVENTFD');
   }
-  if (size === 0) return 0;
-  if (
-    hdr.argsz - minsz < hdr.count * size ||
-    hdr.start >= maxIrqType ||
-    hdr.start + hdr.count > maxIrqType
-  ) {
-    throw new KernelError('EINVAL', 'SET_IRQS: vector range or argsz out of bounds');
+  if (hdr.argsz - minsz < hdr.count * size) {
+    throw new KernelError('EINVAL', `SET_IRQS: argsz ${hdr.argsz} too short for the data`);
   }
   return hdr.count * size;
 }

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   DmaBuf,
   Eventfd,
+  encodeIrqSet,
   eventfdCtxFdget,
   fdget,
   MdevVfioDevice,
@@ -20,10 +21,13 @@ import {
   VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS,
+  VFIO_IRQ_SET_ACTION_MASK,
   VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
+  VFIO_IRQ_SET_SIZE,
+  VFIO_MAX_RW_COUNT,
   VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_PCI_NUM_IRQS,
   VFIO_REGION_INFO_FLAG_CAPS,
@@ -32,6 +36,7 @@ import {
   VFIO_REGION_SUBTYPE_GFX_EDID,
   VFIO_REGION_TYPE_GFX,
   VfioDevice,
+  type VfioIrqSet,
   vfioCapSparseMmap,
   vfioCapType,
   vfioDecodeCapSparseMmap,
@@ -75,6 +80,8 @@ interface TestState {
   irq: Eventfd | null;
   fb: Uint8Array;
   dmabufs: DmaBuf[];
+  /** The `count` of each request op call, with the releases seen at that moment. */
+  requests: { count: number; releases: number }[];
 }
 
 function testOps(state: TestState, without: (keyof MdevVfioOps)[] = []): MdevVfioOps {
@@ -134,7 +141,8 @@ function testOps(state: TestState, without: (keyof MdevVfioOps)[] = []): MdevVfi
         }
         case VFIO_DEVICE_SET_IRQS: {
           const hdr = vfioIrqSet.copyFromUser(arg);
-          const size = vfioSetIrqsValidateAndPrepare(hdr, VFIO_PCI_NUM_IRQS, 1);
+          // One vector per index, as mtty has for INTx.
+          const size = vfioSetIrqsValidateAndPrepare(hdr, 1, VFIO_PCI_NUM_IRQS);
           const data = vfioIrqSetData(arg, hdr, size);
           if (hdr.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
             state.irq = data[0]! >= 0 ? eventfdCtxFdget(data[0]!) : null;
@@ -149,6 +157,8 @@ function testOps(state: TestState, without: (keyof MdevVfioOps)[] = []): MdevVfi
           state.regs.fill(0);
           return 0;
         case VFIO_DEVICE_GET_GFX_DMABUF: {
+          // get_user(dmabuf_id, arg): a missing or short buffer faults.
+          if (!arg || arg.length < 4) throw new KernelError('EFAULT', 'no dmabuf id');
           const buf = new DmaBuf({ memory: state.fb });
           state.dmabufs.push(buf);
           return buf.fd;
@@ -156,6 +166,10 @@ function testOps(state: TestState, without: (keyof MdevVfioOps)[] = []): MdevVfi
         default:
           throw new KernelError('ENOTTY', `unknown ioctl 0x${cmd.toString(16)}`);
       }
+    },
+    request(_m, count) {
+      state.requests.push({ count, releases: state.releases });
+      state.irq?.signal();
     },
     mmap(_m, vma) {
       if (!vma.shared) throw new KernelError('EINVAL', 'not shared');
@@ -178,6 +192,7 @@ function setup(without: (keyof MdevVfioOps)[] = []) {
     irq: null,
     fb: new Uint8Array(2 * PAGE_SIZE),
     dmabufs: [],
+    requests: [],
   };
   const cls = new Class('vfiotest');
   cls.register();
@@ -396,7 +411,8 @@ describe('a VFIO device handle', () => {
     expect(errno(() => buf.mmap(1, 1))).toBe('EINVAL');
     buf.close();
     expect(errno(() => buf.mmap())).toBe('EBADF');
-    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_GFX_DMABUF, null))).toBeUndefined();
+    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_GFX_DMABUF, null))).toBe('EFAULT');
+    expect(errno(() => h.ioctl(VFIO_DEVICE_GET_GFX_DMABUF, new Uint8Array(2)))).toBe('EFAULT');
     for (const b of state.dmabufs) b.close();
     h.close();
   });
@@ -404,12 +420,128 @@ describe('a VFIO device handle', () => {
   it('revokes open handles when the mdev is removed (release once, then ENODEV)', () => {
     const { state, mdev } = setup();
     const h = vfioDeviceOpen(mdev);
+    const efd = new Eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: 0,
+      data: [efd],
+    });
     mdevDeviceRemove(mdev as MdevDevice);
+    // The request op ran once, before the handle was revoked (no release yet), and could
+    // still reach the user.
+    expect(state.requests).toEqual([{ count: 0, releases: 0 }]);
+    expect(efd.total).toBe(1);
+    efd.close();
     expect(state.releases).toBe(1);
     expect(errno(() => h.read(0, 1))).toBe('ENODEV');
     h.close();
     expect(state.releases).toBe(1);
     expect(vfioMdevDevices()).toEqual([]);
+  });
+
+  it('asks no one to release a device that is not open', () => {
+    const { state, mdev } = setup();
+    vfioDeviceOpen(mdev).close();
+    mdevDeviceRemove(mdev as MdevDevice);
+    expect(state.requests).toEqual([]);
+    expect(state.releases).toBe(1);
+  });
+
+  it('refuses a read length that is negative, fractional or above MAX_RW_COUNT (EINVAL)', () => {
+    const { mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    expect(VFIO_MAX_RW_COUNT).toBe(0x7ffff000);
+    expect(errno(() => h.read(0, 2 ** 40))).toBe('EINVAL');
+    expect(errno(() => h.read(0, VFIO_MAX_RW_COUNT + 1))).toBe('EINVAL');
+    expect(errno(() => h.read(0, -1))).toBe('EINVAL');
+    expect(errno(() => h.read(0, 1.5))).toBe('EINVAL');
+    expect(errno(() => h.read(0, Number.NaN))).toBe('EINVAL');
+    expect(h.read(0, 0).length).toBe(0);
+    h.close();
+    expect(errno(() => h.read(0, 1))).toBe('EBADF');
+  });
+});
+
+describe('vfio_set_irqs_validate_and_prepare', () => {
+  const hdr = (over: Partial<VfioIrqSet>): VfioIrqSet => ({
+    argsz: VFIO_IRQ_SET_SIZE,
+    flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+    index: 0,
+    start: 0,
+    count: 1,
+    ...over,
+  });
+  // (hdr, num_irqs = vectors of the index, max_irq_type = number of indexes), as the kernel.
+  const check = (h: VfioIrqSet, numIrqs = 1, maxIrqType = VFIO_PCI_NUM_IRQS) =>
+    errno(() => vfioSetIrqsValidateAndPrepare(h, numIrqs, maxIrqType));
+
+  it('checks the vector range for DATA_NONE as for every data type', () => {
+    expect(check(hdr({ start: 3 }))).toBe('EINVAL');
+    expect(check(hdr({ start: 1, count: 0 }))).toBe('EINVAL');
+    expect(check(hdr({ flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, count: 9 }))).toBe(
+      'EINVAL',
+    );
+    expect(check(hdr({ count: 2 }), 2)).toBeUndefined();
+    expect(check(hdr({ start: 1, count: 2 }), 2)).toBe('EINVAL');
+    // An index without vectors takes nothing, not even a disable.
+    expect(check(hdr({ count: 0 }), 0)).toBe('EINVAL');
+    expect(check(hdr({ count: 0 }))).toBeUndefined();
+    // start + count may not wrap a u32.
+    expect(check(hdr({ start: 0xfffffff0, count: 0x20 }), 0xffffffff)).toBe('EINVAL');
+  });
+
+  it('checks the index against the number of indexes, not the vectors', () => {
+    expect(check(hdr({ index: 4 }), 1, 5)).toBeUndefined();
+    expect(check(hdr({ index: 5 }), 1, 5)).toBe('EINVAL');
+    expect(check(hdr({ index: 1 }), 1, 1)).toBe('EINVAL');
+  });
+
+  it('returns the data size; an argsz larger than needed is accepted, a short one is not', () => {
+    const eventfd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    const bool = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER;
+    expect(vfioSetIrqsValidateAndPrepare(hdr({ flags: eventfd, argsz: 24 }), 1, 5)).toBe(4);
+    expect(vfioSetIrqsValidateAndPrepare(hdr({ flags: eventfd, argsz: 4096 }), 1, 5)).toBe(4);
+    expect(vfioSetIrqsValidateAndPrepare(hdr({ flags: bool, count: 3, argsz: 64 }), 4, 5)).toBe(3);
+    expect(vfioSetIrqsValidateAndPrepare(hdr({ argsz: 4096 }), 1, 5)).toBe(0);
+    expect(check(hdr({ flags: eventfd, argsz: 23 }))).toBe('EINVAL');
+    expect(check(hdr({ argsz: VFIO_IRQ_SET_SIZE - 1 }))).toBe('EINVAL');
+    expect(check(hdr({ flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL }))).toBe('EINVAL');
+    expect(check(hdr({ flags: 1 << 6 }))).toBe('EINVAL');
+  });
+
+  it('refuses DATA_NONE outside the vectors through a device, and fires nothing', () => {
+    const { mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    const efd = new Eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: 0,
+      data: [efd],
+    });
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+          index: 0,
+          start: 3,
+          count: 1,
+        }),
+      ),
+    ).toBe('EINVAL');
+    expect(efd.total).toBe(0);
+    // A SET_IRQS buffer with room to spare (argsz past the data) is accepted.
+    const big = new Uint8Array(64);
+    encodeIrqSet({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: 0,
+      data: [efd],
+    }).forEach((b, i) => {
+      big[i] = b;
+    });
+    new DataView(big.buffer).setUint32(0, big.length, true);
+    expect(h.ioctl(VFIO_DEVICE_SET_IRQS, big)).toBe(0);
+    efd.close();
+    h.close();
   });
 });
 

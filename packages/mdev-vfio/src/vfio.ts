@@ -63,13 +63,20 @@ function vfioMdevProbe(mdev: MdevDevice): void {
 
 /**
  * Mirrors vfio_mdev_remove() (vfio_del_group_dev()). The kernel blocks here until the user
- * closes the device; a library cannot block, so open handles are revoked instead: each gets its
- * `release` op once and every later call on it fails with ENODEV.
+ * closes the device, calling the driver's `request` op to ask for it; a library cannot block,
+ * so `request` is called once, while the handles still work (the REQ eventfd is still wired),
+ * and then the open handles are revoked: each gets its `release` op once and every later call
+ * on it fails with ENODEV.
  */
 function vfioMdevRemove(mdev: MdevDevice): void {
-  const handles = groupDevs.get(mdev as MdevVfioDevice);
-  groupDevs.delete(mdev as MdevVfioDevice);
-  for (const h of handles ?? []) h.revoke();
+  const vdev = mdev as MdevVfioDevice;
+  const handles = groupDevs.get(vdev);
+  try {
+    if (handles?.size) vdev.ops?.request?.(vdev, 0);
+  } finally {
+    groupDevs.delete(vdev);
+    for (const h of handles ?? []) h.revoke();
+  }
 }
 
 /**
@@ -167,6 +174,12 @@ function vfioOpsOf(mdev: MdevVfioDevice): MdevVfioOps {
   }
 }
 
+/**
+ * The most one read(2) or write(2) moves: the kernel's MAX_RW_COUNT (INT_MAX & PAGE_MASK). A
+ * longer read is refused with EINVAL before a buffer is allocated for it.
+ */
+export const VFIO_MAX_RW_COUNT = 0x7fffffff & ~(PAGE_SIZE - 1);
+
 function checkOffset(what: string, offset: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new KernelError('EINVAL', `vfio ${what}: bad file offset ${offset}`);
@@ -223,12 +236,22 @@ export class VfioDevice extends VfioFile {
     return ops.read(this.mdev, buf, offset);
   }
 
-  /** Reads `length` bytes at `offset` (a copy, as read(2) makes one). */
+  /**
+   * Reads `length` bytes at `offset` (a copy, as read(2) makes one). EINVAL for a length that
+   * is negative, not an integer or above VFIO_MAX_RW_COUNT; ENOMEM when the buffer cannot be
+   * allocated.
+   */
   read(offset: number, length: number): Uint8Array {
-    if (!Number.isSafeInteger(length) || length < 0) {
+    if (!Number.isSafeInteger(length) || length < 0 || length > VFIO_MAX_RW_COUNT) {
       throw new KernelError('EINVAL', `vfio read: bad length ${length}`);
     }
-    const buf = new Uint8Array(length);
+    this.live('read');
+    let buf: Uint8Array;
+    try {
+      buf = new Uint8Array(length);
+    } catch (err) {
+      throw new KernelError('ENOMEM', `vfio read: no buffer of ${length} bytes: ${err}`);
+    }
     const n = this.pread(buf, offset);
     return buf.subarray(0, n);
   }

@@ -2,6 +2,7 @@ import { KernelError, sysfs } from '@mdev/driver-core';
 import {
   DRM_PLANE_TYPE_CURSOR,
   DRM_PLANE_TYPE_PRIMARY,
+  fdget,
   mdevVfioExit,
   VFIO_DEVICE_GET_GFX_DMABUF,
   VFIO_DEVICE_GET_REGION_INFO,
@@ -301,11 +302,26 @@ describe('mbochs QUERY_GFX_PLANE and GET_GFX_DMABUF', () => {
     // It is a view, not a copy: later drawing shows in it.
     dev.writeU32(MBOCHS_MEMORY_BAR_OFFSET + 16384, 0x00ffffff);
     expect(new DataView(view.buffer, view.byteOffset).getUint32(0, true)).toBe(0x00ffffff);
-    // The same id gives the same dma-buf while it is open.
-    expect(dev.getGfxDmabuf(p.dmabufId)).toBe(buf);
+    // Each GET_GFX_DMABUF is a new fd over the same buffer (get_dma_buf + dma_buf_fd), so
+    // closing one leaves the other working; the buffer goes when its last fd closes.
+    const dmabuf = mbochs.stateOf(dev.mdev).dmabufs.find((d) => d.id === p.dmabufId)!;
+    const second = dev.getGfxDmabuf(p.dmabufId);
+    expect(second).not.toBe(buf);
+    expect(second.fd).not.toBe(buf.fd);
+    expect(dmabuf.openFds).toBe(2);
     buf.close();
     expect(errno(() => buf.mmap())).toBe('EBADF');
-    expect(dev.getGfxDmabuf(p.dmabufId)).not.toBe(buf);
+    expect(dmabuf.exported).toBe(true);
+    expect(new DataView(second.mmap().buffer, second.mmap().byteOffset).getUint32(0, true)).toBe(
+      0x00ffffff,
+    );
+    dev.writeU32(MBOCHS_MEMORY_BAR_OFFSET + 16388, 0x00abcdef);
+    expect(second.mmap()[4]).toBe(0xef);
+    second.close();
+    expect(dmabuf.exported).toBe(false);
+    const third = dev.getGfxDmabuf(p.dmabufId);
+    expect([third.size, third.mmap()[4], dmabuf.openFds]).toEqual([16384, 0xef, 1]);
+    third.close();
   });
 
   it('refuses to export a scanout that does not start on a page, and unknown ids', () => {
@@ -419,12 +435,34 @@ describe('mbochs bad calls', () => {
 describe('mbochs under hostile accesses', () => {
   it('answers random reads, writes and ioctls with data or a KernelError, nothing else', () => {
     const dev = create('mbochs-small');
+    setMode(dev, 64, 64);
+    // dmabuf 1 exists, so GET_GFX_DMABUF has something to find.
+    dev.queryGfxPlane(VFIO_GFX_PLANE_TYPE_DMABUF, DRM_PLANE_TYPE_PRIMARY);
     let seed = 0x2019;
     const rnd = (n: number) => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return seed % n;
     };
+    // A field value: mostly small (so handler bodies run: plane types, region and irq
+    // indexes, dmabuf ids), sometimes anything.
+    const field = () => (rnd(4) === 0 ? (rnd(0x10000) * 0x10000 + rnd(0x10000)) >>> 0 : rnd(12));
+    /**
+     * An ioctl buffer: a random-garbage one now and then; for GET_GFX_DMABUF a small dmabuf
+     * id; else a header with a valid argsz (the buffer's length, at least the request's minsz)
+     * and random fields after it.
+     */
+    const ioctlArg = (cmd: number): Uint8Array => {
+      if (rnd(8) === 0) return new Uint8Array(rnd(80)).fill(0xff);
+      if (cmd === VFIO_DEVICE_GET_GFX_DMABUF) return Uint8Array.of(rnd(3), 0, 0, 0);
+      const buf = new Uint8Array(16 + rnd(64) + 4 * rnd(2));
+      const dv = new DataView(buf.buffer);
+      for (let at = 4; at + 4 <= buf.length; at += 4) dv.setUint32(at, field(), true);
+      dv.setUint32(0, rnd(8) === 0 ? field() : buf.length, true);
+      return buf;
+    };
+    const counts = { ok: 0, failed: 0 };
     const span = MBOCHS_MEMORY_BAR_OFFSET + 4 * MB + 8192;
+    const dmabufs: { close(): void }[] = [];
     for (let i = 0; i < 3000; i++) {
       const pos = rnd(3) === 0 ? rnd(0x4000) : rnd(span);
       const len = 1 + rnd(rnd(4) === 0 ? 9000 : 9);
@@ -432,11 +470,24 @@ describe('mbochs under hostile accesses', () => {
       try {
         if (op === 0) dev.read(pos, len);
         else if (op === 1) dev.write(pos, new Uint8Array(len).fill(rnd(256)));
-        else dev.ioctl(0x3b00 + 100 + rnd(20), new Uint8Array(rnd(80)).fill(0xff));
+        else {
+          const cmd = 0x3b00 + 100 + rnd(20);
+          const arg = ioctlArg(cmd);
+          const ret = dev.ioctl(cmd, arg);
+          if (cmd === VFIO_DEVICE_GET_GFX_DMABUF) dmabufs.push(fdget(ret));
+          counts.ok++;
+          continue;
+        }
       } catch (err) {
         expect(KernelError.is(err), String(err)).toBe(true);
       }
+      if (op === 2) counts.failed++;
     }
+    // The valid headers reached the handlers: many ioctls succeeded, among them dma-bufs.
+    expect(counts.ok).toBeGreaterThan(100);
+    expect(counts.failed).toBeGreaterThan(100);
+    expect(dmabufs.length).toBeGreaterThan(0);
+    for (const b of dmabufs) b.close();
     // The device still answers.
     expect(dev.readU16(dispi(VBE_DISPI_INDEX_VIDEO_MEMORY_64K))).toBe(64);
   });

@@ -13,10 +13,10 @@ export class MbochsDmabuf {
   readonly mode: MbochsMode;
   /** Page views of the framebuffer, from the page holding `mode.offset` (the page array). */
   readonly pages: Uint8Array[];
-  /** The exported dma-buf, while one is open. */
-  buf: DmaBuf | null = null;
-  /** Set when the device is closed: no longer found by id, freed when its dma-buf closes. */
+  /** Set when the device is closed: no longer found by id, freed when its last fd closes. */
   unlinked = false;
+  /** The open fds of the exported dma-buf (dmabuf->buf is set while there is one). */
+  private readonly fds = new Set<DmaBuf>();
 
   constructor(id: number, mode: MbochsMode, memory: MbochsMemory) {
     this.id = id;
@@ -26,16 +26,27 @@ export class MbochsDmabuf {
     this.pages = memory.pages(first, count);
   }
 
+  /** Whether the buffer is exported: at least one of its fds is open. */
+  get exported(): boolean {
+    return this.fds.size > 0;
+  }
+
+  /** How many fds of the exported buffer are open. */
+  get openFds(): number {
+    return this.fds.size;
+  }
+
   /**
-   * Mirrors mbochs_dmabuf_export(): a scanout that does not start on a page boundary cannot be
-   * exported (EINVAL, "framebuffer not page-aligned"). The dma-buf is one shared view of the
-   * pages, which lie back to back in the device's video memory: no copy.
+   * Mirrors mbochs_dmabuf_export() + get_dma_buf() + dma_buf_fd(): each call returns a new fd
+   * over the one shared buffer, so closing one fd leaves the others working; the buffer is
+   * released (mbochs_release_dmabuf()) when its last fd closes. A scanout that does not start
+   * on a page boundary cannot be exported (EINVAL, "framebuffer not page-aligned"). Each fd is
+   * a view of the pages, which lie back to back in the device's video memory: no copy.
    */
   export(): DmaBuf {
     if (this.mode.offset % MBOCHS_PAGE_SIZE !== 0) {
       throw new KernelError('EINVAL', `mbochs: dmabuf ${this.id}: framebuffer not page-aligned`);
     }
-    if (this.buf && !this.buf.closed) return this.buf;
     const first = this.pages[0]!;
     const memory = new Uint8Array(
       first.buffer,
@@ -44,12 +55,13 @@ export class MbochsDmabuf {
     );
     const buf = new DmaBuf({
       memory,
-      // mbochs_release_dmabuf(): the exported buffer is gone; an unlinked one is freed with it.
+      // The last fd gone is mbochs_release_dmabuf(): the buffer is no longer exported, and an
+      // unlinked one is freed with it (here: nothing holds it any more).
       release: () => {
-        if (this.buf === buf) this.buf = null;
+        this.fds.delete(buf);
       },
     });
-    this.buf = buf;
+    this.fds.add(buf);
     return buf;
   }
 }

@@ -29,6 +29,7 @@ import {
   VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_ACTION_TYPE_MASK,
   VFIO_IRQ_SET_ACTION_UNMASK,
+  VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
   VFIO_IRQ_SET_DATA_TYPE_MASK,
@@ -118,6 +119,8 @@ export class MttyState {
   /** The index interrupts go to: INTx, MSI, or -1 before the user set an eventfd. */
   irqIndex = -1;
   intxMasked = false;
+  /** Open device files (the kernel calls close_device at the last close). */
+  openCount = 0;
   readonly irqStats: MttyIrqStats = { delivered: 0, masked: 0, dropped: 0 };
   private lineHigh = false;
 
@@ -250,19 +253,55 @@ export class MttyState {
     this.irqStats.delivered++;
   }
 
-  /** VFIO_DEVICE_SET_IRQS for INTx, MSI and REQ. */
+  /**
+   * VFIO_DEVICE_SET_IRQS for INTx, MSI and REQ, after vfioSetIrqsValidateAndPrepare() held the
+   * vectors to the index's one (start 0, count 0 or 1). As vfio_pci_set_irqs_ioctl(): ENOTTY
+   * when the flags name no action or several, since no handler matches.
+   */
   setIrqs(hdr: VfioIrqSet, data: number[]): void {
     const action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
     const type = hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
-    const asserted = type === VFIO_IRQ_SET_DATA_NONE ? hdr.count > 0 : data[0] === 1;
-    if (action !== VFIO_IRQ_SET_ACTION_TRIGGER) {
-      if (hdr.index !== VFIO_PCI_INTX_IRQ_INDEX || type === VFIO_IRQ_SET_DATA_EVENTFD) {
-        throw new KernelError('EINVAL', 'mtty: only INTx masks, by NONE or BOOL');
+    if (action === VFIO_IRQ_SET_ACTION_MASK || action === VFIO_IRQ_SET_ACTION_UNMASK) {
+      this.setIntxMask(hdr, action, type, data);
+    } else if (action === VFIO_IRQ_SET_ACTION_TRIGGER) {
+      this.setTrigger(hdr, type, data);
+    } else {
+      throw new KernelError('ENOTTY', `mtty: SET_IRQS action 0x${action.toString(16)}`);
+    }
+  }
+
+  /**
+   * MASK/UNMASK (vfio_pci_set_intx_mask/unmask, mtty_set_irqs upstream): only INTx is maskable,
+   * MSI and REQ have no handler (ENOTTY). Exactly the one vector (EINVAL otherwise); DATA_NONE
+   * acts, DATA_BOOL acts when true, and an eventfd (an irqfd unmask) is not supported (ENOTTY).
+   */
+  private setIntxMask(hdr: VfioIrqSet, action: number, type: number, data: number[]): void {
+    if (hdr.index !== VFIO_PCI_INTX_IRQ_INDEX) {
+      throw new KernelError('ENOTTY', `mtty: irq index ${hdr.index} cannot be masked`);
+    }
+    if (hdr.start !== 0 || hdr.count !== 1) {
+      throw new KernelError('EINVAL', `mtty: INTx mask needs start 0, count 1`);
+    }
+    if (type === VFIO_IRQ_SET_DATA_EVENTFD) {
+      throw new KernelError('ENOTTY', 'mtty: no INTx mask or unmask through an eventfd');
+    }
+    if (type === VFIO_IRQ_SET_DATA_BOOL && data[0] !== 1) return;
+    if (action === VFIO_IRQ_SET_ACTION_MASK) this.intxMasked = true;
+    else this.unmaskIntx();
+  }
+
+  /**
+   * TRIGGER: DATA_NONE with count 0 disables the index; every other request needs the one
+   * vector (EINVAL for count 0, which would otherwise read a data array that is not there).
+   * An eventfd (or -1) replaces the index's eventfd; DATA_NONE, or DATA_BOOL true, fires a
+   * test interrupt (vfio-pci's loopback testing).
+   */
+  private setTrigger(hdr: VfioIrqSet, type: number, data: number[]): void {
+    if (hdr.count === 0) {
+      if (type !== VFIO_IRQ_SET_DATA_NONE) {
+        throw new KernelError('EINVAL', 'mtty: a trigger with data needs count 1');
       }
-      if (!asserted) return;
-      if (action === VFIO_IRQ_SET_ACTION_MASK) this.intxMasked = true;
-      else if (action === VFIO_IRQ_SET_ACTION_UNMASK) this.unmaskIntx();
-      else throw new KernelError('EINVAL', 'mtty: one action at a time');
+      this.disable(hdr.index);
       return;
     }
     if (type === VFIO_IRQ_SET_DATA_EVENTFD) {
@@ -280,19 +319,23 @@ export class MttyState {
       this.selectIndex();
       return;
     }
-    if (type === VFIO_IRQ_SET_DATA_NONE && hdr.count === 0) {
-      // Disable the index.
-      if (hdr.index === VFIO_PCI_INTX_IRQ_INDEX) this.intxEvtfd = null;
-      else if (hdr.index === VFIO_PCI_MSI_IRQ_INDEX) this.msiEvtfd = null;
-      else this.reqEvtfd = null;
-      this.selectIndex();
-      return;
+    const asserted = type === VFIO_IRQ_SET_DATA_NONE || data[0] === 1;
+    if (!asserted) return;
+    if (hdr.index === VFIO_PCI_REQ_IRQ_INDEX) this.reqEvtfd?.signal(1);
+    else this.fireTest(hdr.index);
+  }
+
+  /** Drops the eventfd of irq index `index` (mtty_disable_intx/msi/req). */
+  private disable(index: number): void {
+    if (index === VFIO_PCI_INTX_IRQ_INDEX) {
+      this.intxEvtfd = null;
+      this.intxMasked = false;
+    } else if (index === VFIO_PCI_MSI_IRQ_INDEX) {
+      this.msiEvtfd = null;
+    } else {
+      this.reqEvtfd = null;
     }
-    if (hdr.index === VFIO_PCI_REQ_IRQ_INDEX) {
-      if (asserted) this.reqEvtfd?.signal(1);
-      return;
-    }
-    if (asserted) this.fireTest(hdr.index);
+    this.selectIndex();
   }
 
   /** MSI wins while it has an eventfd (the guest enabled MSI), else INTx, else none. */
@@ -311,11 +354,34 @@ export class MttyState {
     return 0;
   }
 
-  /** Tells the user the device is going away (the REQ eventfd), then drops the eventfds. */
-  teardown(): void {
+  /**
+   * Mirrors mtty_request(): the device is being removed while open, so the user is asked to
+   * release it through the REQ eventfd (when one is set).
+   */
+  request(): void {
     this.reqEvtfd?.signal(1);
+  }
+
+  /** The user opened the device file. */
+  open(): void {
+    this.openCount++;
+  }
+
+  /**
+   * The user closed the device file. At the last close, as upstream mtty_close() does, the
+   * eventfds are dropped, so the next session starts with none: INTx, MSI and REQ unset,
+   * irqIndex -1, INTx unmasked.
+   */
+  release(): void {
+    if (this.openCount > 0) this.openCount--;
+    if (this.openCount === 0) this.teardown();
+  }
+
+  /** Drops every eventfd (last close, and remove). */
+  teardown(): void {
     this.intxEvtfd = this.msiEvtfd = this.reqEvtfd = null;
     this.irqIndex = -1;
+    this.intxMasked = false;
   }
 }
 
@@ -379,11 +445,9 @@ function mttyIoctl(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): numbe
     }
     case VFIO_DEVICE_SET_IRQS: {
       const hdr = vfioIrqSet.copyFromUser(arg);
-      if (hdr.argsz < vfioIrqSet.minsz) throw new KernelError('EINVAL', 'SET_IRQS: argsz');
-      if (hdr.index < VFIO_PCI_NUM_IRQS && irqCount(hdr.index) === 0) {
-        throw new KernelError('EINVAL', `SET_IRQS: irq index ${hdr.index} has no vectors`);
-      }
-      const size = vfioSetIrqsValidateAndPrepare(hdr, VFIO_PCI_NUM_IRQS, irqCount(hdr.index));
+      // As vfio-pci: the range is checked against the vectors of the index named (MSI-X and
+      // ERR have none, so any request on them is EINVAL), not against the number of indexes.
+      const size = vfioSetIrqsValidateAndPrepare(hdr, irqCount(hdr.index), VFIO_PCI_NUM_IRQS);
       s.setIrqs(hdr, vfioIrqSetData(arg, hdr, size));
       return 0;
     }
@@ -395,10 +459,13 @@ function mttyIoctl(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): numbe
   }
 }
 
-/** struct mdev_vfio_ops of mtty: open, release, read, write, ioctl (no mmap). */
+/** struct mdev_vfio_ops of mtty: open, release, read, write, ioctl, request (no mmap). */
 const mttyVfioOps: MdevVfioOps = {
-  open() {},
-  release() {},
+  open: (mdev) => stateOf(mdev).open(),
+  release(mdev) {
+    mdevGetDrvdata<MttyState | null>(mdev)?.release();
+  },
+  request: (mdev) => mdevGetDrvdata<MttyState | null>(mdev)?.request(),
   read: (mdev, buf, pos) =>
     vfioSplitAccess(buf, pos, (piece, at) => stateOf(mdev).access(piece, at, false)),
   write: (mdev, buf, pos) =>
@@ -495,6 +562,7 @@ export function mttyInit(options: MttyOptions = {}): MttyHandle {
         if (!state || !states.has(state)) {
           throw new KernelError('EINVAL', `mtty: ${mdev.uuid} is not ours`);
         }
+        // The user was asked through REQ (the `request` op) before the handles were revoked.
         state.teardown();
         states.delete(state);
         mdevSetDrvdata(mdev, null);

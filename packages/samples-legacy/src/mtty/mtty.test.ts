@@ -2,10 +2,12 @@ import { KernelError, sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
 import {
   Eventfd,
+  encodeIrqSet,
   mdevVfioExit,
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_SET_IRQS,
   VFIO_IRQ_INFO_AUTOMASKED,
   VFIO_IRQ_INFO_EVENTFD,
   VFIO_IRQ_INFO_MASKABLE,
@@ -285,12 +287,12 @@ describe('mtty VFIO regions and irqs', () => {
         }),
       ),
     ).toBe('EINVAL');
-    // MSI cannot be masked (no MASKABLE flag).
+    // MSI cannot be masked (no MASKABLE flag): vfio-pci and mtty have no handler, ENOTTY.
     expect(
       errno(() =>
         h.setIrqs({ flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, index: 1, count: 1 }),
       ),
-    ).toBe('EINVAL');
+    ).toBe('ENOTTY');
     // An fd that is not open, and one that is not an eventfd.
     expect(
       errno(() =>
@@ -364,11 +366,11 @@ describe('mtty 16550A', () => {
     expect(u.r(UART_LSR)).toBe(UART_LSR_THRE | UART_LSR_TEMT);
     u.w(UART_TX, 1);
     expect(u.r(UART_LSR)).toBe(UART_LSR_THRE | UART_LSR_TEMT | UART_LSR_DR);
-    // FIFO disabled: one byte of holding, the second overruns.
+    // FIFO disabled: one byte of holding; the second overruns and replaces it in RBR.
     u.w(UART_TX, 2);
     expect(u.r(UART_LSR)).toBe(UART_LSR_THRE | UART_LSR_TEMT | UART_LSR_DR | UART_LSR_OE);
     expect(u.r(UART_LSR)).toBe(UART_LSR_THRE | UART_LSR_TEMT | UART_LSR_DR);
-    expect(u.r(UART_RX)).toBe(1);
+    expect(u.r(UART_RX)).toBe(2);
     expect(u.r(UART_LSR)).toBe(UART_LSR_THRE | UART_LSR_TEMT);
   });
 
@@ -523,10 +525,11 @@ describe('mtty interrupts', () => {
     u.w(UART_TX, 0x41);
     u.r(UART_RX);
     u.w(UART_TX, 0x42);
+    // Two rising edges: THRI at IER enable, then RDI at the first byte. The line stays up
+    // (THRI pending) through the RX read and the second byte: no third edge.
     expect(intx.total).toBe(0);
-    expect(msi.total).toBe(seen.length);
-    expect(seen[0]).toBe(UART_IIR_THRI);
-    expect(seen).toContain(UART_IIR_RDI);
+    expect(msi.total).toBe(2);
+    expect(seen).toEqual([UART_IIR_THRI, UART_IIR_RDI]);
     // Disabling MSI (DATA_NONE, count 0) hands interrupts back to INTx.
     h.setIrqs({
       flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -569,8 +572,223 @@ describe('mtty interrupts', () => {
       data: [req],
     });
     sysfs.write(`/sys/bus/mdev/devices/${UUID1}/remove`, '1');
+    // Signalled by the request op, before the handle was revoked and its eventfds dropped.
     expect(req.total).toBe(1);
     expect(errno(() => h.getInfo())).toBe('ENODEV');
+  });
+
+  it('signals no REQ when the device is removed closed', () => {
+    const h = device('mtty-1');
+    const req = eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: VFIO_PCI_REQ_IRQ_INDEX,
+      data: [req],
+    });
+    open.pop()!.close();
+    sysfs.write(`/sys/bus/mdev/devices/${UUID1}/remove`, '1');
+    expect(req.total).toBe(0);
+  });
+});
+
+describe('mtty SET_IRQS validation', () => {
+  const trigger = (index: number, extra: Partial<Parameters<VfioDevice['setIrqs']>[0]> = {}) => ({
+    flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+    index,
+    count: 1,
+    ...extra,
+  });
+
+  it('checks the vector range for DATA_NONE too, and fires nothing outside it', () => {
+    const h = device('mtty-1');
+    const intx = eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: VFIO_PCI_INTX_IRQ_INDEX,
+      data: [intx],
+    });
+    expect(errno(() => h.setIrqs(trigger(VFIO_PCI_INTX_IRQ_INDEX, { start: 3 })))).toBe('EINVAL');
+    expect(errno(() => h.setIrqs(trigger(VFIO_PCI_INTX_IRQ_INDEX, { count: 2 })))).toBe('EINVAL');
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+          index: VFIO_PCI_INTX_IRQ_INDEX,
+          count: 9,
+        }),
+      ),
+    ).toBe('EINVAL');
+    expect(intx.total).toBe(0);
+    expect(mtty!.stateOf(h.mdev)!.intxMasked).toBe(false);
+    // Inside the range, the same trigger fires once.
+    h.setIrqs(trigger(VFIO_PCI_INTX_IRQ_INDEX));
+    expect(intx.total).toBe(1);
+  });
+
+  it('refuses an eventfd or bool trigger with count 0, and keeps the eventfd wired', () => {
+    const h = device('mtty-1');
+    const u = uart(h);
+    const intx = eventfd();
+    const msi = eventfd();
+    for (const [index, efd] of [
+      [VFIO_PCI_INTX_IRQ_INDEX, intx],
+      [VFIO_PCI_MSI_IRQ_INDEX, msi],
+    ] as const) {
+      h.setIrqs({
+        flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        index,
+        data: [efd],
+      });
+      for (const type of [VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_BOOL]) {
+        expect(
+          errno(() =>
+            h.setIrqs({
+              flags: type | VFIO_IRQ_SET_ACTION_TRIGGER,
+              index,
+              count: 0,
+              data: type === VFIO_IRQ_SET_DATA_EVENTFD ? [efd] : [true],
+            }),
+          ),
+        ).toBe('EINVAL');
+      }
+    }
+    const s = mtty!.stateOf(h.mdev)!;
+    expect([s.intxEvtfd, s.msiEvtfd, s.irqIndex]).toEqual([intx, msi, VFIO_PCI_MSI_IRQ_INDEX]);
+    u.w(UART_IER, UART_IER_RDI);
+    u.w(UART_TX, 1);
+    expect(msi.total).toBe(1);
+    // Only DATA_NONE with count 0 disables: MSI off hands the next edge to INTx.
+    h.setIrqs(trigger(VFIO_PCI_MSI_IRQ_INDEX, { count: 0 }));
+    expect(s.msiEvtfd).toBeNull();
+    u.r(UART_RX);
+    u.w(UART_TX, 2);
+    expect(intx.total).toBe(1);
+  });
+
+  it('masks and unmasks INTx with exactly one vector, never through an eventfd', () => {
+    const h = device('mtty-1');
+    const intx = eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: VFIO_PCI_INTX_IRQ_INDEX,
+      data: [intx],
+    });
+    const s = mtty!.stateOf(h.mdev)!;
+    for (const action of [VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_UNMASK]) {
+      expect(
+        errno(() =>
+          h.setIrqs({
+            flags: VFIO_IRQ_SET_DATA_NONE | action,
+            index: VFIO_PCI_INTX_IRQ_INDEX,
+            count: 0,
+          }),
+        ),
+      ).toBe('EINVAL');
+      expect(
+        errno(() =>
+          h.setIrqs({
+            flags: VFIO_IRQ_SET_DATA_EVENTFD | action,
+            index: VFIO_PCI_INTX_IRQ_INDEX,
+            data: [intx],
+          }),
+        ),
+      ).toBe('ENOTTY');
+      expect(
+        errno(() =>
+          h.setIrqs({ flags: VFIO_IRQ_SET_DATA_NONE | action, index: VFIO_PCI_REQ_IRQ_INDEX }),
+        ),
+      ).toBe('ENOTTY');
+    }
+    expect(s.intxMasked).toBe(false);
+    // A request with no action, or with two, matches no handler.
+    expect(errno(() => h.setIrqs({ flags: VFIO_IRQ_SET_DATA_NONE, index: 0, count: 1 }))).toBe(
+      'ENOTTY',
+    );
+    expect(
+      errno(() =>
+        h.setIrqs({
+          flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK,
+          index: 0,
+          count: 1,
+        }),
+      ),
+    ).toBe('ENOTTY');
+    expect(s.intxMasked).toBe(false);
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_MASK,
+      index: VFIO_PCI_INTX_IRQ_INDEX,
+      data: [false],
+    });
+    expect(s.intxMasked).toBe(false);
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_MASK,
+      index: VFIO_PCI_INTX_IRQ_INDEX,
+      data: [true],
+    });
+    expect(s.intxMasked).toBe(true);
+    expect(intx.total).toBe(0);
+  });
+
+  it('accepts an argsz larger than the request needs', () => {
+    const h = device('mtty-1');
+    const msi = eventfd();
+    const buf = new Uint8Array(64);
+    buf.set(
+      encodeIrqSet({
+        flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        index: VFIO_PCI_MSI_IRQ_INDEX,
+        data: [msi],
+      }),
+    );
+    new DataView(buf.buffer).setUint32(0, buf.length, true);
+    expect(h.ioctl(VFIO_DEVICE_SET_IRQS, buf)).toBe(0);
+    h.setIrqs(trigger(VFIO_PCI_MSI_IRQ_INDEX));
+    expect(msi.total).toBe(1);
+  });
+});
+
+describe('mtty close', () => {
+  it('drops the eventfds at the last close: a new session gets no signal on the old ones', () => {
+    const h = device('mtty-1');
+    const intx = eventfd();
+    const req = eventfd();
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: VFIO_PCI_INTX_IRQ_INDEX,
+      data: [intx],
+    });
+    h.setIrqs({
+      flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      index: VFIO_PCI_REQ_IRQ_INDEX,
+      data: [req],
+    });
+    // A second file keeps the device open: closing it changes nothing.
+    const other = vfioDeviceOpen(UUID1);
+    other.close();
+    const s = mtty!.stateOf(h.mdev)!;
+    expect(s.intxEvtfd).toBe(intx);
+    const u = uart(h);
+    u.w(UART_IER, UART_IER_RDI);
+    u.w(UART_TX, 1); // delivered, and INTx automasked
+    expect([intx.total, s.intxMasked]).toEqual([1, true]);
+    open.pop()!.close();
+    expect([s.intxEvtfd, s.msiEvtfd, s.reqEvtfd, s.irqIndex, s.intxMasked]).toEqual([
+      null,
+      null,
+      null,
+      -1,
+      false,
+    ]);
+    // The next session raises the line without an eventfd: dropped, the old eventfd is silent.
+    const next = vfioDeviceOpen(UUID1);
+    open.push(next);
+    const v = uart(next);
+    v.r(UART_RX);
+    v.w(UART_TX, 2);
+    expect(intx.total).toBe(1);
+    expect(s.irqStats.dropped).toBe(1);
+    sysfs.write(`/sys/bus/mdev/devices/${UUID1}/remove`, '1');
+    expect(req.total).toBe(0);
   });
 });
 

@@ -59,7 +59,8 @@ const IER_MASK = 0x0f;
  * keeps both bytes as written; the FCR trigger level is honoured (1/4/8/14); IIR reports the one
  * highest-priority source (line status > received data > THR empty > modem status) as a real
  * 16550A does, with bits 7:6 set only while the FIFOs are enabled; OE stays set until LSR is read;
- * reading an empty receive buffer returns 0. The character-timeout interrupt is not emulated: a
+ * an overrun without FIFOs replaces the unread character in RBR, with the FIFO full it loses the
+ * new one; reading an empty receive buffer returns 0. The character-timeout interrupt is not emulated: a
  * driver below the trigger level polls LSR.DR.
  */
 export class Uart16550 {
@@ -151,12 +152,17 @@ export class Uart16550 {
     this.lines = now;
   }
 
-  /** A byte arrives from the line (here: from our own transmitter). */
+  /**
+   * A byte arrives from the line (here: from our own transmitter). On an overrun OE is raised
+   * until LSR is read; which character survives depends on the mode, as on the 16550A.
+   */
   receive(byte: number): void {
     if (this.count >= this.capacity) {
-      // The FIFO is full: the new character is lost and OE raised until LSR is read.
       this.overrun = true;
       this.overruns++;
+      // Without FIFOs the new character is transferred into RBR over the unread one. With the
+      // FIFO full it stays in the shift register, where the next one overwrites it: lost.
+      if (!this.fifoEnabled) this.fifo[this.head] = byte & 0xff;
       return;
     }
     this.fifo[(this.head + this.count) % UART_FIFO_SIZE] = byte & 0xff;
