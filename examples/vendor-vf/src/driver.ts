@@ -16,6 +16,7 @@ import {
   mdevVirtioUnregisterDevice,
   type VirtioMdevCallback,
 } from '@mdev/mdev-virtio';
+import { VIRTIO_CONFIG_S_NEEDS_RESET } from '@mdev/virtio';
 import { type GuestMemory, MAX_ADDR } from '@mdev/virtio-ring';
 import { VirtioNetVf } from './hardware';
 import {
@@ -136,22 +137,46 @@ export class VendorVfInstance {
   }
 
   private configInterrupt(): void {
+    // The VF raises this interrupt when it sets DEVICE_NEEDS_RESET: no frame comes until a
+    // reset then, so the hold on the process may have to go.
+    this.updateHold();
     const cb = this.configCb;
     if (cb) cb.callback(cb.private);
   }
 
   /** Selects queue `idx` (queue_select); EINVAL for a queue the VF does not have. */
   select(idx: number): void {
-    if (!Number.isInteger(idx) || idx < 0 || idx >= VF_NUM_QUEUES) {
-      throw new KernelError('EINVAL', `vendor_vf: no queue ${idx}`);
-    }
+    if (!hasQueue(idx)) throw new KernelError('EINVAL', `vendor_vf: no queue ${idx}`);
     this.bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, idx);
   }
 
-  /** Programs an MSI-X vector register and reads it back; NO_VECTOR when refused or with INTx. */
-  programVector(offset: number, vector: number): number {
-    this.bar.write16(offset, this.msix ? vector : VIRTIO_MSI_NO_VECTOR);
-    return this.bar.read16(offset);
+  /**
+   * Programs an MSI-X vector register (NO_VECTOR with INTx) and reads it back. A vector the VF
+   * could not map reads NO_VECTOR (virtio 1.2, 4.1.5.1.2.1) and the VF signals that event by
+   * INTx and the ISR byte, which `interrupt` serves too: worth a warning, not a failure.
+   */
+  programVector(offset: number, vector: number, what: string): number {
+    const want = this.msix ? vector : VIRTIO_MSI_NO_VECTOR;
+    this.bar.write16(offset, want);
+    const got = this.bar.read16(offset);
+    if (got !== want) {
+      process.emitWarning(
+        `vendor_vf: VF ${this.index} refused MSI-X vector ${vector} for ${what}; it uses INTx`,
+      );
+    }
+    return got;
+  }
+
+  /**
+   * Has the VF's thread hold the process while a queue is enabled (see `holdProcess`), but not
+   * once the VF needs a reset: it uses no buffer then (2.1.2), so no frame is in flight. The
+   * next enable after the reset takes the hold again.
+   */
+  updateHold(): void {
+    const running =
+      this.notify.some((n) => n >= 0) &&
+      (this.bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET) === 0;
+    this.vf.holdProcess(running);
   }
 
   /** The VF's counters, read from its statistics registers. */
@@ -160,6 +185,11 @@ export class VendorVfInstance {
     if (!values) return null;
     return Object.fromEntries(VF_STAT_NAMES.map((n, i) => [n, values[i]!])) as VendorVfStats;
   }
+}
+
+/** Whether the VF has queue `idx`. */
+function hasQueue(idx: number): boolean {
+  return Number.isInteger(idx) && idx >= 0 && idx < VF_NUM_QUEUES;
 }
 
 function instance(mdev: MdevDevice): VendorVfInstance {
@@ -197,6 +227,14 @@ export const vendorVfOps: MdevVirtioOps = {
     const inst = instance(mdev);
     inst.select(idx);
     inst.bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, num);
+    // The VF ignores a size that is not a power of two up to its maximum, and any size while
+    // the queue runs: the read-back tells.
+    if (inst.bar.read16(VIRTIO_PCI_COMMON_Q_SIZE) !== num) {
+      if (inst.bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE) === 1) {
+        throw new KernelError('EBUSY', `vendor_vf: queue ${idx} is running; its size is fixed`);
+      }
+      throw new KernelError('EINVAL', `vendor_vf: queue ${idx} does not take size ${num}`);
+    }
   },
   kickVq(mdev, idx) {
     const inst = instance(mdev);
@@ -210,12 +248,16 @@ export const vendorVfOps: MdevVirtioOps = {
   },
   setVqCb(mdev, idx, cb) {
     const inst = instance(mdev);
+    // Nothing to clear on a queue the VF does not have (the transport unwinds a failed setup).
+    if (!cb && !hasQueue(idx)) return;
     inst.select(idx);
     inst.vqCb[idx] = cb;
-    if (cb) inst.programVector(VIRTIO_PCI_COMMON_Q_MSIX, 1 + idx);
+    if (cb) inst.programVector(VIRTIO_PCI_COMMON_Q_MSIX, 1 + idx, `queue ${idx}`);
   },
   setVqReady(mdev, idx, ready) {
     const inst = instance(mdev);
+    // Nor anything to stop: such a queue never runs.
+    if (!ready && !hasQueue(idx)) return;
     inst.select(idx);
     inst.bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, ready ? 1 : 0);
     // The read flushes the write: the VF has taken the queue up (or let it go) when it returns.
@@ -223,10 +265,12 @@ export const vendorVfOps: MdevVirtioOps = {
     inst.notify[idx] = enabled
       ? VF_NOTIFY + inst.bar.read16(VIRTIO_PCI_COMMON_Q_NOFF) * VF_NOTIFY_OFF_MULTIPLIER
       : -1;
-    inst.vf.holdProcess(inst.notify.some((n) => n >= 0));
+    inst.updateHold();
   },
   getVqReady(mdev, idx) {
     const inst = instance(mdev);
+    // A queue the VF does not have reads not enabled, as one past num_queues on virtio-pci.
+    if (!hasQueue(idx)) return false;
     inst.select(idx);
     return inst.bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE) === 1;
   },
@@ -242,6 +286,7 @@ export const vendorVfOps: MdevVirtioOps = {
   },
   getVqState(mdev, idx) {
     const inst = instance(mdev);
+    if (!hasQueue(idx)) return 0;
     inst.select(idx);
     return inst.bar.read16(
       VF_QUEUE_STATE + idx * VF_QUEUE_STATE_STRIDE + VF_QUEUE_STATE_LAST_AVAIL,
@@ -271,7 +316,7 @@ export const vendorVfOps: MdevVirtioOps = {
   setConfigCb(mdev, cb) {
     const inst = instance(mdev);
     inst.configCb = cb;
-    if (cb) inst.programVector(VIRTIO_PCI_COMMON_MSIX, VENDOR_VF_CONFIG_VECTOR);
+    if (cb) inst.programVector(VIRTIO_PCI_COMMON_MSIX, VENDOR_VF_CONFIG_VECTOR, 'config changes');
   },
   getVqNumMax(mdev) {
     return instance(mdev).queueMax;

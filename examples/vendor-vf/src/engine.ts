@@ -102,7 +102,10 @@ class EngineQueue {
   desc = [0, 0];
   avail = [0, 0];
   used = [0, 0];
-  /** last_avail_idx written while the queue was disabled, applied when it is enabled. */
+  /**
+   * last_avail_idx while the queue is disabled: written by the host, or saved when the queue
+   * stopped; applied when it is enabled again.
+   */
   lastAvail = 0;
   readonly vrh: Vringh;
 
@@ -289,7 +292,9 @@ export class VfEngine {
     const head = Atomics.load(link, LINK_FIFO_HEAD);
     let n = 0;
     while (this.tail !== head) {
-      const slot = LINK_FIFO + (this.tail % LINK_FIFO_ENTRIES) * 2;
+      // The counters are int32 and wrap past 2^31: a mask (the FIFO is a power of two long)
+      // keeps the slot in range where `%` would go negative.
+      const slot = LINK_FIFO + (this.tail & (LINK_FIFO_ENTRIES - 1)) * 2;
       const word = link[slot]!;
       this.write(word & 0xffff, word >>> 16, link[slot + 1]! >>> 0);
       this.tail = (this.tail + 1) | 0;
@@ -368,20 +373,33 @@ export class VfEngine {
       case VIRTIO_PCI_COMMON_Q_ENABLE:
         if (width !== 2 || !q) return;
         if (v === 1 && !q.enabled) this.enableQueue(this.qSelect);
-        // Writing 0 is not allowed by virtio 1.2 (4.1.4.3.2); the VF stops the queue anyway.
-        else if (v === 0) q.enabled = false;
+        else if (v === 0 && q.enabled) {
+          // Writing 0 is not allowed by virtio 1.2 (4.1.4.3.2); the VF stops the queue anyway,
+          // and keeps where the ring stood, so the state reads right and a later enable resumes
+          // there instead of taking the chains it already used again.
+          q.lastAvail = q.vrh.getLastAvailIdx();
+          q.enabled = false;
+        }
         this.showQueue();
         this.showQueueState(this.qSelect);
+        return;
+      case VIRTIO_PCI_COMMON_Q_MSIX:
+        if (width !== 2 || !q) return;
+        // A vector the VF does not have, or any vector for a running queue (its fields change
+        // only while it is disabled, 4.1.4.3.2), is a mapping that failed: the queue's event is
+        // left unmapped, and the read shows it as NO_VECTOR (4.1.5.1.2.1), which is also how
+        // the VF then signals it (INTx and the ISR byte).
+        q.msix = v < VF_MSIX_VECTORS && !q.enabled ? v : VIRTIO_MSI_NO_VECTOR;
+        this.showQueue();
         return;
     }
     // The queue fields below may only change while the queue is disabled (4.1.4.3.2).
     if (!q || q.enabled) return;
     switch (off) {
       case VIRTIO_PCI_COMMON_Q_SIZE:
-        if (width === 2) q.size = v;
-        break;
-      case VIRTIO_PCI_COMMON_Q_MSIX:
-        if (width === 2) q.msix = v < VF_MSIX_VECTORS ? v : VIRTIO_MSI_NO_VECTOR;
+        // "queue_size ... a power of 2" no larger than the size the device offered (4.1.4.3):
+        // any other value is ignored, so the driver's read-back shows the refusal.
+        if (width === 2 && isPow2(v) && v <= q.max) q.size = v;
         break;
       case VIRTIO_PCI_COMMON_Q_DESCLO:
       case VIRTIO_PCI_COMMON_Q_DESCHI:
@@ -404,7 +422,9 @@ export class VfEngine {
       this.reset();
       return;
     }
-    let status = v & ~VIRTIO_CONFIG_S_NEEDS_RESET;
+    // The driver sets bits and never clears one (2.1.2): a write adds to the status, and only 0
+    // (a reset) takes bits away. NEEDS_RESET is the device's to set.
+    let status = (v | this.status) & ~VIRTIO_CONFIG_S_NEEDS_RESET;
     if (status & VIRTIO_CONFIG_S_FEATURES_OK && !(this.status & VIRTIO_CONFIG_S_FEATURES_OK)) {
       // FEATURES_OK is kept only for a feature set the VF can work with (3.1.1 step 6): a subset
       // of its own, VERSION_1, and ACCESS_PLATFORM (the VF reaches memory through the IOMMU).
@@ -415,6 +435,10 @@ export class VfEngine {
         hasFeature(f, VIRTIO_F_ACCESS_PLATFORM);
       if (!ok) status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
     }
+    // DRIVER_OK comes after FEATURES_OK (3.1.1 steps 5-8): without accepted features the device
+    // is unusable, so DRIVER_OK is refused the same way (it reads back clear) and the datapath,
+    // which runs on DRIVER_OK, never moves a frame under features it did not accept.
+    if (!(status & VIRTIO_CONFIG_S_FEATURES_OK)) status &= ~VIRTIO_CONFIG_S_DRIVER_OK;
     this.status = status | (this.status & VIRTIO_CONFIG_S_NEEDS_RESET);
     this.showStatus();
   }
@@ -424,9 +448,8 @@ export class VfEngine {
     const desc = addr64(q.desc);
     const avail = addr64(q.avail);
     const used = addr64(q.used);
+    // q.size is valid: queue_size takes only powers of two up to the maximum.
     const ok =
-      isPow2(q.size) &&
-      q.size <= q.max &&
       !Number.isNaN(desc + avail + used) &&
       q.vrh.init({
         num: q.size,
@@ -437,7 +460,7 @@ export class VfEngine {
       }) === 0;
     if (!ok) {
       // Rings the VF cannot reach: the queue stays disabled and the device needs a reset.
-      this.deviceError(`queue ${idx} cannot be enabled (size ${q.size}, rings out of reach?)`);
+      this.deviceError(`queue ${idx} cannot be enabled (rings out of reach)`);
       return;
     }
     q.vrh.restoreState(q.lastAvail);
@@ -497,8 +520,9 @@ export class VfEngine {
   private starvedSince = 0;
 
   /**
-   * Moves up to `budget` frames from TX to RX. 'more' when the budget ran out, 'idle' when
-   * the TX ring is empty or the device is not running. Only between DRIVER_OK and a reset or
+   * Moves up to `budget` frames from TX to RX; another look at a ring that changed while kicks
+   * were being asked for counts as one too. 'more' when the budget ran out, 'idle' when the TX
+   * ring is empty or the device is not running. Only between DRIVER_OK and a reset or
    * DEVICE_NEEDS_RESET (3.1.1: no buffers are used before DRIVER_OK).
    */
   run(budget = this.init.budget): 'idle' | 'more' | 'starved' {
@@ -533,6 +557,9 @@ export class VfEngine {
         // Ask for a kick, then look again: a frame added meanwhile would get no kick.
         if (txv.notifyEnable()) break;
         txv.notifyDisable();
+        // Each look counts against the budget: a driver that moves avail->idx back and forth
+        // must not keep the VF in here, away from its registers.
+        n++;
         continue;
       }
       if (got < 0) {

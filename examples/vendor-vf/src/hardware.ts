@@ -151,7 +151,14 @@ export class VirtioNetVf {
   pollInterrupts(): void {
     if (Atomics.load(this.link, LINK_IRQ_PENDING) === 0) return;
     const bits = Atomics.exchange(this.link, LINK_IRQ_PENDING, 0);
-    if (bits !== 0) this.onInterrupt(bits);
+    if (bits === 0) return;
+    try {
+      this.onInterrupt(bits);
+    } catch (err) {
+      // A handler that throws is the host's bug, but it must not end the interrupt loop (a
+      // rejection of that unawaited promise would stop Node) nor fail the kick that polled.
+      process.emitWarning(`vendor_vf: the interrupt handler failed: ${String(err)}`);
+    }
   }
 
   /** Powers the VF off: its engine thread ends. */

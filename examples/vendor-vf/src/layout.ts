@@ -145,7 +145,7 @@ export const LINK_IRQ = 3; // VF -> host: bumped when pending bits were set
 export const LINK_IRQ_PENDING = 4; // VF -> host: bit v = MSI-X vector v; LINK_IRQ_INTX = INTx
 export const LINK_STOP = 5; // host -> VF: power off (the engine leaves its loop)
 export const LINK_FIFO = 8; // first FIFO entry: [offset | width << 16, value]
-/** Entries of the posted-write FIFO. */
+/** Entries of the posted-write FIFO: a power of two, as a slot is a counter masked by it. */
 export const LINK_FIFO_ENTRIES = 256;
 /** Int32 words of the link. */
 export const LINK_WORDS = LINK_FIFO + LINK_FIFO_ENTRIES * 2;

@@ -70,7 +70,9 @@ export class VfBar {
   // Atomic loads: some registers (status, counters) change on the VF's own account, with no
   // write of the host's to flush, and a load must not be torn or reordered against another.
   read8(offset: number): number {
-    return this.flush(offset, 1) ? Atomics.load(this.u8, offset) : 0xff;
+    if (!this.flush(offset, 1)) return 0xff;
+    // Any read of the ISR byte clears it (4.1.4.5.1), as virtio-pci's vp_interrupt reads it.
+    return offset === VF_ISR ? this.takeIsr() : Atomics.load(this.u8, offset);
   }
   /** ioread16. */
   read16(offset: number): number {
@@ -83,7 +85,10 @@ export class VfBar {
 
   /** Reads the ISR status byte, which clears it (virtio 1.2, 4.1.4.5.1). */
   readIsr(): number {
-    if (!this.flush(VF_ISR, 1)) return 0;
+    return this.flush(VF_ISR, 1) ? this.takeIsr() : 0;
+  }
+
+  private takeIsr(): number {
     // The engine sets bits with Atomics.or; the exchange makes read-and-clear one step.
     return Atomics.exchange(this.u8, VF_ISR, 0);
   }
@@ -121,11 +126,12 @@ export class VfBar {
     this.check(offset, width);
     if (this.dead) return;
     const link = this.link;
-    // A full FIFO stalls the writer until the engine makes room (link back-pressure).
-    if (this.head - Atomics.load(link, LINK_FIFO_TAIL) >= LINK_FIFO_ENTRIES && !this.drain(1)) {
-      return;
-    }
-    const slot = LINK_FIFO + (this.head % LINK_FIFO_ENTRIES) * 2;
+    // A full FIFO stalls the writer until the engine makes room (link back-pressure). The
+    // counters are int32 and wrap past 2^31: their difference is taken modulo 2^32 (`| 0`),
+    // and the slot with a mask (the FIFO is a power of two long) where `%` would go negative.
+    const fill = (this.head - Atomics.load(link, LINK_FIFO_TAIL)) | 0;
+    if (fill >= LINK_FIFO_ENTRIES && !this.drain(1)) return;
+    const slot = LINK_FIFO + (this.head & (LINK_FIFO_ENTRIES - 1)) * 2;
     link[slot] = offset | (width << 16);
     link[slot + 1] = value;
     this.head = (this.head + 1) | 0;

@@ -7,6 +7,7 @@ import {
   VF_DEVICE_CFG,
   VF_FEATURES,
   VIRTIO_MDEV_DEVICE_API_STRING,
+  VIRTIO_MSI_NO_VECTOR,
   VIRTIO_PCI_COMMON_MSIX,
   VIRTIO_PCI_COMMON_Q_AVAILHI,
   VIRTIO_PCI_COMMON_Q_AVAILLO,
@@ -30,7 +31,7 @@ import {
   VIRTIO_ID_NET,
 } from '@mdev/virtio';
 import { vringLayout } from '@mdev/virtio-ring';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 const UUID = '6b1e8a8e-2f43-4d1c-9a5e-0c7bdfe0a001';
 const UUID2 = '6b1e8a8e-2f43-4d1c-9a5e-0c7bdfe0a002';
@@ -40,6 +41,26 @@ let ram: HostRam;
 function create(uuid: string): MdevDevice {
   sysfs.write(`${VENDOR_VF_TYPE_PATH}/create`, `${uuid}\n`);
   return mdevDevices().find((m) => m.uuid === uuid)!;
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return true;
+}
+
+/** The messages of process warnings emitted while `fn` runs. */
+function warnings(fn: () => void): string[] {
+  const spy = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+  try {
+    fn();
+    return spy.mock.calls.map((c) => String(c[0]));
+  } finally {
+    spy.mockRestore();
+  }
 }
 
 beforeEach(() => {
@@ -157,6 +178,90 @@ describe('the vendor_vf parent driver', () => {
     expect(() => vendorVfOps.setVqNum(mdev, 5, 64)).toThrow(
       expect.objectContaining({ code: 'EINVAL' }),
     );
+  });
+
+  it('refuses a queue size the VF ignored (EINVAL), or any while the queue runs (EBUSY)', () => {
+    const mdev = create(UUID);
+    const { bar } = card.instanceOf(mdev);
+    const ring = mdev.dmaOps!.alloc(0x4000, 4096)!.dmaAddr;
+    vendorVfOps.setVqNum(mdev, 0, 128);
+    // Not a power of two, larger than the maximum (512), 0: the VF keeps 128 (4.1.4.3).
+    for (const bad of [1000, 1024, 0, 48, 128.5]) {
+      expect(() => vendorVfOps.setVqNum(mdev, 0, bad)).toThrow(
+        expect.objectContaining({ code: 'EINVAL' }),
+      );
+    }
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 0);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(128);
+    const l = vringLayout(128, 4096);
+    vendorVfOps.setVqAddress(mdev, 0, ring + l.desc, ring + l.avail, ring + l.used);
+    vendorVfOps.setVqReady(mdev, 0, true);
+    expect(() => vendorVfOps.setVqNum(mdev, 0, 64)).toThrow(
+      expect.objectContaining({ code: 'EBUSY' }),
+    );
+    vendorVfOps.setStatus(mdev, 0);
+  });
+
+  it('answers for a queue the VF does not have as virtio-pci does: not ready, state 0', () => {
+    const mdev = create(UUID);
+    for (const idx of [2, 100, -1]) {
+      expect(vendorVfOps.getVqReady(mdev, idx)).toBe(false);
+      expect(vendorVfOps.getVqState(mdev, idx)).toBe(0);
+      // Stopping it, as the transport does when it unwinds a failed setup, has nothing to do.
+      vendorVfOps.setVqReady(mdev, idx, false);
+      vendorVfOps.setVqCb(mdev, idx, null);
+      // Setting it up is refused.
+      expect(() => vendorVfOps.setVqCb(mdev, idx, { callback: () => {}, private: null })).toThrow(
+        expect.objectContaining({ code: 'EINVAL' }),
+      );
+    }
+  });
+
+  it('warns when the VF refuses a queue vector: it reads NO_VECTOR and the VF uses INTx', () => {
+    const mdev = create(UUID);
+    const { bar } = card.instanceOf(mdev);
+    const ring = mdev.dmaOps!.alloc(0x4000, 4096)!.dmaAddr;
+    const l = vringLayout(128, 4096);
+    const cb = { callback: () => {}, private: null };
+    expect(warnings(() => vendorVfOps.setVqCb(mdev, 1, cb))).toEqual([]);
+    vendorVfOps.setVqNum(mdev, 1, 128);
+    vendorVfOps.setVqAddress(mdev, 1, ring + l.desc, ring + l.avail, ring + l.used);
+    vendorVfOps.setVqReady(mdev, 1, true);
+    // A running queue's vector cannot change (4.1.4.3.2): the mapping fails (4.1.5.1.2.1).
+    const got = warnings(() => vendorVfOps.setVqCb(mdev, 1, cb));
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatch(/vector 2/);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+    vendorVfOps.setStatus(mdev, 0);
+  });
+
+  it('keeps taking interrupts after a callback threw, and reports it as a warning', async () => {
+    const mdev = create(UUID);
+    const { vf } = card.instanceOf(mdev);
+    let calls = 0;
+    const seen: string[] = [];
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w) => {
+      seen.push(String(w));
+    });
+    try {
+      vendorVfOps.setConfigCb(mdev, {
+        callback: () => {
+          calls++;
+          throw new Error('a driver bug');
+        },
+        private: null,
+      });
+      // Each link change is a config interrupt; the second one only comes if the first
+      // callback's exception did not end the VF's interrupt loop.
+      vf.setLink(false);
+      expect(await until(() => calls === 1)).toBe(true);
+      vf.setLink(true);
+      expect(await until(() => calls === 2)).toBe(true);
+      expect(seen.filter((w) => w.includes('a driver bug'))).toHaveLength(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('reads the device configuration byte by byte, zeros past its end, and ignores writes', () => {

@@ -13,6 +13,7 @@ import {
   VF_NOTIFY,
   VF_NOTIFY_OFF_MULTIPLIER,
   VF_TX_QUEUE,
+  vendorVfOps,
 } from '@mdev/example-vendor-vf';
 import { mdevDevices } from '@mdev/mdev-core';
 import {
@@ -22,6 +23,7 @@ import {
   virtioHasFeature,
 } from '@mdev/virtio';
 import { NETDEV_TX_OK, netdevList, VirtNet } from '@mdev/virtio-net';
+import { vringUsedSize } from '@mdev/virtio-ring';
 import { describe, expect, it } from 'vitest';
 
 registerVendorVfPktgenDevice();
@@ -180,6 +182,46 @@ describe('virtio-net over the vendor VF', () => {
     }
   });
 
+  it('stops touching the rings as soon as the reset write returns, also mid-run', async () => {
+    const { s, card, netdev } = stack();
+    try {
+      const vdev = netdev.vdev;
+      const memory = vdev.ram.memory;
+      const { rx, tx } = netdev.queues;
+      // Everything the VF writes in a ring: the used area (flags, index, elements, avail_event).
+      const usedArea = () =>
+        [rx, tx].map((q) => [...memory.read(q.usedAddr, vringUsedSize(q.num))]);
+      const usedIdx = () =>
+        memory.view(tx.usedAddr + 2, 2)[0]! | (memory.view(tx.usedAddr + 3, 1)[0]! << 8);
+      const run = runPktgen(s, { count: 5_000_000, size: 64, burst: 32, verify: true });
+      // The VF is busy: frames are moving, and the used index moved since the last look, just
+      // before the reset (nothing runs in between on this thread).
+      expect(await until(() => card.stats(s.mdev)!.tx_packets > 1000)).toBe(true);
+      const used = usedIdx();
+      expect(await until(() => usedIdx() !== used)).toBe(true);
+
+      vdev.config.reset(vdev);
+      expect(vdev.config.getStatus(vdev)).toBe(0);
+      const snapshot = usedArea();
+      const { tx_packets } = card.stats(s.mdev)!;
+      // pktgen keeps adding frames (its kicks go nowhere now); give the VF every chance to
+      // touch the rings, with a doorbell rung by hand too.
+      card
+        .instanceOf(s.mdev)
+        .bar.write16(VF_NOTIFY + VF_TX_QUEUE * VF_NOTIFY_OFF_MULTIPLIER, VF_TX_QUEUE);
+      for (let i = 0; i < 20; i++) await nextTurn();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(usedArea()).toEqual(snapshot);
+      expect(card.stats(s.mdev)!.tx_packets).toBe(tx_packets);
+
+      vdev.releaseDriver();
+      const r = await run;
+      expect([r.corrupted, r.reordered]).toEqual([0, 0]);
+    } finally {
+      s.teardown();
+    }
+  });
+
   it('breaks on a garbage ring with DEVICE_NEEDS_RESET and a config interrupt; another VF runs on', async () => {
     const { s, card, netdev } = stack();
     try {
@@ -191,6 +233,14 @@ describe('virtio-net over the vendor VF', () => {
       netdev.configChanged = () => {
         configChanges++;
         configChanged();
+      };
+      // Whether the VF's thread holds the process: while queues are enabled on a working VF.
+      const vf = card.instanceOf(s.mdev).vf;
+      const holds: boolean[] = [];
+      const holdProcess = vf.holdProcess.bind(vf);
+      vf.holdProcess = (hold) => {
+        holds.push(hold);
+        holdProcess(hold);
       };
       const f = frame(64, netdev.mac, 2);
       for (let i = 0; i < 16; i++) expect(netdev.xmit(f, i < 15)).toBe(NETDEV_TX_OK);
@@ -214,6 +264,15 @@ describe('virtio-net over the vendor VF', () => {
       expect(card.stats(s.mdev)!.ring_errors).toBe(1);
       for (let i = 0; i < 20; i++) await nextTurn();
       expect(rx).toBe(16);
+      // No frame will come until a reset: the VF no longer holds the process, not even when a
+      // queue is enabled again before that reset; after it, the next enable takes the hold.
+      expect(holds.at(-1)).toBe(false);
+      vendorVfOps.setVqReady(s.mdev, VF_TX_QUEUE, true);
+      expect(holds.at(-1)).toBe(false);
+      vdev.releaseDriver();
+      expect(holds.at(-1)).toBe(false);
+      expect(vdev.attach()).toBe(true);
+      expect(holds.at(-1)).toBe(true);
 
       const uuid = '11111111-2222-4333-8444-555555555555';
       sysfs.write(`${VENDOR_VF_TYPE_PATH}/create`, uuid);

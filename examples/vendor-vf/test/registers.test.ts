@@ -3,10 +3,13 @@
 import {
   allocVfShared,
   LINK_FIFO_ENTRIES,
+  LINK_FIFO_HEAD,
+  LINK_FIFO_TAIL,
   LINK_IRQ_INTX,
   LINK_IRQ_PENDING,
   VF_DEVICE_CFG,
   VF_FEATURES,
+  VF_ISR,
   VF_NUM_QUEUES,
   VF_QUEUE_STATE,
   VfBar,
@@ -37,6 +40,7 @@ import {
   featureSet,
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
   VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_VERSION_1,
@@ -48,9 +52,14 @@ import { describe, expect, it } from 'vitest';
 const MAC = Uint8Array.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 const BASE = 0x10_0000;
 
-/** A VF whose engine runs in this thread: a BAR read applies the posted writes first. */
-function makeVf(queueMax = 256) {
+/**
+ * A VF whose engine runs in this thread: a BAR read applies the posted writes first. The FIFO
+ * counters start at `fifoStart` (as after that many posted writes).
+ */
+function makeVf(queueMax = 256, fifoStart = 0) {
   const shared = allocVfShared();
+  const words = new Int32Array(shared.link);
+  words[LINK_FIFO_HEAD] = words[LINK_FIFO_TAIL] = fifoStart;
   const memory = new GuestMemory();
   memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
   const engine = new VfEngine(shared, memory, { queueMax, mac: MAC, mtu: 1500, budget: 64 });
@@ -146,6 +155,34 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     }
   });
 
+  it('refuses DRIVER_OK without FEATURES_OK, and lets no status write but 0 clear a bit', () => {
+    // 3.1.1: DRIVER_OK (step 8) follows an accepted FEATURES_OK (steps 5-6); 2.1.2: "The
+    // driver MUST NOT clear a device status bit".
+    const { bar } = makeVf();
+    const status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    writeDriverFeatures(bar, featureSet(VIRTIO_F_VERSION_1)); // no ACCESS_PLATFORM: refused
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, status | VIRTIO_CONFIG_S_FEATURES_OK);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, status | VIRTIO_CONFIG_S_DRIVER_OK);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(status);
+    // Both at once, with features refused: neither is kept.
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 0x0f);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(status);
+
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 0);
+    writeDriverFeatures(bar, VF_FEATURES);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, status | VIRTIO_CONFIG_S_FEATURES_OK);
+    // Writes with fewer bits add nothing and take nothing away.
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_DRIVER_OK);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0x0f);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0x0f);
+    // NEEDS_RESET is the device's: a driver's write of it is ignored.
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0x0f);
+    bar.write8(VIRTIO_PCI_COMMON_STATUS, 0);
+    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0);
+  });
+
   it('keeps each queue behind queue_select, and ignores queue writes while a queue runs', () => {
     const { bar } = makeVf();
     writeDriverFeatures(bar, VF_FEATURES);
@@ -175,13 +212,38 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(0);
 
     bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_MSIX, 2);
     bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(1);
     bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 32);
     bar.write32(VIRTIO_PCI_COMMON_Q_DESCLO, 0x1234);
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(64);
     expect(bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO)).toBe(b.desc);
+    // A vector for a running queue is a mapping that failed: NO_VECTOR (4.1.5.1.2.1), and so
+    // the queue's interrupts go by INTx, as the register says.
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(2);
+    bar.write16(VIRTIO_PCI_COMMON_Q_MSIX, 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 0);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_MSIX)).toBe(VIRTIO_MSI_NO_VECTOR);
     expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
+  });
+
+  it('takes a queue_size only if it is a power of two no larger than the maximum', () => {
+    // 4.1.4.3: "queue_size ... the driver can write a smaller value"; 2.7: a power of 2.
+    const { bar } = makeVf(256);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 64);
+    expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(64);
+    for (const bad of [1000, 512, 48, 0, 0xffff]) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, bad);
+      expect({ bad, size: bar.read16(VIRTIO_PCI_COMMON_Q_SIZE) }).toEqual({ bad, size: 64 });
+    }
+    for (const good of [1, 2, 256]) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, good);
+      expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(good);
+    }
   });
 
   it('holds a queue state written before enabling, and refuses it while the queue runs', () => {
@@ -206,12 +268,6 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(
       VIRTIO_CONFIG_S_NEEDS_RESET,
     );
-    // A size that is not a power of two is refused the same way.
-    const v = makeVf();
-    programQueue(v.bar, 1, 64, BASE);
-    v.bar.write16(VIRTIO_PCI_COMMON_Q_SIZE, 48);
-    v.bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
-    expect(v.bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
   });
 
   it('bumps config_generation when the configuration changes and raises a config interrupt', () => {
@@ -234,6 +290,10 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     expect(Atomics.exchange(link, LINK_IRQ_PENDING, 0)).toBe(LINK_IRQ_INTX);
     expect(bar.readIsr()).toBe(VIRTIO_PCI_ISR_CONFIG);
     expect(bar.readIsr()).toBe(0);
+    // A plain ioread8 of the ISR, as virtio-pci's vp_interrupt does it, clears it too (4.1.4.5.1).
+    engine.setLink(false);
+    expect(bar.read8(VF_ISR)).toBe(VIRTIO_PCI_ISR_CONFIG);
+    expect(bar.read8(VF_ISR)).toBe(0);
   });
 
   it('resets everything when device_status is written 0', () => {
@@ -261,6 +321,7 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
 
   it('applies posted writes in order, however many are queued before a read', () => {
     const { bar } = makeVf();
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, 1); // lost if a later write took its slot first
     const n = LINK_FIFO_ENTRIES * 3 + 5;
     for (let i = 0; i < n; i++) {
       bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, i & 1);
@@ -270,6 +331,30 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(last(n - 1));
     bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, (n - 2) & 1);
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_SIZE)).toBe(last(n - 2));
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(1);
+  });
+
+  it('loses no posted write when the FIFO counters wrap past 2^31', () => {
+    // A slot is a counter masked by the FIFO's length, which is a power of two for that.
+    expect(LINK_FIFO_ENTRIES & (LINK_FIFO_ENTRIES - 1)).toBe(0);
+    // The counters are int32: start them just short of the wrap, as after 2^31 writes. The
+    // writes below fill the FIFO across the wrap before the engine applies any of them.
+    const { bar, link } = makeVf(256, 2 ** 31 - 100);
+    // The first write: should a later one take its slot before the engine applied it, it is
+    // gone (the writes after it would all be applied, in order, from their slots).
+    bar.write16(VIRTIO_PCI_COMMON_MSIX, 1);
+    const n = LINK_FIFO_ENTRIES * 3 + 5;
+    for (let i = 0; i < n; i++) {
+      bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, i & 1);
+      bar.write32(VIRTIO_PCI_COMMON_Q_DESCLO, i);
+    }
+    expect(bar.read16(VIRTIO_PCI_COMMON_MSIX)).toBe(1);
+    expect(bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO)).toBe(n - 1);
+    bar.write16(VIRTIO_PCI_COMMON_Q_SELECT, (n - 2) & 1);
+    expect(bar.read32(VIRTIO_PCI_COMMON_Q_DESCLO)).toBe(n - 2);
+    // The counters did go round.
+    expect(Atomics.load(link, LINK_FIFO_TAIL)).toBeLessThan(0);
+    expect(Atomics.load(link, LINK_FIFO_HEAD)).toBe(Atomics.load(link, LINK_FIFO_TAIL));
   });
 
   it('refuses accesses outside the BAR or not aligned to their width', () => {
