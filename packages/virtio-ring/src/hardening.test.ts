@@ -16,7 +16,14 @@ import { Vringh, VringhIov } from './vringh';
 
 const BASE = 0x10_0000;
 
-function world(opts: { num?: number; indirect?: boolean; dma?: (d: DmaMapOps) => DmaMapOps } = {}) {
+function world(
+  opts: {
+    num?: number;
+    indirect?: boolean;
+    dma?: (d: DmaMapOps) => DmaMapOps;
+    notify?: () => boolean;
+  } = {},
+) {
   const memory = new GuestMemory();
   memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
   const alloc = new DmaAllocator(memory, BASE);
@@ -28,7 +35,7 @@ function world(opts: { num?: number; indirect?: boolean; dma?: (d: DmaMapOps) =>
     memory,
     dma,
     indirect: opts.indirect ?? false,
-    notify: () => true,
+    notify: opts.notify ?? (() => true),
   })!;
   const dev = new Vringh(memory);
   const cfg = {
@@ -170,29 +177,12 @@ describe('driver-side virtqueue', () => {
 
   it('kicks by itself after 0xffff adds without one, so the index arithmetic stays exact', () => {
     let kicks = 0;
-    const memory = new GuestMemory();
-    memory.addRegion(BASE, new SharedArrayBuffer(1 << 16));
-    const alloc = new DmaAllocator(memory, BASE);
-    const vq = Virtqueue.create<number>({
-      index: 0,
-      num: 8,
-      memory,
-      dma: offsetDmaOps(alloc),
+    const { vq, dev, alloc } = world({
       notify: () => {
         kicks++;
         return true;
       },
-    })!;
-    const dev = new Vringh(memory);
-    expect(
-      dev.init({
-        num: 8,
-        descAddr: vq.descAddr,
-        availAddr: vq.availAddr,
-        usedAddr: vq.usedAddr,
-        eventIdx: false,
-      }),
-    ).toBe(0);
+    });
     const buf = alloc.alloc(8)!;
     const r = new VringhIov();
     for (let i = 0; i < 0xffff; i++) {
