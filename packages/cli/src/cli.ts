@@ -7,7 +7,7 @@ import * as sysfsCmd from './commands/sysfs';
 import * as tty from './commands/tty';
 import * as types from './commands/types';
 import type { Command, CommandIo } from './io';
-import { isUsageError, usageFailure } from './usage';
+import { isUsageError } from './usage';
 
 /** Every subcommand of `mdev`, by name. */
 export const commands: Record<string, Command> = {
@@ -44,9 +44,13 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await cmd.run(args, io);
   } catch (err) {
-    // Commands report their own usage errors; this catches one that slips through (parseArgs'
-    // unknown option, say), so that it too exits 2, not 1, which pktgen means as "frame lost".
-    if (isUsageError(err)) return usageFailure(io, name, err, cmd.usage);
+    // A command line the command cannot run (a UsageError, or parseArgs' unknown option, say):
+    // the message and the command's usage, exit status 2, not 1, which pktgen means as "frame
+    // lost".
+    if (isUsageError(err)) {
+      io.stderr.write(`mdev ${name}: ${err.message}\n${cmd.usage ?? ''}`);
+      return 2;
+    }
     const text = KernelError.is(err) ? `${err.message}` : String(err);
     io.stderr.write(`mdev ${name}: ${text}\n`);
     return 1;

@@ -1,5 +1,3 @@
-import type { CommandIo } from './io';
-
 /**
  * A command line a command cannot run (a bad option value, a conflict): reported as
  * `mdev <command>: <message>` with the command's usage, exit status 2. Exit status 1 is pktgen's
@@ -17,10 +15,4 @@ export function isUsageError(err: unknown): err is Error {
   if (err instanceof UsageError) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return err instanceof Error && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
-}
-
-/** Prints a usage error and the usage on stderr; returns the exit status, 2. */
-export function usageFailure(io: CommandIo, command: string, err: Error, usage?: string): number {
-  io.stderr.write(`mdev ${command}: ${err.message}\n${usage ?? ''}`);
-  return 2;
 }

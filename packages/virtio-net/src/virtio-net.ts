@@ -297,16 +297,11 @@ export class VirtNet implements NetDevice {
 
   private tryFillRecv(): void {
     const vq = this.rvq;
-    const size = this.rxSlot;
     // Every slot whose descriptor is free is a slot the device does not hold.
     while (vq.numFree > 0) {
       const slot = this.nextRxSlot();
       if (slot < 0) break;
-      if (vq.addInbuf(this.rxBase + slot * size, size, slot) !== 0) {
-        this.rxPosted![slot] = 0;
-        this.refillLater();
-        break;
-      }
+      if (!this.postRx(slot)) break;
     }
     if (vq.kickPrepare()) vq.notify();
   }
@@ -544,7 +539,7 @@ export class VirtNet implements NetDevice {
       if (len < hdrLen + ETH_HLEN) {
         // "rx error: len < hdrlen": the device gave a runt; drop it and count.
         this.counters.rxErrors++;
-        this.repost(slot);
+        this.postRx(slot);
         refilled = true;
         continue;
       }
@@ -555,7 +550,7 @@ export class VirtNet implements NetDevice {
           (this.rxU8[off + VIRTIO_NET_HDR_NUM_BUFFERS + 1]! << 8);
         if (numBuf < 1) {
           this.counters.rxErrors++;
-          this.repost(slot);
+          this.postRx(slot);
           refilled = true;
           continue;
         }
@@ -564,14 +559,14 @@ export class VirtNet implements NetDevice {
         if (len - hdrLen > this.maxFrameLen) {
           // receive_small's "rx error: len exceeds max size": longer than the MTU allows.
           this.counters.rxErrors++;
-          this.repost(slot);
+          this.postRx(slot);
           refilled = true;
           continue;
         }
         this.deliver(this.rxU8, off + hdrLen, len - hdrLen);
         // The handler may have removed the device: its rings are gone.
         if (this.removed === true) return received;
-        this.repost(slot);
+        this.postRx(slot);
         refilled = true;
         continue;
       }
@@ -579,7 +574,7 @@ export class VirtNet implements NetDevice {
       let total = len - hdrLen;
       let ok = total <= this.reasm.length;
       if (ok) this.reasm.set(this.rxU8.subarray(off + hdrLen, off + len), 0);
-      this.repost(slot);
+      this.postRx(slot);
       refilled = true;
       for (let k = 1; k < numBuf; k++) {
         const next = vq.getBufToken();
@@ -597,7 +592,7 @@ export class VirtNet implements NetDevice {
           ok = false;
         }
         total += len;
-        this.repost(next);
+        this.postRx(next);
       }
       if (ok) this.deliver(this.reasm, 0, total);
       else this.counters.rxDropped++;
@@ -607,13 +602,16 @@ export class VirtNet implements NetDevice {
     return received;
   }
 
-  private repost(slot: number): void {
-    if (this.rvq.addInbuf(this.rxBase + slot * this.rxSlot, this.rxSlot, slot) !== 0) {
-      // Not posted (a DMA mapping failed, or the queue broke): the refill work tries again, so
-      // the buffer is not lost to the ring.
-      this.rxPosted![slot] = 0;
-      this.refillLater();
-    }
+  /**
+   * Posts receive buffer `slot`. When the add fails (a DMA mapping failed, or the queue broke)
+   * the slot is marked not posted and the refill work tries again, so the buffer is not lost to
+   * the ring. False when it was not posted.
+   */
+  private postRx(slot: number): boolean {
+    if (this.rvq.addInbuf(this.rxBase + slot * this.rxSlot, this.rxSlot, slot) === 0) return true;
+    this.rxPosted![slot] = 0;
+    this.refillLater();
+    return false;
   }
 
   private deliver(buf: Uint8Array, offset: number, length: number): void {
@@ -689,6 +687,16 @@ export function virtnetFromVirtioDevice(vdev: VirtioDevice): VirtNet | undefined
   return byDevice.get(vdev);
 }
 
+/** virtnet_remove: the netdev goes, then the device is reset and its buffers come back. */
+function unbind(vdev: VirtioDevice): void {
+  const vi = byDevice.get(vdev);
+  if (!vi) return;
+  unregisterNetdev(vi);
+  vi.teardown();
+  byDevice.delete(vdev);
+  vdev.priv = null;
+}
+
 /** Mirrors the virtio_net driver (struct virtio_driver virtio_net_driver). */
 export const virtioNetDriver: VirtioDriver = {
   name: 'virtio_net',
@@ -716,21 +724,11 @@ export const virtioNetDriver: VirtioDriver = {
       registerNetdev(vi);
     } catch (err) {
       // virtnet_probe's error path: nothing of the device may stay registered or allocated.
-      unregisterNetdev(vi);
-      vi.teardown();
-      byDevice.delete(vdev);
-      vdev.priv = null;
+      unbind(vdev);
       throw err;
     }
   },
-  remove(vdev) {
-    const vi = byDevice.get(vdev);
-    if (!vi) return;
-    unregisterNetdev(vi);
-    vi.teardown();
-    byDevice.delete(vdev);
-    vdev.priv = null;
-  },
+  remove: unbind,
   configChanged(vdev) {
     byDevice.get(vdev)?.configChanged();
   },

@@ -9,7 +9,6 @@ import {
   mdevUnregisterDevice,
 } from '@mdev/mdev-core';
 import type { CommandIo } from '../io';
-import { isUsageError, usageFailure } from '../usage';
 
 export const summary = 'walk the kernel documentation flow on a sample parent through sysfs';
 
@@ -27,19 +26,15 @@ const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
  * against the virtual sysfs, printing each command and its output.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  try {
-    const { values } = parseArgs({
-      args,
-      options: { help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(usage);
-      return 0;
-    }
-  } catch (err) {
-    if (isUsageError(err)) return usageFailure(io, 'demo', err, usage);
-    throw err;
+  // A misused command line throws out of parseArgs; `main` reports it with the usage (exit 2).
+  const { values } = parseArgs({
+    args,
+    options: { help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
+  if (values.help) {
+    io.stdout.write(usage);
+    return 0;
   }
   const out = (line: string) => io.stdout.write(`${line}\n`);
   const bus = new Bus({ name: 'mdev', probe: mdevProbe, remove: mdevRemove });

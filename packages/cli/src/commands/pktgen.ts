@@ -9,7 +9,7 @@ import {
   runPktgen,
   setupStack,
 } from '../pktgen/run';
-import { isUsageError, UsageError, usageFailure } from '../usage';
+import { UsageError } from '../usage';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
@@ -111,13 +111,9 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
  * 2 for a command line it cannot run or a pcap file it cannot write.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  let values: ReturnType<typeof parseOptions>;
-  try {
-    values = parseOptions(args);
-  } catch (err) {
-    if (isUsageError(err)) return usageFailure(io, 'pktgen', err, usage);
-    throw err;
-  }
+  // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
+  // the usage, exit status 2.
+  const values = parseOptions(args);
   if (values.help) {
     io.stdout.write(usage);
     io.stdout.write('\ndevices:\n');
@@ -152,7 +148,6 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     });
   } catch (err) {
     if (progressShown) io.stdout.write('\r\x1b[K');
-    if (isUsageError(err)) return usageFailure(io, 'pktgen', err, usage);
     if (err instanceof PcapError) {
       io.stderr.write(`mdev pktgen: ${err.message}\n`);
       return 2;

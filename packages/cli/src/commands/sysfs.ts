@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import type { CommandIo } from '../io';
 import { setupStack } from '../pktgen/run';
-import { isUsageError, UsageError, usageFailure } from '../usage';
+import { UsageError } from '../usage';
 
 export const summary = 'print the sysfs tree after setting up mvnet_loopback with one mdev';
 
@@ -18,24 +18,19 @@ Sets up mvnet_loopback with one mdev (virtio0, eth0) and prints every node under
  * readable, and links with their targets.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  let root: string;
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options: { help: { type: 'boolean', short: 'h' } },
-      allowPositionals: true,
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(usage);
-      return 0;
-    }
-    if (positionals.length > 1) throw new UsageError('one PATH at most');
-    root = positionals[0] ?? '/sys';
-  } catch (err) {
-    if (isUsageError(err)) return usageFailure(io, 'sysfs', err, usage);
-    throw err;
+  // A misused command line throws (parseArgs, UsageError); `main` reports it with the usage.
+  const { values, positionals } = parseArgs({
+    args,
+    options: { help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    io.stdout.write(usage);
+    return 0;
   }
+  if (positionals.length > 1) throw new UsageError('one PATH at most');
+  const root = positionals[0] ?? '/sys';
   const stack = setupStack();
   try {
     if (!sysfs.exists(root)) {

@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import type { CommandIo } from '../io';
 import { setupStack } from '../pktgen/run';
-import { isUsageError, usageFailure } from '../usage';
 import { loadVfioSamples } from './lspci';
 
 export const summary = 'list the supported mdev types of every parent, like mdevctl types';
@@ -46,17 +45,12 @@ export function listTypes(): { parent: string; type: string; attrs: Record<strin
 
 /** `mdev types [--json]`: the types of the parents this tool registers. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  let values: { json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }));
-  } catch (err) {
-    if (isUsageError(err)) return usageFailure(io, 'types', err, usage);
-    throw err;
-  }
+  // A misused command line throws out of parseArgs; `main` reports it with the usage (exit 2).
+  const { values } = parseArgs({
+    args,
+    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
   if (values.help) {
     io.stdout.write(usage);
     return 0;
