@@ -19,6 +19,7 @@ import {
 import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
+import { LoopbackDatapath } from './datapath';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
 
 const BASE = 0x100000;
@@ -38,6 +39,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
+  vi.restoreAllMocks();
   mvnet.exit();
   mdevVirtioExit();
 });
@@ -401,7 +403,7 @@ describe('mvnet_loopback', () => {
     const mdev = mdevDevices()[0]!;
     const { rx, tx } = bringUp(mdev);
     const s = mvnet.stateOf(mdev);
-    const run = vi.spyOn(s.datapath, 'run');
+    const run = vi.spyOn(LoopbackDatapath.prototype, 'run');
     for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     tx.addOutbuf(frame(60).addr, 60, 0);
     tx.kick(); // work queued, not run yet
