@@ -468,6 +468,37 @@ describe('mvnet_loopback', () => {
     expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);
   });
 
+  it('takes only a byte as status: any other value changes nothing, and frames still loop', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev);
+    const live =
+      VIRTIO_CONFIG_S_ACKNOWLEDGE |
+      VIRTIO_CONFIG_S_DRIVER |
+      VIRTIO_CONFIG_S_FEATURES_OK |
+      VIRTIO_CONFIG_S_DRIVER_OK;
+    ops.setStatus(mdev, live);
+    const generation = ops.getGeneration!(mdev);
+    for (const bad of [2 ** 32, 256, -1, 0.5, live + 0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      ops.setStatus(mdev, bad);
+      expect(ops.getStatus(mdev)).toBe(live);
+      expect(ops.getGeneration!(mdev)).toBe(generation); // no reset happened either
+    }
+    expect(ops.getVqReady(mdev, MVNET_RX_QUEUE)).toBe(true);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
+    const rxBuf = allocator.alloc(2048)!;
+    rx.addInbuf(rxBuf, 2048, 0);
+    rx.kick();
+    const f = frame(60);
+    tx.addOutbuf(f.addr, f.len, 0);
+    tx.kick();
+    await tick();
+    expect(memory.read(rxBuf, 60)).toEqual(looped(memory.read(f.addr, 60)));
+    ops.setStatus(mdev, 0); // a real reset still resets
+    expect(ops.getStatus(mdev)).toBe(0);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);
+  });
+
   it('removes every instance when the parent goes away', () => {
     sysfs.write(`${TYPE}/create`, UUID);
     sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}2`);

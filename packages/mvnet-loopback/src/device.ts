@@ -242,6 +242,10 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     },
     setStatus(mdev, status) {
       const s = state(mdev);
+      // device_status is a byte (virtio 1.2 2.1; set_status takes a u8). A wider value or a
+      // fraction is no status a driver can write, so it changes nothing: taken as is, 2^32
+      // would read back 0 (`|` wraps it to 32 bits) with the queues still live.
+      if (!Number.isInteger(status) || status < 0 || status > 0xff) return;
       if (status === 0) s.reset();
       // DEVICE_NEEDS_RESET is the device's, and only a reset clears it: a driver writing back a
       // status it read before the fault must not hide the fault (virtio 1.2 2.1.1 forbids the
