@@ -333,6 +333,10 @@ export const vendorVfOps: MdevVirtioOps = {
     return instance(mdev).bar.read8(VIRTIO_PCI_COMMON_STATUS);
   },
   setStatus(mdev, status) {
+    // device_status is a byte (4.1.4.3; set_status takes a u8). iowrite8 would keep the low
+    // byte of a wider value: 256 or 2^32 would reset the VF behind this driver's back (its
+    // reset path below skipped), -1 would set every bit. Such a value changes nothing.
+    if (!Number.isInteger(status) || status < 0 || status > 0xff) return;
     const inst = instance(mdev);
     inst.bar.write8(VIRTIO_PCI_COMMON_STATUS, status);
     if (status !== 0) return;

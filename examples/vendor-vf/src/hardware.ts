@@ -115,6 +115,10 @@ export class VirtioNetVf {
       process.emitWarning(`vendor_vf: the VF's engine failed: ${String(err)}`);
       this.bar.markGone();
     });
+    // The engine's warnings, emitted here as the host's (see vf-worker.ts).
+    this.worker.on('message', (m: { warning?: unknown }) => {
+      if (typeof m?.warning === 'string') process.emitWarning(m.warning);
+    });
     this.worker.unref();
     void this.interruptLoop();
   }

@@ -4,7 +4,7 @@
  * the mappings the host published), raises interrupts, and sleeps on the link's attention word
  * when there is nothing to do.
  */
-import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import {
   type AddressSpace,
   GuestMemory,
@@ -16,6 +16,10 @@ import { LINK_ATTENTION, LINK_STOP } from './layout';
 import type { VfPlatformMessage, VfWorkerData } from './vf-protocol';
 
 const data = workerData as VfWorkerData;
+// The VF's fault reports (DEVICE_NEEDS_RESET and why) are the host's to print: they go to the
+// host's thread, which emits them as its own warnings, instead of to this thread's stderr.
+process.emitWarning = ((warning: string | Error) =>
+  parentPort?.postMessage({ warning: String(warning) })) as typeof process.emitWarning;
 const link = new Int32Array(data.shared.link);
 const memory = GuestMemory.fromShared(data.memory);
 

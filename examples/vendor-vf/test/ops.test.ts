@@ -168,6 +168,30 @@ describe('the vendor_vf parent driver', () => {
     expect(vendorVfOps.getVqState(mdev, 1)).toBe(0);
   });
 
+  it('takes only a byte as status: any other value reaches no register and stops no queue', () => {
+    const mdev = create(UUID);
+    const ring = mdev.dmaOps!.alloc(0x4000, 4096)!.dmaAddr;
+    const l = vringLayout(128, 4096);
+    vendorVfOps.setFeatures(mdev, VF_FEATURES);
+    vendorVfOps.setStatus(mdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    vendorVfOps.setStatus(mdev, 0x0b);
+    vendorVfOps.setVqNum(mdev, 1, 128);
+    vendorVfOps.setVqAddress(mdev, 1, ring + l.desc, ring + l.avail, ring + l.used);
+    vendorVfOps.setVqState(mdev, 1, 9);
+    vendorVfOps.setVqReady(mdev, 1, true);
+    const status = vendorVfOps.getStatus(mdev);
+    expect(status & VIRTIO_CONFIG_S_FEATURES_OK).toBe(VIRTIO_CONFIG_S_FEATURES_OK);
+    for (const bad of [2 ** 32, 256, 0x100 | status, -1, 0.5, Number.NaN]) {
+      vendorVfOps.setStatus(mdev, bad);
+      expect(vendorVfOps.getStatus(mdev)).toBe(status);
+      expect(vendorVfOps.getVqReady(mdev, 1)).toBe(true);
+      expect(vendorVfOps.getVqState(mdev, 1)).toBe(9);
+    }
+    vendorVfOps.setStatus(mdev, 0);
+    expect(vendorVfOps.getStatus(mdev)).toBe(0);
+    expect(vendorVfOps.getVqReady(mdev, 1)).toBe(false);
+  });
+
   it('refuses addresses that are not 64-bit host addresses with EINVAL', () => {
     const mdev = create(UUID);
     for (const bad of [-1, 2 ** 53, 1.5]) {

@@ -24,7 +24,7 @@ import {
 } from '@mdev/virtio';
 import { NETDEV_TX_OK, netdevList, VirtNet } from '@mdev/virtio-net';
 import { vringUsedSize } from '@mdev/virtio-ring';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 registerVendorVfPktgenDevice();
 
@@ -224,6 +224,10 @@ describe('virtio-net over the vendor VF', () => {
 
   it('breaks on a garbage ring with DEVICE_NEEDS_RESET and a config interrupt; another VF runs on', async () => {
     const { s, card, netdev } = stack();
+    const warnings: string[] = [];
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation((w) => {
+      warnings.push(String(w));
+    });
     try {
       const vdev = netdev.vdev;
       let rx = 0;
@@ -262,7 +266,10 @@ describe('virtio-net over the vendor VF', () => {
       ).toBe(true);
       expect(await until(() => configChanges > 0)).toBe(true);
       expect(card.stats(s.mdev)!.ring_errors).toBe(1);
+      // The VF reports the fault once, as a warning of the host's.
+      expect(await until(() => warnings.length > 0)).toBe(true);
       for (let i = 0; i < 20; i++) await nextTurn();
+      expect(warnings).toEqual([expect.stringMatching(/TX ring fault/)]);
       expect(rx).toBe(16);
       // No frame will come until a reset: the VF no longer holds the process, not even when a
       // queue is enabled again before that reset; after it, the next enable takes the hold.
@@ -288,6 +295,7 @@ describe('virtio-net over the vendor VF', () => {
       expect([r.tx, r.rx + r.dropped, r.corrupted, r.lost]).toEqual([5000, 5000, 0, 0]);
       expect(r.rx).toBeGreaterThan(0);
     } finally {
+      warn.mockRestore();
       s.teardown();
     }
   });

@@ -47,7 +47,7 @@ import {
   VIRTIO_NET_F_MAC,
 } from '@mdev/virtio';
 import { GuestMemory, vringLayout } from '@mdev/virtio-ring';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const MAC = Uint8Array.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 const BASE = 0x10_0000;
@@ -263,8 +263,14 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     writeDriverFeatures(bar, VF_FEATURES);
     bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
     programQueue(bar, 0, 64, 0x7000_0000); // no host memory there
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
     bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
+    // The fault is reported once, as a warning.
+    expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
+      expect.stringMatching(/queue 0 cannot be enabled/),
+    ]);
+    warn.mockRestore();
     expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(
       VIRTIO_CONFIG_S_NEEDS_RESET,
     );
@@ -368,7 +374,12 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     const shared = allocVfShared();
     const bar = new VfBar(shared, null, 50);
     bar.write8(VIRTIO_PCI_COMMON_STATUS, 1); // nobody applies it
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
     expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0xff);
+    expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
+      expect.stringMatching(/did not complete posted writes/),
+    ]);
+    warn.mockRestore();
     expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(0xffffffff);
     expect(bar.gone).toBe(true);
   });

@@ -19,6 +19,7 @@ import {
 import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
+import { LoopbackDatapath } from './datapath';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
 
 const BASE = 0x100000;
@@ -38,6 +39,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
+  vi.restoreAllMocks();
   mvnet.exit();
   mdevVirtioExit();
 });
@@ -401,7 +403,7 @@ describe('mvnet_loopback', () => {
     const mdev = mdevDevices()[0]!;
     const { rx, tx } = bringUp(mdev);
     const s = mvnet.stateOf(mdev);
-    const run = vi.spyOn(s.datapath, 'run');
+    const run = vi.spyOn(LoopbackDatapath.prototype, 'run');
     for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     tx.addOutbuf(frame(60).addr, 60, 0);
     tx.kick(); // work queued, not run yet
@@ -462,6 +464,37 @@ describe('mvnet_loopback', () => {
     ops.setStatus(mdev, before);
     expect(ops.getStatus(mdev)).toBe(before | VIRTIO_CONFIG_S_NEEDS_RESET);
     ops.setStatus(mdev, 0); // reset recovers
+    expect(ops.getStatus(mdev)).toBe(0);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);
+  });
+
+  it('takes only a byte as status: any other value changes nothing, and frames still loop', async () => {
+    sysfs.write(`${TYPE}/create`, UUID);
+    const mdev = mdevDevices()[0]!;
+    const { ops, rx, tx } = bringUp(mdev);
+    const live =
+      VIRTIO_CONFIG_S_ACKNOWLEDGE |
+      VIRTIO_CONFIG_S_DRIVER |
+      VIRTIO_CONFIG_S_FEATURES_OK |
+      VIRTIO_CONFIG_S_DRIVER_OK;
+    ops.setStatus(mdev, live);
+    const generation = ops.getGeneration!(mdev);
+    for (const bad of [2 ** 32, 256, -1, 0.5, live + 0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      ops.setStatus(mdev, bad);
+      expect(ops.getStatus(mdev)).toBe(live);
+      expect(ops.getGeneration!(mdev)).toBe(generation); // no reset happened either
+    }
+    expect(ops.getVqReady(mdev, MVNET_RX_QUEUE)).toBe(true);
+    expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
+    const rxBuf = allocator.alloc(2048)!;
+    rx.addInbuf(rxBuf, 2048, 0);
+    rx.kick();
+    const f = frame(60);
+    tx.addOutbuf(f.addr, f.len, 0);
+    tx.kick();
+    await tick();
+    expect(memory.read(rxBuf, 60)).toEqual(looped(memory.read(f.addr, 60)));
+    ops.setStatus(mdev, 0); // a real reset still resets
     expect(ops.getStatus(mdev)).toBe(0);
     expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);
   });

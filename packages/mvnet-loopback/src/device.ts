@@ -1,11 +1,4 @@
-import {
-  type AttributeGroup,
-  Class,
-  Device,
-  KernelError,
-  Work,
-  Workqueue,
-} from '@mdev/driver-core';
+import { type AttributeGroup, Class, Device, KernelError, Workqueue } from '@mdev/driver-core';
 import { type MdevDevice, mdevGetDrvdata, mdevSetDrvdata } from '@mdev/mdev-core';
 import {
   MDEV_VIRTIO_CLASS_ID_VIRTIO,
@@ -36,21 +29,13 @@ import {
   MVNET_NUM_QUEUES,
   MVNET_QUEUE_ALIGN,
   MVNET_QUEUE_MAX,
-  MVNET_RX_QUEUE,
-  MVNET_TX_QUEUE,
   MVNET_VENDOR_ID,
   randomMac,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './config';
-import {
-  emptyStats,
-  LoopbackDatapath,
-  MvnetQueue,
-  type MvnetStats,
-  type NetHdrLayout,
-} from './datapath';
+import { MvnetQueue, type MvnetStats, type NetHdrLayout } from './datapath';
+import { InThreadHost, type MvnetHost } from './host';
 import { MvnetOffload } from './offload';
-import { PENDING_BROKEN, PENDING_RX, PENDING_TX } from './offload-protocol';
 
 /** MVNET_CLASS_NAME / MVNET_NAME. */
 export const MVNET_NAME = 'mvnet_loopback';
@@ -87,11 +72,10 @@ export interface MvnetOptions {
 export class MvnetState {
   readonly mdev: MdevDevice;
   readonly vqs: MvnetQueue[];
-  /** The instance's row in the worker's tables (worker mode). */
+  /** The instance's row in the parent's table, by which its datapath host knows it. */
   readonly slot: number;
+  /** The instance's counters; they stay as they were once the instance is removed. */
   readonly stats: MvnetStats;
-  readonly datapath: LoopbackDatapath;
-  readonly work: Work;
   status = 0;
   generation = 0;
   features = 0n;
@@ -105,21 +89,9 @@ export class MvnetState {
   ) {
     this.mdev = mdev;
     this.slot = slot;
-    this.stats = owner.offload ? owner.offload.stats(slot) : emptyStats();
     this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
-    this.datapath = new LoopbackDatapath(
-      this.vqs[MVNET_RX_QUEUE]!,
-      this.vqs[MVNET_TX_QUEUE]!,
-      this.stats,
-    );
     this.config = buildConfig(randomMac(), true, MVNET_DEFAULT_MTU);
-    this.work = new Work(() => this.runWork());
-  }
-
-  private runWork(): void {
-    const result = this.datapath.run(this.owner.budget);
-    if (result === 'more') this.owner.wq.queue(this.work);
-    else if (result === 'broken') this.needsReset();
+    this.stats = owner.host.attach(slot, this.vqs, () => this.needsReset());
   }
 
   /** A ring fault: set DEVICE_NEEDS_RESET and tell the driver through a config interrupt (2.1.2). */
@@ -132,11 +104,10 @@ export class MvnetState {
 
   /** mvnet_reset: queues, features and status go back to zero; the generation moves on. */
   reset(): void {
-    void this.owner.wq.cancelSync(this.work);
-    // Worker mode: every queue of the slot, whatever this thread believes ready (the worker may
-    // have stopped them for a fault not yet delivered), and that fault with them. Synchronous:
-    // once this returns the worker no longer touches the rings.
-    this.owner.offload?.reset(this.slot);
+    // Every queue of the slot, whatever this thread believes ready (a worker may have stopped
+    // them for a fault not yet delivered), and that fault with them. Once this returns the
+    // datapath no longer touches the rings.
+    this.owner.host.reset(this.slot);
     for (const vq of this.vqs) vq.reset();
     this.features = 0n;
     this.status = 0;
@@ -173,8 +144,12 @@ function netHdrLayout(features: bigint): NetHdrLayout {
     : { size: VIRTIO_NET_HDR_SIZE, numBuffers: -1 };
 }
 
-/** The ops table of every mvnet mdev (mdev_virtio_ops in the sample, with its defects fixed). */
+/**
+ * The ops table of every mvnet mdev (mdev_virtio_ops in the sample, with its defects fixed),
+ * the same in both modes: the datapath is reached through the parent's `MvnetHost`.
+ */
 function makeOps(owner: MvnetLoopback): MdevVirtioOps {
+  const host = owner.host;
   return {
     setVqAddress(mdev, idx, desc, driver, device) {
       const vq = queue(mdev, idx);
@@ -188,8 +163,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     kickVq(mdev, idx) {
       const s = state(mdev);
       if (!s.vqs[idx]?.ready) return;
-      if (owner.offload) owner.offload.kick();
-      else owner.wq.queue(s.work);
+      host.kick(s.slot);
     },
     setVqCb(mdev, idx, cb) {
       const vq = queue(mdev, idx);
@@ -200,7 +174,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       const s = state(mdev);
       const vq = queue(mdev, idx);
       if (!ready) {
-        if (vq.ready && owner.offload) owner.offload.unready(s.slot, idx);
+        if (vq.ready) host.unready(s.slot, idx);
         vq.ready = false;
         return;
       }
@@ -220,14 +194,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       };
       // Vringh.init zeroes the ring indices: a state set while the queue was down comes after it.
       const lastAvail = vq.pendingState ?? 0;
-      const hdr = netHdrLayout(s.features);
-      let err: number;
-      if (owner.offload) err = owner.offload.ready(s.slot, idx, config, lastAvail, hdr);
-      else {
-        err = vq.vrh.init(config);
-        if (err === 0) vq.vrh.restoreState(lastAvail);
-        s.datapath.hdr = hdr;
-      }
+      const err = host.ready(s.slot, idx, config, lastAvail, netHdrLayout(s.features));
       vq.ready = err === 0;
       if (vq.ready) vq.pendingState = null;
     },
@@ -238,15 +205,12 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       const vq = queue(mdev, idx);
       // Not ready: kept for the next ready, whose init would zero it in the ring tracker.
       if (!vq.ready) vq.pendingState = st & 0xffff;
-      else if (owner.offload) owner.offload.setState(state(mdev).slot, idx, st);
-      else vq.vrh.setLastAvailIdx(st);
+      else host.setState(state(mdev).slot, idx, st);
     },
     getVqState(mdev, idx) {
       const vq = queue(mdev, idx);
       if (!vq.ready && vq.pendingState !== null) return vq.pendingState;
-      return owner.offload
-        ? owner.offload.getState(state(mdev).slot, idx)
-        : vq.vrh.getLastAvailIdx();
+      return host.getState(state(mdev).slot, idx);
     },
     getVqAlign() {
       return MVNET_QUEUE_ALIGN;
@@ -278,6 +242,10 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     },
     setStatus(mdev, status) {
       const s = state(mdev);
+      // device_status is a byte (virtio 1.2 2.1; set_status takes a u8). A wider value or a
+      // fraction is no status a driver can write, so it changes nothing: taken as is, 2^32
+      // would read back 0 (`|` wraps it to 32 bits) with the queues still live.
+      if (!Number.isInteger(status) || status < 0 || status > 0xff) return;
       if (status === 0) s.reset();
       // DEVICE_NEEDS_RESET is the device's, and only a reset clears it: a driver writing back a
       // status it read before the fault must not hide the fault (virtio 1.2 2.1.1 forbids the
@@ -314,6 +282,8 @@ export class MvnetLoopback {
   readonly maxInstances: number;
   readonly queueSize: number;
   readonly instances = new Set<MvnetState>();
+  /** Where the datapath of every instance runs: `offload` in worker mode, else on `wq`. */
+  readonly host: MvnetHost;
   /** The datapath worker (worker mode), or null when the datapath runs on a workqueue. */
   readonly offload: MvnetOffload | null;
   private readonly bySlot: (MvnetState | null)[];
@@ -344,11 +314,11 @@ export class MvnetLoopback {
       );
     }
     this.bySlot = new Array(this.maxInstances).fill(null);
-    this.ops = makeOps(this);
     this.offload = options.offload
       ? new MvnetOffload(options.memory, this.maxInstances, this.budget)
       : null;
-    if (this.offload) this.offload.onPending = (slot, bits) => this.deliver(slot, bits);
+    this.host = this.offload ?? new InThreadHost(this.wq, this.budget);
+    this.ops = makeOps(this);
     this.cls = new Class(MVNET_NAME);
     this.cls.register();
     this.parent = new Device({ name: MVNET_NAME, class: this.cls });
@@ -394,18 +364,9 @@ export class MvnetLoopback {
     } catch (err) {
       this.parent.unregister();
       this.cls.unregister();
-      void this.offload?.close();
+      void this.host.close();
       throw err;
     }
-  }
-
-  /** Interrupts and faults the worker raised for a slot (worker mode). */
-  private deliver(slot: number, bits: number): void {
-    const s = this.bySlot[slot];
-    if (!s) return;
-    if (bits & PENDING_BROKEN) s.needsReset(); // the worker counted the ring error
-    if (bits & PENDING_RX && s.vqs[MVNET_RX_QUEUE]!.ready) s.vqs[MVNET_RX_QUEUE]!.interrupt();
-    if (bits & PENDING_TX && s.vqs[MVNET_TX_QUEUE]!.ready) s.vqs[MVNET_TX_QUEUE]!.interrupt();
   }
 
   private create(mdev: MdevDevice): void {
@@ -413,7 +374,6 @@ export class MvnetLoopback {
     if (this.instances.size >= this.maxInstances || slot < 0) {
       throw new KernelError('ENOSPC', `mvnet: all ${this.maxInstances} instances are in use`);
     }
-    this.offload?.attach(slot);
     const s = new MvnetState(mdev, this, slot);
     this.bySlot[slot] = s;
     mdevSetDrvdata(mdev, s);
@@ -452,8 +412,7 @@ export class MvnetLoopback {
     if (!s || !this.instances.has(s))
       throw new KernelError('EINVAL', `mvnet: unknown ${mdev.uuid}`);
     // Unlike the sample, stop the datapath before the state goes away.
-    void this.wq.cancelSync(s.work);
-    this.offload?.detach(s.slot);
+    this.host.detach(s.slot);
     for (const vq of s.vqs) vq.reset();
     this.bySlot[s.slot] = null;
     this.instances.delete(s);
@@ -470,7 +429,7 @@ export class MvnetLoopback {
     mdevVirtioUnregisterDevice(this.parent);
     this.parent.unregister();
     this.cls.unregister();
-    void this.offload?.close();
+    void this.host.close();
   }
 }
 

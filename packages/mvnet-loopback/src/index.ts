@@ -28,4 +28,5 @@ export {
   MvnetState,
   mvnetLoopbackInit,
 } from './device';
+export { InThreadHost, type MvnetHost } from './host';
 export { MvnetOffload } from './offload';

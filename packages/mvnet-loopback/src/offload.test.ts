@@ -157,6 +157,35 @@ describe('mvnet_loopback in worker mode', () => {
     expect(mdevVirtioGetOps(mdev).getVqState(mdev, MVNET_TX_QUEUE)).toBe(20);
   });
 
+  it("keeps a removed instance's counters final when a new instance takes its slot", async () => {
+    /** Sends `n` frames of `len` bytes through a set-up device and waits for them to come back. */
+    async function loop(mdev: MdevDevice, n: number, len: number): Promise<void> {
+      const { rx, tx } = bringUp(mdev, 64);
+      for (let i = 0; i < n; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
+      rx.kick();
+      for (let k = 0; k < n; k++) tx.addOutbuf(allocator.alloc(len)!, len, k);
+      tx.kick();
+      expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === n)).toBe(true);
+    }
+    sysfs.write(`${TYPE}/create`, UUID);
+    const first = mdevDevices()[0]!;
+    await loop(first, 3, 100);
+    const stats = mvnet.stateOf(first).stats;
+    const final = { ...stats };
+    expect(final).toMatchObject({ txPackets: 3, rxPackets: 3, rxBytes: 300 });
+    sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1');
+    expect({ ...stats }).toEqual(final);
+    // The next instance takes the freed slot (the first free one) and counts on its own.
+    const other = `${UUID.slice(0, -1)}2`;
+    sysfs.write(`${TYPE}/create`, other);
+    const second = mdevDevices()[0]!;
+    expect({ ...mvnet.stateOf(second).stats }).toMatchObject({ txPackets: 0, rxPackets: 0 });
+    expect({ ...stats }).toEqual(final);
+    await loop(second, 5, 60);
+    expect({ ...stats }).toEqual(final);
+    expect(sysfs.read(`/sys/bus/mdev_virtio/devices/${other}/stats/rx_packets`)).toBe('5\n');
+  });
+
   it('holds a TX frame briefly for a receive buffer, and drops it only when none comes', async () => {
     sysfs.write(`${TYPE}/create`, UUID);
     const mdev = mdevDevices()[0]!;

@@ -3,7 +3,8 @@
  * thread (the card's "hardware") over the shared host memory. Kicks are doorbell writes,
  * interrupts arrive through `Atomics.waitAsync` on the interrupt word, and control requests
  * (queue ready, reset, ring state) are synchronous, like register writes: the caller waits for
- * the worker's answer, so after a reset returns the worker no longer touches the rings.
+ * the worker's answer, so after a reset returns the worker no longer touches the rings. This is
+ * the worker host of the device's ops (`MvnetHost`).
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { KernelError, registerIrqPoll } from '@mdev/driver-core';
@@ -15,7 +16,9 @@ import {
   spawnWorker,
   type VringhConfig,
 } from '@mdev/virtio-ring';
-import type { MvnetStats, NetHdrLayout } from './datapath';
+import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
+import type { MvnetQueue, MvnetStats, NetHdrLayout } from './datapath';
+import type { MvnetHost } from './host';
 import {
   CTL_ACK_SEQ,
   CTL_ACK_VALUE,
@@ -26,6 +29,8 @@ import {
   type OffloadRequest,
   type OffloadWorkerData,
   PENDING_BROKEN,
+  PENDING_RX,
+  PENDING_TX,
   STAT_KEYS,
   STAT_STRIDE,
 } from './offload-protocol';
@@ -37,21 +42,43 @@ const REQUEST_TIMEOUT_MS = 15_000;
 type WithoutSeq<R> = R extends unknown ? Omit<R, 'seq'> : never;
 type RequestBody = WithoutSeq<OffloadRequest>;
 
-/**
- * Counters of a slot as a live view of the worker's shared row (written by the worker only),
- * one getter per counter in STAT_KEYS order, the order the worker writes them in.
- */
-function sharedStats(row: Float64Array, base: number): MvnetStats {
-  const view = {} as MvnetStats;
-  STAT_KEYS.forEach((key, k) => {
-    Object.defineProperty(view, key, { enumerable: true, get: () => row[base + k]! });
-  });
-  return view;
+/** Counters of a slot as the device reads them, and how to make them final. */
+interface SlotStats {
+  view: MvnetStats;
+  /** Copies the row into the view: from then on the view no longer follows the row. */
+  freeze(): void;
 }
 
-export class MvnetOffload {
-  /** Called on the main thread with a slot's pending bits (PENDING_*). */
-  onPending: (slot: number, bits: number) => void = () => {};
+/**
+ * Counters of a slot as a live view of the worker's shared row (written by the worker only),
+ * one getter per counter in STAT_KEYS order, the order the worker writes them in. The row is
+ * the slot's, not the instance's: the next instance in the slot zeroes it and counts on, so a
+ * detached slot's view is frozen first.
+ */
+function sharedStats(row: Float64Array, base: number): SlotStats {
+  let source = row;
+  let at = base;
+  const view = {} as MvnetStats;
+  STAT_KEYS.forEach((key, k) => {
+    Object.defineProperty(view, key, { enumerable: true, get: () => source[at + k]! });
+  });
+  return {
+    view,
+    freeze() {
+      source = row.slice(base, base + STAT_STRIDE);
+      at = 0;
+    },
+  };
+}
+
+/** What the main thread keeps of an attached slot. */
+interface OffloadSlot {
+  vqs: readonly MvnetQueue[];
+  broken: () => void;
+  stats: SlotStats;
+}
+
+export class MvnetOffload implements MvnetHost {
   private readonly ctl: Int32Array;
   private readonly pending: Int32Array;
   private readonly statsRow: Float64Array;
@@ -60,7 +87,7 @@ export class MvnetOffload {
   private readonly port: MessagePort;
   private readonly memoryPort: MessagePort;
   private readonly worker: Worker;
-  private readonly attached = new Set<number>();
+  private readonly attached = new Map<number, OffloadSlot>();
   /** Ready queues of each slot, a bit per queue: while any is set, the worker holds the process. */
   private readonly readyMask = new Map<number, number>();
   private readonly stopRegionCalls: () => void;
@@ -116,36 +143,55 @@ export class MvnetOffload {
     void this.interruptLoop();
   }
 
-  /** A doorbell write: the worker looks at every ready queue. */
-  kick(): void {
+  /** A doorbell write: the worker looks at every ready queue (of every slot). */
+  kick(_slot?: number): void {
     this.doorbell.signal();
     // The main thread may be busy for a while (a worker-pool turn); interrupts raised meanwhile
     // are delivered here too, so a driver that keeps transmitting also keeps receiving.
     this.deliverPending();
   }
 
-  /** Hands every slot's pending bits to `onPending`. */
+  /** Delivers the interrupts and faults the worker raised for every slot. */
   deliverPending(): void {
-    for (const slot of this.attached) {
+    for (const [slot, s] of this.attached) {
       if (Atomics.load(this.pending, slot) === 0) continue;
       const bits = Atomics.exchange(this.pending, slot, 0);
       if (bits === 0) continue;
-      // A broken ring: the worker stopped the slot's queues itself.
-      if (bits & PENDING_BROKEN) this.setReady(slot, -1, false);
-      this.onPending(slot, bits);
+      if (bits & PENDING_BROKEN) {
+        // The worker stopped the slot's queues itself, and counted the ring error.
+        this.setReady(slot, -1, false);
+        s.broken();
+      }
+      const rx = s.vqs[MVNET_RX_QUEUE]!;
+      const tx = s.vqs[MVNET_TX_QUEUE]!;
+      if (bits & PENDING_RX && rx.ready) rx.interrupt();
+      if (bits & PENDING_TX && tx.ready) tx.interrupt();
     }
   }
 
-  attach(slot: number): void {
+  attach(slot: number, vqs: readonly MvnetQueue[], broken: () => void): MvnetStats {
     this.call({ op: 'attach', slot });
-    this.attached.add(slot);
+    const stats = sharedStats(this.statsRow, slot * STAT_STRIDE);
+    this.attached.set(slot, { vqs, broken, stats });
+    return stats.view;
   }
 
-  /** Stops the slot's datapath; when this returns the worker no longer touches its rings. */
+  /**
+   * Stops the slot's datapath; when this returns the worker no longer touches its rings, and
+   * the slot's counters (as `attach` returned them) are final.
+   */
   detach(slot: number): void {
+    const s = this.attached.get(slot);
     this.attached.delete(slot);
     this.setReady(slot, -1, false);
-    this.call({ op: 'detach', slot });
+    try {
+      this.call({ op: 'detach', slot });
+    } finally {
+      // After the answer the worker writes the row no more (it publishes after each run and
+      // reads requests between runs). Frozen even when the worker failed, so that the next
+      // instance in the slot cannot change them.
+      s?.stats.freeze();
+    }
     Atomics.store(this.pending, slot, 0);
   }
 
@@ -208,11 +254,6 @@ export class MvnetOffload {
 
   setState(slot: number, queue: number, value: number): void {
     this.call({ op: 'setState', slot, queue, value });
-  }
-
-  /** The slot's counters as a live view. */
-  stats(slot: number): MvnetStats {
-    return sharedStats(this.statsRow, slot * STAT_STRIDE);
   }
 
   /** Stops the worker. */
