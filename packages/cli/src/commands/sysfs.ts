@@ -31,6 +31,11 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   if (positionals.length > 1) throw new UsageError('one PATH at most');
   const root = positionals[0] ?? '/sys';
+  // The tree is the virtual one of this process: there is no working directory in it to take a
+  // relative path from.
+  if (!root.startsWith('/')) {
+    throw new UsageError(`PATH must be absolute, like /sys/bus, not "${root}"`);
+  }
   const stack = setupStack();
   try {
     if (!sysfs.exists(root)) {
