@@ -40,7 +40,7 @@ export function version(): string {
 
 /** `mdev help [command]`: the command list, or one command's usage. */
 function help(args: string[], io: CommandIo): number {
-  if (args.length === 0) {
+  if (args.length === 0 || (args.length === 1 && args[0] === 'help')) {
     usage(io.stdout);
     return 0;
   }

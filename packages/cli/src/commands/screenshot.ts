@@ -111,7 +111,7 @@ const DISPI_MAX = { x: 16000, y: 12000 };
 
 /**
  * The mode `--mode WxH` asks of an mbochs display of `type`: at least 64x64, at most the type's
- * limits, and a 32-bit scanout that fits in its video memory. UsageError otherwise.
+ * limits (within which a 32-bit scanout fits its video memory). UsageError otherwise.
  */
 function parseMode(text: string, type: string): { width: number; height: number } {
   const m = /^(\d{1,5})x(\d{1,5})$/.exec(text);
@@ -127,10 +127,13 @@ function parseMode(text: string, type: string): { width: number; height: number 
       `--mode ${text}: ${type} shows ${MBOCHS_MIN_RES}x${MBOCHS_MIN_RES} to ${maxX}x${maxY}`,
     );
   }
-  if (width * height * BYTEPP > def.mbytes * 2 ** 20) {
-    throw new UsageError(
-      `--mode ${text}: ${width * height * BYTEPP} bytes do not fit in the ${def.mbytes} MB of ${type}`,
-    );
+  // The monitor plugged in describes the mode in its EDID, at 60 Hz: a mode whose pixel clock
+  // the EDID cannot carry has no monitor to show it.
+  try {
+    generateEdid({ width, height, name: 'mdev-shot' });
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new UsageError(`--mode ${text}: no 60 Hz monitor shows it (its pixel clock is too high)`);
   }
   return { width, height };
 }
@@ -240,7 +243,7 @@ export function takeScreenshot(options: ScreenshotOptions): Screenshot {
     throw new UsageError(`unknown type "${options.type}" (known: ${KNOWN_TYPES.join(', ')})`);
   }
   if (family === 'mdpy' && options.mode) {
-    throw new UsageError('an mdpy display has the fixed mode of its type (no --mode)');
+    throw new UsageError('--mode is for an mbochs display; mdpy has the mode of its type');
   }
   const uuid = options.uuid ?? randomUUID();
   const parent = family === 'mdpy' ? mdpyInit() : mbochsInit();
