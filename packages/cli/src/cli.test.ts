@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
@@ -61,6 +61,18 @@ describe('mdev', () => {
       expect(text.err).toMatch(/^mdev help: (unknown command 'nope'|one command at most)\n/);
       expect(text.out).toBe('');
     }
+  });
+
+  it('installs its bin from a file in the repository, not from a build output', () => {
+    // pnpm links the bin at install time, before any build: a bin in dist/ is missing then and
+    // every `pnpm install` warns "Failed to create bin".
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    const bin: string = pkg.bin.mdev;
+    expect(bin).toBe('./bin/mdev.js');
+    expect(pkg.files).toContain('bin');
+    const path = fileURLToPath(new URL(`../${bin}`, import.meta.url));
+    expect(readFileSync(path, 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
+    expect(() => accessSync(path, constants.X_OK)).not.toThrow();
   });
 
   it("prints the cli package's version with --version", async () => {
