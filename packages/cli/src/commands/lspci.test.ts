@@ -107,8 +107,8 @@ describe('mdev lspci', () => {
 
   it('refuses an unknown type or option and leaves nothing behind', async () => {
     const bad = capture();
-    expect(await main(['lspci', '--type', 'mtty-9'], bad.io)).toBe(1);
-    expect(bad.text.err).toContain('no mdev type mtty-9');
+    expect(await main(['lspci', '--type', 'mtty-9'], bad.io)).toBe(2);
+    expect(bad.text.err).toMatch(/^mdev lspci: no mdev type "mtty-9" \(known: mtty-1, mtty-2, /);
     expect(mdevDevices()).toEqual([]);
     expect(sysfs.exists('/sys/class/mtty')).toBe(false);
     const opt = capture();

@@ -10,6 +10,9 @@ import {
   vfioMdevDevices,
 } from '@mdev/mdev-vfio';
 import {
+  MBOCHS_TYPES,
+  MDPY_TYPES,
+  MTTY_TYPES,
   mbochsInit,
   mdpyInit,
   mttyInit,
@@ -35,6 +38,7 @@ import {
   PCI_VENDOR_ID,
 } from '@mdev/samples-legacy';
 import type { CommandIo } from '../io';
+import { UsageError } from '../usage';
 
 export const summary = 'list every VFIO mdev from its PCI config space, like lspci';
 
@@ -284,6 +288,13 @@ export function loadVfioSamples(
   return { unload };
 }
 
+/** Every type the VFIO samples offer, as `--type` takes them. */
+export const SAMPLE_TYPES: readonly string[] = [
+  ...MTTY_TYPES.map((t) => `mtty-${t.group}`),
+  ...MDPY_TYPES.map((t) => `mdpy-${t.group}`),
+  ...MBOCHS_TYPES.map((t) => `mbochs-${t.group}`),
+];
+
 /** The UUID of the n-th mdev a sample setup creates. */
 export function sampleUuid(n: number): string {
   return `83b8f4f2-509f-382f-3c1e-e6bfe0fa${hex(0x1001 + n, 4)}`;
@@ -351,25 +362,25 @@ export function lspci(): LspciEntry[] {
 
 /** `mdev lspci [-v] [--json] [--type TYPE]...`. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  let values: { verbose?: boolean; json?: boolean; type?: string[]; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        verbose: { type: 'boolean', short: 'v' },
-        json: { type: 'boolean' },
-        type: { type: 'string', multiple: true },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    io.stderr.write(`mdev lspci: ${(err as Error).message}\n${usage}`);
-    return 2;
-  }
+  // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
+  // the usage, exit status 2.
+  const { values } = parseArgs({
+    args,
+    options: {
+      verbose: { type: 'boolean', short: 'v' },
+      json: { type: 'boolean' },
+      type: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
   if (values.help) {
     io.stdout.write(usage);
     return 0;
+  }
+  for (const t of values.type ?? []) {
+    if (!SAMPLE_TYPES.includes(t))
+      throw new UsageError(`no mdev type "${t}" (known: ${SAMPLE_TYPES.join(', ')})`);
   }
   const setup = vfioMdevDevices().length === 0 ? setupVfioSamples(values.type ?? []) : null;
   try {

@@ -9,7 +9,7 @@ import {
   runPktgen,
   setupStack,
 } from '../pktgen/run';
-import { UsageError } from '../usage';
+import { filePath, integerOption, UsageError } from '../usage';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
@@ -22,23 +22,15 @@ export const usage = `usage: mdev pktgen [options]
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
   --offload        run the device's datapath in a worker thread (the "hardware")
   --device NAME    the parent driver to run over (default mvnet_loopback)
-  --pcap FILE      write the received frames to a pcap file
+  --pcap FILE      write the received frames to a pcap file (a FIFO: once a reader opens it)
   --no-verify      check order only, not frame contents
   --json           print one JSON line instead of text
 `;
 
-// Plain decimals only: Number() also takes "1.5", "0x40", "1e3" and " 8 ", none of which a count
-// should be.
+// Plain decimals only: Number() also takes "1.5", "0x40", "1e3" and " 8 ", none of which a size
+// or a duration should be.
 const INTEGER = /^\d+$/;
 const DECIMAL = /^(\d+(\.\d*)?|\.\d+)$/;
-
-function integer(name: string, text: string | undefined, fallback: number, min = 1): number {
-  if (text === undefined) return fallback;
-  const n = INTEGER.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`--${name} must be an integer >= ${min}`);
-  return n;
-}
 
 /** The frame size asked for, checked against what the device takes (known once it is set up). */
 function frameSize(text: string | undefined, limit: number): number {
@@ -69,14 +61,14 @@ function parseOptions(args: string[]) {
   });
   if (values.count !== undefined && values.duration !== undefined)
     throw new UsageError('give --count or --duration, not both');
-  const count = integer('count', values.count, 1_000_000);
+  const count = integerOption('count', values.count, 1_000_000, 1);
   let duration: number | undefined;
   if (values.duration !== undefined) {
     duration = DECIMAL.test(values.duration) ? Number(values.duration) : Number.NaN;
     if (!(duration > 0 && Number.isFinite(duration)))
       throw new UsageError('--duration must be a positive number of seconds');
   }
-  const burst = integer('burst', values.burst, 32);
+  const burst = integerOption('burst', values.burst, 32, 1);
   const q = values['queue-size'];
   const queueSize = q === undefined ? 256 : INTEGER.test(q) ? Number(q) : Number.NaN;
   if (!(queueSize >= 2 && queueSize <= 32768) || (queueSize & (queueSize - 1)) !== 0)
@@ -88,9 +80,17 @@ function parseOptions(args: string[]) {
   return { ...values, count, duration, burst, queueSize, device };
 }
 
+/** What the command line asks for, with the --pcap file as an absolute path. */
+function parseCommandLine(args: string[], io: CommandIo) {
+  const values = parseOptions(args);
+  const pcap = values.pcap === undefined ? undefined : filePath(io, '--pcap', values.pcap);
+  return { ...values, pcap };
+}
+
 /** Formats a result for a person. */
 export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
   const rows: [string, string][] = [
+    ['parent', r.parent],
     ['device', `${r.netdev} (mdev ${r.uuid}), ${r.size}-byte frames`],
     ['datapath', `${mode}, queues of ${queueSize}`],
     ['tx', `${r.tx}`],
@@ -101,6 +101,7 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
     ['time', `${r.seconds.toFixed(3)} s`],
     ['rate', `${r.mpps.toFixed(3)} Mpps, ${r.gbps.toFixed(3)} Gbit/s`],
   ];
+  if (r.pcap) rows.push(['pcap', `${r.pcap.frames} frames written to ${r.pcap.path}`]);
   const width = Math.max(...rows.map(([label]) => label.length)) + 1;
   const lines = rows.map(([label, value]) => `${label.padEnd(width)}${value}`);
   return `${lines.join('\n')}\n`;
@@ -108,12 +109,13 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
 
 /**
  * `mdev pktgen`: the main job. Exit status 1 when a frame was lost, corrupted or out of order;
- * 2 for a command line it cannot run or a pcap file it cannot write.
+ * 2 for a command line it cannot run or a pcap file it cannot write; 130 when interrupted
+ * (`io.signal`, Ctrl-C), after printing what was sent and received so far.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
   // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
   // the usage, exit status 2.
-  const values = parseOptions(args);
+  const values = parseCommandLine(args, io);
   if (values.help) {
     io.stdout.write(usage);
     io.stdout.write('\ndevices:\n');
@@ -135,6 +137,9 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       burst,
       verify: !values['no-verify'],
       pcap: values.pcap,
+      onPcapWait: () =>
+        io.stderr.write(`mdev pktgen: waiting for a reader of the FIFO ${values.pcap}\n`),
+      signal: io.signal,
       onProgress: tty
         ? (sent, received, target, elapsed) => {
             const width = 30;
@@ -163,5 +168,9 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
       : formatResult(result, mode, queueSize),
   );
+  if (result.interrupted) {
+    io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);
+    return 130;
+  }
   return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
 }

@@ -101,45 +101,54 @@ describe('mdev screenshot', () => {
 
   it('fails cleanly on bad input', async () => {
     const unknown = capture();
-    expect(await main(['screenshot', '--type', 'vga', join(dir, 'x.png')], unknown.io)).toBe(1);
+    expect(await main(['screenshot', '--type', 'vga', join(dir, 'x.png')], unknown.io)).toBe(2);
     expect(unknown.text.err).toContain('unknown type "vga"');
     const noOut = capture();
     expect(await main(['screenshot', '--type', 'mdpy-vga'], noOut.io)).toBe(2);
+    expect(noOut.text.err).toMatch(/^mdev screenshot: one OUT.png file is required\n/);
     expect(noOut.text.err).toContain('usage: mdev screenshot');
     const noType = capture();
     expect(await main(['screenshot', join(dir, 'x.png')], noType.io)).toBe(2);
-    // A mode larger than the video memory: the display shows no plane.
-    const big = capture();
-    expect(
-      await main(
-        ['screenshot', '--type', 'mbochs-small', '--mode', '1600x1200', join(dir, 'x.png')],
-        big.io,
-      ),
-    ).toBe(1);
-    expect(big.text.err).toContain('no plane');
+    expect(noType.text.err).toMatch(/^mdev screenshot: --type TYPE is required\n/);
+    // A mode larger or smaller than the type shows: refused before the device is made.
+    for (const [type, mode, reason] of [
+      ['mbochs-small', '1600x1200', 'mbochs-small shows 64x64 to 800x600'],
+      ['mbochs-medium', '63x480', 'mbochs-medium shows 64x64 to 1920x1440'],
+    ]) {
+      const big = capture();
+      expect(
+        await main(['screenshot', '--type', type!, '--mode', mode!, join(dir, 'x.png')], big.io),
+      ).toBe(2);
+      expect(big.text.err).toContain(reason);
+    }
     const badMode = capture();
     expect(
       await main(
         ['screenshot', '--type', 'mbochs-small', '--mode', '800by600', 'x.png'],
         badMode.io,
       ),
-    ).toBe(1);
+    ).toBe(2);
     expect(badMode.text.err).toContain('--mode');
     const fixed = capture();
     expect(
       await main(['screenshot', '--type', 'mdpy-hd', '--mode', '800x600', 'x.png'], fixed.io),
-    ).toBe(1);
+    ).toBe(2);
     const unwritable = capture();
-    expect(
-      await main(
-        ['screenshot', '--type', 'mdpy-vga', join(dir, 'no/such/dir/x.png')],
-        unwritable.io,
-      ),
-    ).toBe(1);
-    expect(unwritable.text.err).toContain('ENOENT');
+    const path = join(dir, 'no/such/dir/x.png');
+    expect(await main(['screenshot', '--type', 'mdpy-vga', path], unwritable.io)).toBe(1);
+    expect(unwritable.text.err).toBe(`mdev screenshot: cannot write ${path}: ENOENT\n`);
     // Nothing was left behind by the failures.
     expect(mdevDevices()).toEqual([]);
     expect(sysfs.exists('/sys/devices/virtual/mbochs/mbochs')).toBe(false);
+  });
+
+  it('takes a relative OUT.png from the folder the user ran the command in', async () => {
+    const { io, text } = capture();
+    expect(await main(['screenshot', '--type', 'mdpy-vga', 'rel.png'], { ...io, cwd: dir })).toBe(
+      0,
+    );
+    expect(text.out).toMatch(new RegExp(`-> ${join(dir, 'rel.png')} \\(\\d+ bytes\\)\\n$`));
+    expect(PNG.sync.read(readFileSync(join(dir, 'rel.png'))).width).toBe(640);
   });
 
   it('is listed by mdev help', async () => {

@@ -35,17 +35,27 @@ import {
 } from '@mdev/samples-legacy';
 import { PNG } from 'pngjs';
 import type { CommandIo } from '../io';
+import { filePath, UsageError, uuidOption } from '../usage';
 
 export const summary = 'create an mdpy or mbochs display, read its framebuffer and save a PNG';
 
+/** The types a screenshot can be taken of. */
+const KNOWN_TYPES = [
+  ...MDPY_TYPES.map((t) => `mdpy-${t.group}`),
+  ...MBOCHS_TYPES.map((t) => `mbochs-${t.group}`),
+];
+
 export const usage = `usage: mdev screenshot --type TYPE [--mode WxH] [--uuid UUID] [--read] OUT.png
 
-Creates an mdev of TYPE (${[...MDPY_TYPES.map((t) => `mdpy-${t.group}`), ...MBOCHS_TYPES.map((t) => `mbochs-${t.group}`)].join(', ')}),
+Creates an mdev of TYPE (${KNOWN_TYPES.join(', ')}),
 opens it through its VFIO device, queries the primary plane and writes it as a PNG.
 An mbochs display first gets a mode through its dispi registers (default 800x600, or --mode)
 and a test pattern drawn through its memory BAR; mdpy shows the grey gradient it draws itself.
 
-  --read   read a region plane with read() rather than mmap()
+  --mode WxH    mbochs only: the mode to set, from 64x64 up to what the type holds
+                (mbochs-small: 800x600)
+  --uuid UUID   the UUID of the mdev to create (default: a random one)
+  --read        read a region plane with read() rather than mmap()
 `;
 
 /** Bytes per pixel of DRM_FORMAT_XRGB8888. */
@@ -92,10 +102,40 @@ export interface ScreenshotOptions {
   read?: boolean;
 }
 
-function parseMode(text: string): { width: number; height: number } {
+/** The smallest mode mbochs shows (mbochs_check_framebuffer() in samples/vfio-mdev/mbochs.c). */
+const MBOCHS_MIN_RES = 64;
+/** The largest the EDID's detailed timing descriptor can describe (12-bit fields). */
+const EDID_MAX_RES = 4095;
+/** qemu's VBE_DISPI_MAX_XRES / _YRES: the limits of an mbochs type that sets none. */
+const DISPI_MAX = { x: 16000, y: 12000 };
+
+/**
+ * The mode `--mode WxH` asks of an mbochs display of `type`: at least 64x64, at most the type's
+ * limits (within which a 32-bit scanout fits its video memory). UsageError otherwise.
+ */
+function parseMode(text: string, type: string): { width: number; height: number } {
   const m = /^(\d{1,5})x(\d{1,5})$/.exec(text);
-  if (!m) throw new RangeError(`screenshot: --mode must look like 800x600, not "${text}"`);
-  return { width: Number(m[1]), height: Number(m[2]) };
+  if (!m) throw new UsageError(`--mode must look like 800x600, not "${text}"`);
+  const width = Number(m[1]);
+  const height = Number(m[2]);
+  const def = MBOCHS_TYPES.find((t) => `mbochs-${t.group}` === type);
+  if (!def) throw new UsageError('--mode is for an mbochs display; mdpy has the mode of its type');
+  const maxX = Math.min(def.maxX || DISPI_MAX.x, EDID_MAX_RES);
+  const maxY = Math.min(def.maxY || DISPI_MAX.y, EDID_MAX_RES);
+  if (width < MBOCHS_MIN_RES || height < MBOCHS_MIN_RES || width > maxX || height > maxY) {
+    throw new UsageError(
+      `--mode ${text}: ${type} shows ${MBOCHS_MIN_RES}x${MBOCHS_MIN_RES} to ${maxX}x${maxY}`,
+    );
+  }
+  // The monitor plugged in describes the mode in its EDID, at 60 Hz: a mode whose pixel clock
+  // the EDID cannot carry has no monitor to show it.
+  try {
+    generateEdid({ width, height, name: 'mdev-shot' });
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new UsageError(`--mode ${text}: no 60 Hz monitor shows it (its pixel clock is too high)`);
+  }
+  return { width, height };
 }
 
 /** Programs a mode through the dispi registers in the MMIO BAR, as bochs-drm does. */
@@ -199,15 +239,11 @@ function toPng(bytes: Uint8Array, width: number, height: number, stride: number)
  */
 export function takeScreenshot(options: ScreenshotOptions): Screenshot {
   const [family] = options.type.split('-');
-  const known = [
-    ...MDPY_TYPES.map((t) => `mdpy-${t.group}`),
-    ...MBOCHS_TYPES.map((t) => `mbochs-${t.group}`),
-  ];
-  if (!known.includes(options.type)) {
-    throw new RangeError(`screenshot: unknown type "${options.type}" (${known.join(', ')})`);
+  if (!KNOWN_TYPES.includes(options.type)) {
+    throw new UsageError(`unknown type "${options.type}" (known: ${KNOWN_TYPES.join(', ')})`);
   }
   if (family === 'mdpy' && options.mode) {
-    throw new RangeError('screenshot: an mdpy display has the fixed mode of its type');
+    throw new UsageError('--mode is for an mbochs display; mdpy has the mode of its type');
   }
   const uuid = options.uuid ?? randomUUID();
   const parent = family === 'mdpy' ? mdpyInit() : mbochsInit();
@@ -265,18 +301,28 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     io.stdout.write(usage);
     return 0;
   }
-  if (!values.type || positionals.length !== 1) {
-    io.stderr.write(usage);
-    return 2;
+  // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
+  // the usage, exit status 2.
+  if (values.type === undefined) throw new UsageError('--type TYPE is required');
+  if (positionals.length !== 1) throw new UsageError('one OUT.png file is required');
+  const out = filePath(io, 'OUT.png', positionals[0]!);
+  if (!KNOWN_TYPES.includes(values.type)) {
+    throw new UsageError(`unknown type "${values.type}" (known: ${KNOWN_TYPES.join(', ')})`);
   }
-  const out = positionals[0]!;
   const shot = takeScreenshot({
     type: values.type,
-    uuid: values.uuid,
-    mode: values.mode === undefined ? undefined : parseMode(values.mode),
+    uuid: uuidOption(values.uuid),
+    mode: values.mode === undefined ? undefined : parseMode(values.mode, values.type),
     read: values.read,
   });
-  writeFileSync(out, shot.png);
+  try {
+    writeFileSync(out, shot.png);
+  } catch (err) {
+    io.stderr.write(
+      `mdev screenshot: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? err}\n`,
+    );
+    return 1;
+  }
   io.stdout.write(
     `${shot.type} ${shot.uuid}: ${shot.width}x${shot.height} XR24, stride ${shot.stride}, via ${shot.via} -> ${out} (${shot.png.length} bytes)\n`,
   );

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import type { CommandIo } from '../io';
@@ -30,7 +31,14 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) throw new UsageError('one PATH at most');
-  const root = positionals[0] ?? '/sys';
+  const arg = positionals[0] ?? '/sys';
+  // The tree is the virtual one of this process: there is no working directory in it to take a
+  // relative path from.
+  if (!arg.startsWith('/')) {
+    throw new UsageError(`PATH must be absolute, like /sys/bus, not "${arg}"`);
+  }
+  // `..`, `.` and repeated or trailing slashes resolved as a shell would: `/sys/..` is `/`.
+  const root = posix.normalize(arg).replace(/(.)\/$/, '$1');
   const stack = setupStack();
   try {
     if (!sysfs.exists(root)) {
@@ -40,7 +48,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     for (const path of sysfs.tree(root)) {
       const { kind, mode } = sysfs.stat(path);
       if (kind === 'link') io.stdout.write(`${path} -> ${sysfs.readlink(path)}\n`);
-      else if (kind === 'dir') io.stdout.write(`${path}/\n`);
+      else if (kind === 'dir') io.stdout.write(path === '/' ? '/\n' : `${path}/\n`);
       else if (mode & 0o444) {
         let value: string;
         try {

@@ -88,11 +88,13 @@ describe('mdev tty from a script', () => {
 
   it('refuses a port the card lacks, a bad baud rate, a bad type and a missing device', async () => {
     const noPort = capture();
-    expect(await main(['tty', '--port', '1', '--text', 'x'], noPort.io)).toBe(1);
-    expect(noPort.text.err).toContain('has no port 1');
+    expect(await main(['tty', '--port', '1', '--text', 'x'], noPort.io)).toBe(2);
+    expect(noPort.text.err).toMatch(
+      /^mdev tty: --port 1: mtty-1 card [0-9a-f-]{36} has port 0 only/,
+    );
     const baud = capture();
-    expect(await main(['tty', '--baud', '7', '--text', 'x'], baud.io)).toBe(1);
-    expect(baud.text.err).toContain('EINVAL');
+    expect(await main(['tty', '--baud', '7', '--text', 'x'], baud.io)).toBe(2);
+    expect(baud.text.err).toMatch(/^mdev tty: --baud must be 115200 divided by a whole number/);
     const type = capture();
     expect(await main(['tty', '--type', 'mtty-3'], type.io)).toBe(2);
     const missing = capture();

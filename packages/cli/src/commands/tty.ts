@@ -15,6 +15,7 @@ import {
 } from '@mdev/mdev-vfio';
 import {
   MTTY_DEVICE_ID,
+  MTTY_TYPES,
   MTTY_VENDOR_ID,
   PCI_DEVICE_ID,
   PCI_VENDOR_ID,
@@ -50,6 +51,7 @@ import {
   UART_TX,
 } from '@mdev/samples-legacy';
 import type { CommandIo } from '../io';
+import { integerOption, UsageError, uuidOption } from '../usage';
 import { type SampleSetup, setupVfioSamples } from './lspci';
 
 export const summary = 'a terminal session over an mtty serial port, echoed by its loopback';
@@ -65,7 +67,7 @@ and writes the echo to stdout, ending at EOF. Interactive sessions end with Ctrl
   --type TYPE   the mtty type to create when no mtty mdev exists (default mtty-1)
   --uuid UUID   use this existing mtty mdev
   --port N      the port of the card (0, or 1 on mtty-2; default 0)
-  --baud RATE   the line speed (default 115200; the divisor is 115200 / RATE)
+  --baud RATE   the line speed, 115200 divided by a whole number (default 115200)
   --msi         take interrupts through MSI instead of INTx
   --verbose     print the session's counters on stderr at the end
 `;
@@ -271,56 +273,49 @@ async function* chunks(stream: NodeJS.ReadableStream): AsyncGenerator<Uint8Array
 
 /** `mdev tty`. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  let values: {
-    type?: string;
-    uuid?: string;
-    port?: string;
-    baud?: string;
-    msi?: boolean;
-    text?: string;
-    verbose?: boolean;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        type: { type: 'string' },
-        uuid: { type: 'string' },
-        port: { type: 'string' },
-        baud: { type: 'string' },
-        msi: { type: 'boolean' },
-        text: { type: 'string' },
-        verbose: { type: 'boolean', short: 'v' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    io.stderr.write(`mdev tty: ${(err as Error).message}\n${usage}`);
-    return 2;
-  }
+  // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
+  // the usage, exit status 2.
+  const { values } = parseArgs({
+    args,
+    options: {
+      type: { type: 'string' },
+      uuid: { type: 'string' },
+      port: { type: 'string' },
+      baud: { type: 'string' },
+      msi: { type: 'boolean' },
+      text: { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
   if (values.help) {
     io.stdout.write(usage);
     return 0;
   }
   const type = values.type ?? 'mtty-1';
-  if (!/^mtty-[12]$/.test(type)) {
-    io.stderr.write(`mdev tty: --type must be mtty-1 or mtty-2\n`);
-    return 2;
-  }
-  const port = Number(values.port ?? 0);
-  const baud = Number(values.baud ?? BASE_BAUD);
-  if (!Number.isInteger(port) || port < 0 || !Number.isInteger(baud)) {
-    io.stderr.write(`mdev tty: bad --port or --baud\n${usage}`);
-    return 2;
+  if (!MTTY_TYPES.some((t) => `mtty-${t.group}` === type))
+    throw new UsageError(`--type must be mtty-1 or mtty-2, not "${type}"`);
+  const uuid = uuidOption(values.uuid);
+  // mtty cards have one or two ports; which of them a given card has is known once it is open.
+  const port = integerOption('port', values.port, 0, 0, 1);
+  const baud = integerOption('baud', values.baud, BASE_BAUD, 1, BASE_BAUD);
+  if (BASE_BAUD % baud !== 0) {
+    throw new UsageError(
+      `--baud must be ${BASE_BAUD} divided by a whole number (${BASE_BAUD}, 57600, 38400, ..., 9600, ...), not ${baud}`,
+    );
   }
 
   const stdin = io.stdin as RawStdin | undefined;
   const interactive = values.text === undefined && stdin?.isTTY === true;
-  const { dev, setup } = openMtty(values.uuid, type);
+  const { dev, setup } = openMtty(uuid, type);
   let tty: MttyPort | null = null;
   try {
+    if (dev.getRegionInfo(VFIO_PCI_BAR0_REGION_INDEX + port).size < 8) {
+      throw new UsageError(
+        `--port ${port}: ${dev.mdev.type.name} card ${dev.uuid} has port 0 only`,
+      );
+    }
     tty = new MttyPort(dev, {
       port,
       baud,

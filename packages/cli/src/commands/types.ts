@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
+import { mdevVirtioExit } from '@mdev/mdev-virtio';
 import type { CommandIo } from '../io';
-import { setupStack } from '../pktgen/run';
+import { type PktgenParent, pktgenDeviceList } from '../pktgen/run';
 import { loadVfioSamples } from './lspci';
 
 export const summary = 'list the supported mdev types of every parent, like mdevctl types';
@@ -9,7 +10,8 @@ export const summary = 'list the supported mdev types of every parent, like mdev
 export const usage = `usage: mdev types [--json]
 
 Lists the supported mdev types of every parent this tool registers: mvnet_loopback and the VFIO
-samples (mtty, mdpy, mbochs), each with its attributes, then unloads them again.
+samples (mtty, mdpy, mbochs), each with its attributes as a freshly loaded parent shows them (no
+mdev is created), then unloads them again.
 
   --json   one JSON array of { parent, type, attrs } instead of text
 `;
@@ -55,9 +57,12 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     io.stdout.write(usage);
     return 0;
   }
-  const stack = setupStack();
+  // The parents alone, as `modprobe` leaves them: no mdev is created, so every type shows all of
+  // its instances available.
+  const parents: PktgenParent[] = [];
   let samples: ReturnType<typeof loadVfioSamples> | null = null;
   try {
+    for (const [, device] of pktgenDeviceList()) parents.push(device.init({}));
     samples = loadVfioSamples();
     const types = listTypes();
     if (values.json) {
@@ -76,6 +81,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     return 0;
   } finally {
     samples?.unload();
-    stack.teardown();
+    for (const parent of parents.reverse()) parent.exit();
+    mdevVirtioExit();
   }
 }

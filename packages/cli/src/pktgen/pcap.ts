@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, statSync, writeSync } from 'node:fs';
 
 /** pcap file format constants (the classic libpcap format, microsecond timestamps). */
 const PCAP_MAGIC = 0xa1b2c3d4;
@@ -27,6 +27,18 @@ function errnoCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'EIO';
 }
 
+/** The wall clock in milliseconds, with the sub-millisecond fraction `Date.now()` drops. */
+const wallClockMs = () => performance.timeOrigin + performance.now();
+
+/** How often `PcapWriter.open` looks again for a reader of a FIFO. */
+const FIFO_RETRY_MS = 50;
+
+/** Options of a PcapWriter. */
+export interface PcapWriterOptions {
+  /** The clock records are stamped with, in milliseconds since the epoch (default: wall clock). */
+  now?: () => number;
+}
+
 /**
  * Writes frames to a pcap file that tcpdump, tshark and Wireshark read.
  *
@@ -43,10 +55,53 @@ export class PcapWriter {
   private readonly chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   private used = 0;
   private error: string | null = null;
+  private readonly now: () => number;
+
+  /**
+   * Opens `path` for writing now (a FIFO, whose open waits for a reader, goes through `open`);
+   * PcapError if it cannot be. A regular file is created or truncated.
+   */
+  static async open(
+    path: string,
+    options: PcapWriterOptions & { onWait?: () => void; signal?: AbortSignal } = {},
+  ): Promise<PcapWriter> {
+    let fifo = false;
+    try {
+      fifo = statSync(path).isFIFO();
+    } catch {
+      // Nothing there yet (the open creates it), or a path the open reports on.
+    }
+    if (!fifo) return new PcapWriter(path, { now: options.now });
+    // open(2) of a FIFO for writing blocks until a reader opens it, and a blocked open holds the
+    // whole thread (no output, no Ctrl-C). Looked at with O_NONBLOCK, it fails with ENXIO while
+    // no one reads: say so once and look again, then open it blocking for the writes (a reader
+    // is there, so that open returns at once) and let the probe go.
+    let waiting = false;
+    for (;;) {
+      if (options.signal?.aborted) throw new PcapError(path, 'EINTR');
+      let probe: number | null = null;
+      try {
+        probe = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENXIO') throw new PcapError(path, errnoCode(err));
+      }
+      if (probe !== null) {
+        try {
+          return new PcapWriter(path, { now: options.now });
+        } finally {
+          closeSync(probe);
+        }
+      }
+      if (!waiting) options.onWait?.();
+      waiting = true;
+      await new Promise((resolve) => setTimeout(resolve, FIFO_RETRY_MS));
+    }
+  }
 
   /** Opens (creates or truncates) `path`; PcapError if it cannot be. */
-  constructor(path: string) {
+  constructor(path: string, options: PcapWriterOptions = {}) {
     this.path = path;
+    this.now = options.now ?? wallClockMs;
     try {
       this.fd = openSync(path, 'w');
     } catch (err) {
@@ -98,11 +153,13 @@ export class PcapWriter {
   }
 
   private recordHeader(length: number): void {
-    const now = Date.now();
+    // The header's magic (0xa1b2c3d4) says ts_usec counts microseconds: stamp them, not whole
+    // milliseconds times 1000.
+    const us = Math.floor(this.now() * 1000);
     const h = this.chunk;
     const at = this.used;
-    h.writeUInt32LE(Math.floor(now / 1000), at);
-    h.writeUInt32LE((now % 1000) * 1000, at + 4);
+    h.writeUInt32LE(Math.floor(us / 1e6), at);
+    h.writeUInt32LE(us % 1e6, at + 4);
     h.writeUInt32LE(length, at + 8);
     h.writeUInt32LE(length, at + 12);
     this.used = at + RECORD_HEADER;

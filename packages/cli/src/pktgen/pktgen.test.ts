@@ -61,6 +61,7 @@ describe('mdev pktgen', () => {
     const lines = text.out.trimEnd().split('\n');
     const rows = Object.fromEntries(lines.map((l) => [l.split(' ')[0], l]));
     expect(Object.keys(rows)).toEqual([
+      'parent',
       'device',
       'datapath',
       'tx',
@@ -74,6 +75,7 @@ describe('mdev pktgen', () => {
     // Every value starts in the same column, one space after the longest label.
     for (const line of lines) expect(line.slice(0, 10).trimEnd().length).toBe(line.indexOf(' '));
     for (const line of lines) expect(line[10]).not.toBe(' ');
+    expect(rows.parent).toBe('parent    mvnet_loopback');
     expect(rows.tx).toBe('tx        100');
     expect(rows.rx).toBe('rx        100');
     expect(rows.corrupted).toBe('corrupted 0');
@@ -98,12 +100,23 @@ describe('mdev pktgen', () => {
       corrupted: 0,
       size: 100,
     });
+    expect(result.pcap).toEqual({ path: file, frames: 50 });
     const pcap = readFileSync(file);
     expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4);
     expect(pcap.readUInt32LE(20)).toBe(1); // LINKTYPE_ETHERNET
     expect(pcap.length).toBe(24 + 50 * (16 + 100));
     // The first record is sequence number 0.
     expect(pcap.readUInt32BE(24 + 16 + 14)).toBe(0);
+  });
+
+  it('says how many frames it wrote to the pcap, named by its full path from the user folder', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pktgen-'));
+    const { io, text } = capture();
+    expect(await main(['pktgen', '--count', '30', '--pcap', 'rel.pcap'], { ...io, cwd: dir })).toBe(
+      0,
+    );
+    expect(text.out).toContain(`\npcap      30 frames written to ${join(dir, 'rel.pcap')}\n`);
+    expect(statSync(join(dir, 'rel.pcap')).size).toBe(24 + 30 * (16 + 64));
   });
 
   it('runs over a parent driver registered by name, and names the known ones on a bad --device', async () => {
@@ -227,6 +240,35 @@ describe('mdev pktgen --pcap', () => {
     expect(await main(['pktgen', '--count', '100', '--pcap', '/dev/full'], io)).toBe(2);
     expect(text.err).toBe('mdev pktgen: cannot write /dev/full: ENOSPC\n');
     expect(mdevDevices()).toHaveLength(0);
+  });
+
+  it('stamps records in microseconds, as the header magic 0xa1b2c3d4 says', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pktgen-')), 'ts.pcap');
+    const w = new PcapWriter(file, { now: () => 1_700_000_000_123.25 });
+    w.write(new Uint8Array(60), 0, 60);
+    w.close();
+    const one = readFileSync(file);
+    expect(one.readUInt32LE(0)).toBe(0xa1b2c3d4);
+    expect([one.readUInt32LE(24), one.readUInt32LE(28)]).toEqual([1_700_000_000, 123_250]);
+
+    // A real run: every stamp within the run, in order, and finer than a millisecond (2000
+    // frames all on whole milliseconds is what a millisecond clock writes).
+    const before = Date.now();
+    const { io } = capture();
+    expect(await main(['pktgen', '--count', '2000', '--pcap', file], io)).toBe(0);
+    const after = Date.now();
+    const bytes = readFileSync(file);
+    const stamps: number[] = [];
+    for (let at = 24; at < bytes.length; at += 16 + bytes.readUInt32LE(at + 8)) {
+      const usec = bytes.readUInt32LE(at + 4);
+      expect(usec).toBeLessThan(1e6);
+      stamps.push(bytes.readUInt32LE(at) * 1e6 + usec);
+    }
+    expect(stamps).toHaveLength(2000);
+    expect(stamps[0]).toBeGreaterThanOrEqual((before - 1) * 1000);
+    expect(stamps.at(-1)).toBeLessThanOrEqual((after + 1) * 1000);
+    expect(stamps.every((t, i) => i === 0 || t >= stamps[i - 1]!)).toBe(true);
+    expect(stamps.some((t) => t % 1000 !== 0)).toBe(true);
   });
 
   it('writes to the file as frames arrive, not into a growing buffer', () => {

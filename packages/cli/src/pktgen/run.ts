@@ -40,8 +40,18 @@ export interface PktgenOptions {
   burst: number;
   /** Verify every received frame's content (order is always checked). */
   verify: boolean;
-  /** Write received frames to this pcap file (opened first: PcapError if it cannot be). */
+  /**
+   * Write received frames to this pcap file (opened first: PcapError if it cannot be). A FIFO
+   * is opened once it has a reader; `onPcapWait` is called if the run has to wait for one.
+   */
   pcap?: string;
+  /** Called once when `pcap` is a FIFO no process reads yet, before waiting for a reader. */
+  onPcapWait?: () => void;
+  /**
+   * Stops the run when aborted: no frame is sent after it, the frames in flight are drained and
+   * the result (with `interrupted` set) counts what was sent and received so far.
+   */
+  signal?: AbortSignal;
   /**
    * Called about every 200 ms with the frames sent and received so far, the frames to send
    * (Infinity with a `duration`) and the seconds since sending began.
@@ -68,6 +78,10 @@ export interface PktgenResult {
   gbps: number;
   heapBeforeBytes: number;
   heapAfterBytes: number;
+  /** The run was stopped by `signal` before it sent every frame it was asked to. */
+  interrupted: boolean;
+  /** The pcap file written (`pcap` option): its path and the frames written to it. */
+  pcap?: { path: string; frames: number };
 }
 
 /** How the stack is built. */
@@ -266,7 +280,9 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   let result: PktgenResult;
   try {
     // Opened before the first frame: an unwritable path fails the run at once.
-    if (opts.pcap) pcap = new PcapWriter(opts.pcap);
+    if (opts.pcap !== undefined) {
+      pcap = await PcapWriter.open(opts.pcap, { onWait: opts.onPcapWait, signal: opts.signal });
+    }
     result = await sendAndCheck(stack, opts, pattern, frame, pcap);
   } catch (err) {
     try {
@@ -279,7 +295,10 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     if (patternAddr !== null) hostRam.free(patternAddr);
   }
   // A write that failed during the run is reported here (PcapError).
-  pcap?.close();
+  if (pcap) {
+    pcap.close();
+    result.pcap = { path: pcap.path, frames: pcap.frames };
+  }
   return result;
 }
 
@@ -347,6 +366,8 @@ async function sendAndCheck(
   // The sender is a work item on the thread's worker pool, like the kernel's pktgen thread: a
   // burst per run, then it requeues itself, so the device's work and the NAPI poll its interrupt
   // schedules run between bursts in the same event-loop turn.
+  let interrupted = false;
+  let onAbort: (() => void) | null = null;
   await new Promise<void>((resolve) => {
     // Armed while the ring is full: the TX wake requeues the sender, and this timer does too in
     // case no wake comes because the interface went down or the device went away.
@@ -357,7 +378,11 @@ async function sendAndCheck(
       pktgenWq.queue(sender);
     };
     const sender = new Work(() => {
-      if (!(tx < target && netdev.isUp) || (opts.duration && performance.now() >= stopAt)) {
+      if (
+        interrupted ||
+        !(tx < target && netdev.isUp) ||
+        (opts.duration && performance.now() >= stopAt)
+      ) {
         netdev.onTxWake = null;
         clearTimeout(watchdog);
         resolve();
@@ -386,8 +411,16 @@ async function sendAndCheck(
       pktgenWq.queue(sender);
     });
     netdev.onTxWake = requeue;
+    // Ctrl-C: the sender stops at its next run (now, if it waits on a full ring).
+    onAbort = () => {
+      interrupted = true;
+      requeue();
+    };
+    if (opts.signal?.aborted) interrupted = true;
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     pktgenWq.queue(sender);
   });
+  if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
   // Drain: wait until every frame is received or dropped, or nothing moves for two seconds.
   let lastSeen = rx + dropped();
   let idleSince = performance.now();
@@ -422,5 +455,6 @@ async function sendAndCheck(
     gbps: seconds > 0 ? (rxBytes * 8) / seconds / 1e9 : 0,
     heapBeforeBytes: heapBefore,
     heapAfterBytes: process.memoryUsage().heapUsed,
+    interrupted,
   };
 }
