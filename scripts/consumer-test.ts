@@ -127,7 +127,8 @@ const scenarios: Scenario[] = [
     script: 'vendor.mts',
     files: () => ({
       'skeleton.ts': readmeVendorSkeleton(),
-      'my-vf-ops.ts': readFileSync(join(ROOT, 'scripts', 'consumer', 'my-vf-ops.ts'), 'utf8'),
+      // Kept as .mts here, out of the workspace's own type-check (it imports published packages).
+      'my-vf-ops.ts': readFileSync(join(ROOT, 'scripts', 'consumer', 'my-vf-ops.mts'), 'utf8'),
     }),
   },
 ];

@@ -1,7 +1,8 @@
 /**
- * The ops of the README's vendor skeleton (`import { ops } from './my-vf-ops.js'`), for the
- * consumer scenario "vendor": a virtio-net device with two queues that keeps the state the
- * driver programs (status, features, queue addresses) and has no datapath. Enough for the
+ * The ops of the README's vendor skeleton (`import { ops } from './my-vf-ops.js'`; the consumer
+ * test writes this file as my-vf-ops.ts beside the skeleton), for the consumer scenario
+ * "vendor": a virtio-net device with two queues that keeps the state the driver programs
+ * (status, features, queue addresses) and has no datapath. Enough for the
  * virtio-mdev transport to register a virtio device and for virtio-net to bind to it and open
  * its net device. Compiled against the published declarations like the rest of the scenario.
  */
