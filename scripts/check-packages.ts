@@ -13,14 +13,40 @@
  * `require` gets ESM, which is the intended shape. What is left, and must be clean, is what
  * consumers use: node16/nodenext from ESM and bundler.
  *
+ * Then the declarations in each tarball must not carry an `@internal` tag: a member so marked is
+ * still part of the published types, callable and relied upon, whatever the tag says. What is
+ * internal is made private in the source (`#` members, module-level functions that are not
+ * exported), so it does not reach the .d.ts at all.
+ *
  * Usage: pnpm check:packages [--no-build]
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
 import { buildAll, capture, mapLimit, packAll, ROOT, since } from './lib/workspace';
+
+/** Lines of the tarball's declaration files that carry an `@internal` tag (`file:line: text`). */
+function internalTags(tarball: string, scratch: string): string[] {
+  mkdirSync(scratch, { recursive: true });
+  const r = spawnSync('tar', ['-xzf', tarball, '-C', scratch], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`tar -xzf ${tarball}: ${r.stderr}`);
+  const found: string[] = [];
+  const files = readdirSync(scratch, { recursive: true, encoding: 'utf8' })
+    .filter((f) => /\.d\.[cm]?ts$/.test(f))
+    .sort();
+  for (const f of files) {
+    const lines = readFileSync(join(scratch, f), 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (line.includes('@internal')) {
+        found.push(`${relative('package', f)}:${i + 1}: ${line.trim()}`);
+      }
+    });
+  }
+  return found;
+}
 
 const start = performance.now();
 if (!process.argv.includes('--no-build')) buildAll();
@@ -52,6 +78,11 @@ try {
       ok = false;
       lines.push(r.out.replace(/^/gm, '  attw: '));
     }
+    const internal = internalTags(file, join(dest, 'unpacked', basename(file, '.tgz')));
+    for (const hit of internal) {
+      ok = false;
+      lines.push(`  @internal in published types: ${hit}`);
+    }
     return { name, file: basename(file), ok, lines };
   });
   for (const r of reports) {
@@ -65,7 +96,7 @@ try {
 
 console.log(
   failures === 0
-    ? `check:packages: publint and attw pass for every package (${since(start)} s)`
+    ? `check:packages: publint, attw and the @internal check pass for every package (${since(start)} s)`
     : `check:packages: ${failures} package(s) failed (${since(start)} s)`,
 );
 process.exitCode = failures === 0 ? 0 : 1;

@@ -12,8 +12,10 @@
  *    published declarations (module "nodenext", skipLibCheck off) and runs it with node.
  *
  * Scenarios: "ring" (virtio-ring alone drives a ring, no other @mdev package), "pktgen" (the
- * whole stack through `npx mdev pktgen`, same-thread and worker datapath), "mtty" (mdev-core + mdev-vfio + samples-legacy, no
- * virtio package).
+ * whole stack through `npx mdev pktgen`, same-thread and worker datapath), "mtty" (mdev-core +
+ * mdev-vfio + samples-legacy, no virtio package), "vendor" (mdev-core + mdev-virtio + the
+ * virtio-mdev transport + virtio-net, no CLI: the root README's vendor skeleton, taken from the
+ * README itself, creates an mdev through sysfs and virtio-net binds to it).
  *
  * Usage: pnpm test:consumer [--no-build] [--keep] [scenario...]
  */
@@ -31,11 +33,25 @@ interface Scenario {
   expect: (installed: string[]) => string | null;
   /** A script in scripts/consumer/ to type-check and run with node. */
   script?: string;
+  /** Files the script imports: name in the consumer folder -> its text. */
+  files?: () => Record<string, string>;
   /** Extra checks run in the consumer folder after the script. */
   after?: (dir: string) => void;
 }
 
 const VIRTIO = /^@mdev\/virtio/;
+
+/**
+ * The code block of the root README's "A vendor driver" section, exactly as written there: the
+ * vendor scenario runs it, so a wrong path or name in the README fails the scenario.
+ */
+function readmeVendorSkeleton(): string {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('A vendor driver\n'));
+  const block = section === undefined ? null : /^```ts\n([\s\S]*?)^```$/m.exec(section);
+  if (!block) throw new Error('README.md: no ts code block in the "A vendor driver" section');
+  return block[1]!;
+}
 
 const scenarios: Scenario[] = [
   {
@@ -84,6 +100,36 @@ const scenarios: Scenario[] = [
       return virtio.length === 0 ? null : `virtio packages installed: ${virtio.join(', ')}`;
     },
     script: 'mtty.mts',
+  },
+  {
+    name: 'vendor',
+    layers: [
+      '@mdev/driver-core',
+      '@mdev/mdev-core',
+      '@mdev/mdev-virtio',
+      '@mdev/virtio-mdev-transport',
+      '@mdev/virtio-net',
+    ],
+    expect: (installed) => {
+      const want = [
+        '@mdev/driver-core',
+        '@mdev/mdev-core',
+        '@mdev/mdev-virtio',
+        '@mdev/virtio',
+        '@mdev/virtio-mdev-transport',
+        '@mdev/virtio-net',
+        '@mdev/virtio-ring',
+      ];
+      return installed.join() === want.join()
+        ? null
+        : `expected ${want.join(', ')}, got ${installed.join(', ')}`;
+    },
+    script: 'vendor.mts',
+    files: () => ({
+      'skeleton.ts': readmeVendorSkeleton(),
+      // Kept as .mts here, out of the workspace's own type-check (it imports published packages).
+      'my-vf-ops.ts': readFileSync(join(ROOT, 'scripts', 'consumer', 'my-vf-ops.mts'), 'utf8'),
+    }),
   },
 ];
 
@@ -140,6 +186,9 @@ function runScenario(s: Scenario): 'pass' {
 
   if (s.script) {
     copyFileSync(join(ROOT, 'scripts', 'consumer', s.script), join(dir, s.script));
+    for (const [name, text] of Object.entries(s.files?.() ?? {})) {
+      writeFileSync(join(dir, name), text);
+    }
     const tsconfig = {
       compilerOptions: {
         target: 'es2022',

@@ -1,5 +1,5 @@
 // The parent driver on the mediated virtio bus, its ops called the way the virtio-mdev transport
-// calls them (inventory 10.2), each checked against the VF's registers.
+// calls them (drivers/virtio/virtio_mdev.c), each checked against the VF's registers.
 import { sysfs } from '@mdev/driver-core';
 import {
   VENDOR_VF_TYPE_PATH,

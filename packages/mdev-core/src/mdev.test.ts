@@ -123,7 +123,7 @@ describe('the kernel documentation flow', () => {
   });
 });
 
-describe('errno rows of inventory 10.1', () => {
+describe('errno of each operation (mdev_core.c, mdev_sysfs.c)', () => {
   it('validates parent registration', () => {
     const dev = new Device({ name: 'p', class: cls });
     dev.add();
@@ -247,7 +247,7 @@ describe('errno rows of inventory 10.1', () => {
   });
 });
 
-describe('ordering (inventory 10.2)', () => {
+describe('ordering (mdev_device_create, mdev_device_remove in mdev_core.c)', () => {
   it('runs vendor create before device_add and unwinds a failed add', () => {
     const { dev, cleanup } = testParent();
     const drv = mdevRegisterDriver(

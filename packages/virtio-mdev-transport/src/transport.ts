@@ -49,7 +49,7 @@ function vm(vdev: VirtioDevice): VirtioMdevDevice {
   return vdev;
 }
 
-/** Mirrors virtio_mdev_setup_vq(): one queue, in the order of inventory 10.2. */
+/** Mirrors virtio_mdev_setup_vq() (drivers/virtio/virtio_mdev.c): one queue, in its order. */
 function setupVq<T>(
   vdev: VirtioMdevDevice,
   index: number,
@@ -125,7 +125,7 @@ function delVq(vdev: VirtioMdevDevice, vq: Virtqueue<unknown>): void {
   vringDelVirtqueue(vdev, vq);
 }
 
-/** Mirrors virtio_mdev_config_ops (inventory 4.2). */
+/** Mirrors virtio_mdev_config_ops (drivers/virtio/virtio_mdev.c). */
 export const virtioMdevConfigOps: VirtioConfigOps = {
   get(vdev, offset, buf) {
     const d = vm(vdev);

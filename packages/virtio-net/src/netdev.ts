@@ -93,7 +93,6 @@ export type NetdevListener = (event: NetdevEvent, dev: NetDevice) => void;
 
 const devices: NetDevice[] = [];
 const listeners = new Set<NetdevListener>();
-let nextIfindex = 1;
 
 /** Mirrors dev_alloc_name("eth%d"): the lowest free ethN. */
 export function netdevAllocName(prefix = 'eth'): string {
@@ -101,11 +100,6 @@ export function netdevAllocName(prefix = 'eth'): string {
     const name = `${prefix}${i}`;
     if (!devices.some((d) => d.name === name)) return name;
   }
-}
-
-/** @internal The next interface index. */
-export function netdevAllocIfindex(): number {
-  return nextIfindex++;
 }
 
 /** Mirrors register_netdev(): adds the device to the list and tells the listeners. */

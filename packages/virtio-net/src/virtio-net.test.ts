@@ -23,7 +23,7 @@ import {
   LoopbackNetDevice,
   type LoopbackNetDeviceOptions,
 } from '@mdev/virtio/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   NETDEV_TX_BUSY,
   NETDEV_TX_OK,
@@ -423,6 +423,32 @@ describe('robustness', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
     expect(rx.numFree).toBe(0);
+  });
+
+  it('survives a receive handler that throws: one warning, every frame counted, traffic goes on', async () => {
+    const { net } = setup();
+    net!.open();
+    const warnings: string[] = [];
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation((w) => {
+      warnings.push(String(w));
+    });
+    cleanups.push(() => warn.mockRestore());
+    let calls = 0;
+    net!.onReceive = () => {
+      calls++;
+      throw new Error('handler bug');
+    };
+    const frames = Array.from({ length: 8 }, (_, i) => frame(i, 64));
+    await sendAll(net!, frames);
+    await until(() => calls === frames.length);
+    expect(calls).toBe(frames.length);
+    // Reported once, not once per frame; the frames were delivered, so they count as received.
+    expect(warnings).toEqual([`${net!.name}: receive handler threw: Error: handler bug`]);
+    expect(net!.stats.rxPackets).toBe(frames.length);
+    const got = collect(net!);
+    await sendAll(net!, [frame(8, 64)]);
+    await until(() => got.length === 1);
+    expect(got).toEqual([frame(8, 64)]);
   });
 
   it('survives a receive handler that removes the device: the deleted rings are not touched', async () => {

@@ -38,7 +38,6 @@ import {
   type NetDevice,
   type NetDeviceStats,
   type NetdevTx,
-  netdevAllocIfindex,
   netdevAllocName,
   type RxHandler,
   registerNetdev,
@@ -97,6 +96,18 @@ function randomMac(): Uint8Array {
   mac[0] = (mac[0]! & 0xfe) | 0x02;
   return mac;
 }
+
+let nextIfindex = 1;
+/** The next interface index (dev_new_index: never reused while the process lives). */
+function allocIfindex(): number {
+  return nextIfindex++;
+}
+
+// The driver's way into a VirtNet (probe, the config interrupt, remove), bound to #private
+// methods by the class below, so none of them is part of the published interface.
+let initLinkOf: (vi: VirtNet) => void;
+let configChangedOf: (vi: VirtNet) => void;
+let teardownOf: (vi: VirtNet) => void;
 
 let warned = false;
 function warnOnce(message: string): void {
@@ -197,7 +208,7 @@ export class VirtNet implements NetDevice {
     this.rvq = rvq;
     this.svq = svq;
     this.name = netdevAllocName();
-    this.ifindex = netdevAllocIfindex();
+    this.ifindex = allocIfindex();
   }
 
   get mac(): Uint8Array {
@@ -226,8 +237,14 @@ export class VirtNet implements NetDevice {
     return (virtioCread16(this.vdev, VIRTIO_NET_CONFIG_STATUS) & VIRTIO_NET_S_LINK_UP) !== 0;
   }
 
-  /** @internal Called once DRIVER_OK is set. */
-  initLink(): void {
+  static {
+    initLinkOf = (vi) => vi.#initLink();
+    configChangedOf = (vi) => vi.#configChanged();
+    teardownOf = (vi) => vi.#teardown();
+  }
+
+  /** Called once DRIVER_OK is set. */
+  #initLink(): void {
     this.link = this.readLink();
   }
 
@@ -259,8 +276,8 @@ export class VirtNet implements NetDevice {
     this.reasm = new Uint8Array(this.maxFrameLen + this.hdrLen);
   }
 
-  /** @internal Frees the pools after the device is reset and its queues deleted. */
-  freePools(): void {
+  /** Frees the pools after the device is reset and its queues deleted. */
+  #freePools(): void {
     if (this.rxU8.length === 0) return;
     this.vdev.ram.free(this.rxBase);
     this.vdev.ram.free(this.txBase);
@@ -629,8 +646,8 @@ export class VirtNet implements NetDevice {
     }
   }
 
-  /** @internal The config interrupt (virtnet_config_changed): handled in a work item. */
-  configChanged(): void {
+  /** The config interrupt (virtnet_config_changed): handled in a work item. */
+  #configChanged(): void {
     if (!this.removed) virtnetWq.queue(this.configWork);
   }
 
@@ -644,8 +661,8 @@ export class VirtNet implements NetDevice {
     if (up && this.up && !this.stopped) this.onTxWake?.();
   }
 
-  /** @internal virtnet_remove after the netdev is unregistered: reset, reclaim, delete. */
-  teardown(): void {
+  /** virtnet_remove after the netdev is unregistered: reset, reclaim, delete. */
+  #teardown(): void {
     this.stop();
     this.removed = true;
     if (this.refillTimer !== null) clearTimeout(this.refillTimer);
@@ -666,7 +683,7 @@ export class VirtNet implements NetDevice {
     while (this.rvq.detachUnused() !== undefined);
     while (this.svq.detachUnused() !== undefined) this.counters.txDropped++;
     this.vdev.config.delVqs(this.vdev);
-    this.freePools();
+    this.#freePools();
   }
 }
 
@@ -692,7 +709,7 @@ function unbind(vdev: VirtioDevice): void {
   const vi = byDevice.get(vdev);
   if (!vi) return;
   unregisterNetdev(vi);
-  vi.teardown();
+  teardownOf(vi);
   byDevice.delete(vdev);
   vdev.priv = null;
 }
@@ -720,7 +737,7 @@ export const virtioNetDriver: VirtioDriver = {
       // posts buffers and kicks, and no notification may come before DRIVER_OK (virtio 1.2
       // 3.1.1; the kernel holds rtnl across both for the same reason).
       virtioDeviceReady(vdev);
-      vi.initLink();
+      initLinkOf(vi);
       registerNetdev(vi);
     } catch (err) {
       // virtnet_probe's error path: nothing of the device may stay registered or allocated.
@@ -730,7 +747,8 @@ export const virtioNetDriver: VirtioDriver = {
   },
   remove: unbind,
   configChanged(vdev) {
-    byDevice.get(vdev)?.configChanged();
+    const vi = byDevice.get(vdev);
+    if (vi) configChangedOf(vi);
   },
 };
 

@@ -312,7 +312,7 @@ export class Vringh {
       const len = table32[d * 4 + 2]!;
       const flags = table16[d * 8 + 6]!;
       const next = table16[d * 8 + 7]!;
-      // A 64-bit address above 2^53 - 1 cannot be a valid address here (DESIGN 3.3).
+      // A 64-bit address above 2^53 - 1 cannot be a valid address here (docs/ARCHITECTURE.md §4.4).
       if (hi >= 0x20_0000) return -EINVAL;
       const addr = hi * U32 + lo;
       if (flags & VRING_DESC_F_INDIRECT) {

@@ -181,7 +181,7 @@ describe('mtty PCI config space', () => {
     const h = device('mtty-2');
     const cfg = h.read(CFG, 0x70);
     const expected = new Uint8Array(0x70);
-    // Inventory 7.1, offset by offset.
+    // mtty_create_config_space() of samples/vfio-mdev/mtty.c (v5.4), offset by offset.
     expected.set([0x48, 0x43, 0x53, 0x32], 0x00); // vendor 0x4348, device 0x3253
     expected.set([0x01, 0x00, 0x00, 0x02], 0x04); // command I/O+, status 0x0200
     expected.set([0x10, 0x02, 0x00, 0x07], 0x08); // rev 0x10, prog-if 02, subclass 0, class 07
