@@ -14,6 +14,7 @@ import {
   mdevVirtioSetClassId,
   mdevVirtioSetOps,
   mdevVirtioUnregisterDevice,
+  VIRTIO_MDEV_DEVICE_API_STRING,
   type VirtioMdevCallback,
 } from '@mdev/mdev-virtio';
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from '@mdev/virtio';
@@ -60,8 +61,8 @@ export const VENDOR_VF_NAME = 'vendor_vf';
 /** The sysfs directory of the card's one mdev type. */
 export const VENDOR_VF_TYPE_PATH =
   '/sys/devices/virtual/vendor_vf/vendor_vf/mdev_supported_types/vendor_vf-net';
-/** The device_api of the type (VIRTIO_MDEV_DEVICE_API_STRING). */
-export const VIRTIO_MDEV_DEVICE_API_STRING = 'virtio-mdev';
+/** The device_api of the type, defined by the bus (re-exported for existing users). */
+export { VIRTIO_MDEV_DEVICE_API_STRING };
 /** Ring alignment the VF asks for (get_vq_align): a page, as IFC VF drivers report. */
 export const VENDOR_VF_QUEUE_ALIGN = 4096;
 /** MSI-X vector the driver gives configuration changes; queue q gets vector 1 + q. */

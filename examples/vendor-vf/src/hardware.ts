@@ -4,6 +4,7 @@
  * driver (driver.ts) talks to it through `bar` only.
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { randomMac } from '@mdev/virtio';
 import { type GuestMemory, siblingModule, spawnWorker } from '@mdev/virtio-ring';
 import type { VfInit } from './engine';
 import { VF_DEFAULT_MTU } from './features';
@@ -42,13 +43,6 @@ export interface PciIdentity {
   device: number;
   subsystemVendor: number;
   subsystem: number;
-}
-
-function randomMac(): Uint8Array {
-  const mac = new Uint8Array(6);
-  crypto.getRandomValues(mac);
-  mac[0] = (mac[0]! & 0xfe) | 0x02; // unicast, locally administered
-  return mac;
 }
 
 /** Hardware interrupt waits are bounded so a closed VF's loop ends. */

@@ -16,13 +16,22 @@ export interface BusOptions {
   uevent?(dev: Device, env: Record<string, string>): void;
 }
 
+/** The bus's device and driver lists, for the code of this module (set by Bus's static block). */
+let devsOf: (bus: Bus) => Device[];
+let drvsOf: (bus: Bus) => Driver[];
+
 /** Mirrors struct bus_type. Register with `register()` (bus_register). */
 export class Bus {
   readonly name: string;
   readonly options: BusOptions;
-  private readonly devs: Device[] = [];
-  private readonly drvs: Driver[] = [];
-  private registered = false;
+  readonly #devs: Device[] = [];
+  readonly #drvs: Driver[] = [];
+  #registered = false;
+
+  static {
+    devsOf = (bus) => bus.#devs;
+    drvsOf = (bus) => bus.#drvs;
+  }
 
   constructor(options: BusOptions) {
     this.name = options.name;
@@ -34,75 +43,71 @@ export class Bus {
   }
 
   get isRegistered(): boolean {
-    return this.registered;
+    return this.#registered;
   }
 
   /** Mirrors bus_register(): creates /sys/bus/<name>/{devices,drivers}. EEXIST for a taken name. */
   register(): void {
-    if (this.registered || sysfs.exists(this.path)) {
+    if (this.#registered || sysfs.exists(this.path)) {
       throw new KernelError('EEXIST', `bus_register: bus ${this.name} already exists`);
     }
     sysfs.mkdir(`${this.path}/devices`);
     sysfs.mkdir(`${this.path}/drivers`);
-    this.registered = true;
+    this.#registered = true;
   }
 
   /** Mirrors bus_unregister(): removes remaining devices and drivers, then the directory. */
   unregister(): void {
-    if (!this.registered) return;
-    for (const dev of [...this.devs].reverse()) dev.del();
-    for (const drv of [...this.drvs].reverse()) drv.unregister();
-    sysfs.remove(this.path);
-    this.registered = false;
+    if (!this.#registered) return;
+    uevents.hold(() => {
+      for (const dev of [...this.#devs].reverse()) dev.del();
+      for (const drv of [...this.#drvs].reverse()) drv.unregister();
+      sysfs.remove(this.path);
+      this.#registered = false;
+    });
   }
 
   /** The devices on the bus, in the order they were added. */
   devices(): Device[] {
-    return [...this.devs];
+    return [...this.#devs];
   }
 
   /** The drivers on the bus, in registration order. */
   drivers(): Driver[] {
-    return [...this.drvs];
+    return [...this.#drvs];
   }
+}
 
-  /** @internal */
-  attachDevice(dev: Device): void {
-    this.devs.push(dev);
-    sysfs.symlink(`${this.path}/devices/${dev.name}`, dev.path);
+function busMatches(bus: Bus, dev: Device, drv: Driver): boolean {
+  return bus.options.match ? bus.options.match(dev, drv) : true;
+}
+
+/** Tries every driver of the bus on an unbound device (the kernel's device_attach). */
+function busAttach(bus: Bus, dev: Device): boolean {
+  for (const drv of drvsOf(bus)) {
+    if (dev.driver) return true;
+    if (busMatches(bus, dev, drv) && probeWith(dev, drv)) return true;
   }
+  return false;
+}
 
-  /** @internal */
-  detachDevice(dev: Device): void {
-    const i = this.devs.indexOf(dev);
-    if (i >= 0) this.devs.splice(i, 1);
-    sysfs.remove(`${this.path}/devices/${dev.name}`);
-  }
-
-  /** @internal */
-  attachDriver(drv: Driver): void {
-    this.drvs.push(drv);
-  }
-
-  /** @internal */
-  detachDriver(drv: Driver): void {
-    const i = this.drvs.indexOf(drv);
-    if (i >= 0) this.drvs.splice(i, 1);
-  }
-
-  /** @internal Tries every driver on an unbound device (the kernel's device_attach). */
-  attach(dev: Device): boolean {
-    for (const drv of this.drvs) {
-      if (dev.driver) return true;
-      if (this.matches(dev, drv) && dev.probeWith(drv)) return true;
-    }
+/** Binds `drv` to `dev` (really_probe). Returns whether it bound. */
+function probeWith(dev: Device, drv: Driver): boolean {
+  dev.driver = drv;
+  try {
+    if (dev.bus?.options.probe) dev.bus.options.probe(dev);
+    else drv.options.probe?.(dev);
+  } catch (err) {
+    dev.driver = null;
+    dev.drvdata = null;
+    dev.lastProbeError = err;
     return false;
   }
-
-  /** @internal */
-  matches(dev: Device, drv: Driver): boolean {
-    return this.options.match ? this.options.match(dev, drv) : true;
-  }
+  dev.lastProbeError = null;
+  sysfs.symlink(`${dev.path}/driver`, drv.path);
+  sysfs.symlink(`${drv.path}/${dev.name}`, dev.path);
+  dev.uevent('bind');
+  return true;
 }
 
 /** Options of a driver (the kernel's struct device_driver). */
@@ -119,7 +124,7 @@ export class Driver {
   readonly name: string;
   readonly bus: Bus;
   readonly options: DriverOptions;
-  private registered = false;
+  #registered = false;
 
   constructor(options: DriverOptions) {
     this.name = options.name;
@@ -136,24 +141,31 @@ export class Driver {
     if (!this.bus.isRegistered) {
       throw new KernelError('EINVAL', `driver_register: bus ${this.bus.name} is not registered`);
     }
-    if (this.registered || sysfs.exists(this.path)) {
+    if (this.#registered || sysfs.exists(this.path)) {
       throw new KernelError('EBUSY', `driver_register: driver ${this.name} is already registered`);
     }
-    sysfs.mkdir(this.path);
-    this.bus.attachDriver(this);
-    this.registered = true;
-    for (const dev of this.bus.devices()) {
-      if (!dev.driver && this.bus.matches(dev, this)) dev.probeWith(this);
-    }
+    uevents.hold(() => {
+      sysfs.mkdir(this.path);
+      drvsOf(this.bus).push(this);
+      this.#registered = true;
+      for (const dev of this.bus.devices()) {
+        // A device removed by an earlier probe (a driver that unloads another) is skipped.
+        if (dev.isAdded && !dev.driver && busMatches(this.bus, dev, this)) probeWith(dev, this);
+      }
+    });
   }
 
   /** Mirrors driver_unregister(): unbinds every device bound to it. */
   unregister(): void {
-    if (!this.registered) return;
-    for (const dev of this.bus.devices()) if (dev.driver === this) dev.releaseDriver();
-    this.bus.detachDriver(this);
-    sysfs.remove(this.path);
-    this.registered = false;
+    if (!this.#registered) return;
+    uevents.hold(() => {
+      for (const dev of this.bus.devices()) if (dev.driver === this) dev.releaseDriver();
+      const drvs = drvsOf(this.bus);
+      const i = drvs.indexOf(this);
+      if (i >= 0) drvs.splice(i, 1);
+      sysfs.remove(this.path);
+      this.#registered = false;
+    });
   }
 
   /** The devices currently bound to this driver. */
@@ -317,6 +329,10 @@ export class Device {
 
   /** Mirrors device_add(). EEXIST when the name is taken at the device's place. */
   add(): void {
+    uevents.hold(() => this.#add());
+  }
+
+  #add(): void {
     if (this.added) throw new KernelError('EEXIST', `device_add: ${this.name} already added`);
     if (this.parent && !this.parent.added) {
       throw new KernelError('ENODEV', `device_add: parent of ${this.name} is not added`);
@@ -350,7 +366,8 @@ export class Device {
       for (const group of this.groups) sysfs.createGroup(path, group);
       if (this.bus) {
         sysfs.symlink(`${path}/subsystem`, this.bus.path);
-        this.bus.attachDevice(this);
+        devsOf(this.bus).push(this);
+        sysfs.symlink(`${this.bus.path}/devices/${this.name}`, path);
       } else if (this.class) {
         sysfs.symlink(`${path}/subsystem`, this.class.path);
       }
@@ -360,7 +377,7 @@ export class Device {
       throw err;
     }
     this.uevent('add');
-    this.bus?.attach(this);
+    if (this.bus) busAttach(this.bus, this);
   }
 
   /** Mirrors device_register(): device_initialize() + device_add(). */
@@ -371,21 +388,30 @@ export class Device {
   /** Mirrors device_del(): unbinds the driver, removes children's links, emits REMOVE, removes the node. */
   del(): void {
     if (!this.added) return;
-    if (this.driver) this.releaseDriver();
-    this.uevent('remove');
-    this.unlink();
+    uevents.hold(() => {
+      if (this.driver) this.releaseDriver();
+      this.uevent('remove');
+      this.unlink();
+    });
   }
 
   /** Mirrors device_unregister(): device_del() + put_device(). */
   unregister(): void {
-    this.del();
-    this.put();
+    uevents.hold(() => {
+      this.del();
+      this.put();
+    });
   }
 
   private unlink(): void {
     const path = this.addedPath;
     if (this.class) sysfs.remove(`${this.class.path}/${this.name}`);
-    this.bus?.detachDevice(this);
+    if (this.bus) {
+      const devs = devsOf(this.bus);
+      const i = devs.indexOf(this);
+      if (i >= 0) devs.splice(i, 1);
+      sysfs.remove(`${this.bus.path}/devices/${this.name}`);
+    }
     sysfs.remove(path);
     if (this.parent) {
       const i = this.parent.kids.indexOf(this);
@@ -411,31 +437,16 @@ export class Device {
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }
 
-  /** @internal Binds `drv` (really_probe). Returns whether it bound. */
-  probeWith(drv: Driver): boolean {
-    this.driver = drv;
-    try {
-      if (this.bus?.options.probe) this.bus.options.probe(this);
-      else drv.options.probe?.(this);
-    } catch (err) {
-      this.driver = null;
-      this.drvdata = null;
-      this.lastProbeError = err;
-      return false;
-    }
-    this.lastProbeError = null;
-    sysfs.symlink(`${this.path}/driver`, drv.path);
-    sysfs.symlink(`${drv.path}/${this.name}`, this.path);
-    this.uevent('bind');
-    return true;
-  }
-
   /**
    * Mirrors device_release_driver(): the driver's (or bus's) remove, then UNBIND. The kernel's
    * remove returns void, so a remove that throws is reported and the unbind goes on: otherwise
    * the exception would leave the device half removed under whoever is deleting it.
    */
   releaseDriver(): void {
+    if (this.driver) uevents.hold(() => this.#releaseDriver());
+  }
+
+  #releaseDriver(): void {
     const drv = this.driver;
     if (!drv) return;
     try {
@@ -454,7 +465,8 @@ export class Device {
   /** Mirrors device_attach(): binds a matching driver if unbound. Returns whether it is bound. */
   attach(): boolean {
     if (this.driver) return true;
-    return this.bus ? this.bus.attach(this) : false;
+    const bus = this.bus;
+    return bus ? uevents.hold(() => busAttach(bus, this)) : false;
   }
 
   /** Mirrors device_create_file(). */

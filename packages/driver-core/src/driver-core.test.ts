@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Bus, Class, ClassCompat, Device, Driver } from './device';
 import { ERRNO, KernelError } from './errors';
-import { sysfs } from './sysfs';
+import { SYSFS_PAGE_SIZE, sysfs } from './sysfs';
 import { type Uevent, uevents } from './uevent';
 import { registerIrqPoll, Work, Workqueue } from './workqueue';
 
@@ -21,12 +21,16 @@ function expectCode(fn: () => unknown, code: keyof typeof ERRNO) {
   throw new Error(`expected ${code}`);
 }
 
-/** Collects the messages of process warnings until the test ends. */
+/**
+ * Captures the messages of process warnings until the test ends, so that the warnings a test
+ * provokes are asserted instead of printed.
+ */
 function warnings(): string[] {
   const messages: string[] = [];
-  const onWarning = (w: Error) => messages.push(w.message);
-  process.on('warning', onWarning);
-  cleanups.push(() => process.off('warning', onWarning));
+  const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w: string | Error) => {
+    messages.push(typeof w === 'string' ? w : w.message);
+  });
+  cleanups.push(() => spy.mockRestore());
   return messages;
 }
 
@@ -48,6 +52,22 @@ describe('KernelError', () => {
     expect(err.errno).toBe(-17);
     expect(err).toBeInstanceOf(Error);
     expect(KernelError.fromErrno(-22, 'x').code).toBe('EINVAL');
+  });
+
+  it('is recognised across two copies of the package', async () => {
+    // A second instance of the module, as a second installed copy of driver-core would be.
+    const specifier = './errors.ts?second-copy';
+    const copy = (await import(/* @vite-ignore */ specifier)) as typeof import('./errors');
+    expect(copy.KernelError).not.toBe(KernelError);
+    const theirs = new copy.KernelError('EBUSY', 'from the other copy');
+    expect(KernelError.is(theirs)).toBe(true);
+    expect(KernelError.is(theirs, 'EBUSY')).toBe(true);
+    expect(KernelError.is(theirs, 'EINVAL')).toBe(false);
+    expect(theirs instanceof KernelError).toBe(true);
+    expect(copy.KernelError.is(new KernelError('ENODEV', 'ours'), 'ENODEV')).toBe(true);
+    expect(KernelError.is(new Error('plain'))).toBe(false);
+    expect(KernelError.is({ code: 'EBUSY' })).toBe(false);
+    expect(KernelError.is(null)).toBe(false);
   });
 });
 
@@ -74,6 +94,27 @@ describe('sysfs', () => {
     expectCode(() => sysfs.write('/sys/test/a/wo', 'bad\n'), 'EINVAL');
     expectCode(() => sysfs.read('/sys/test/a/none'), 'ENOENT');
     expect(sysfs.list('/sys/test/a')).toEqual(['ro', 'wo']);
+  });
+
+  it('hands a store at most one page, as kernfs does for sysfs files', () => {
+    sysfs.mkdir('/sys/test/a');
+    cleanups.push(() => sysfs.remove('/sys/test'));
+    const seen: number[] = [];
+    sysfs.createFile('/sys/test/a', {
+      name: 'wo',
+      mode: 0o200,
+      store: (t) => {
+        seen.push(Buffer.byteLength(t));
+        return undefined;
+      },
+    });
+    // fs/kernfs/file.c: without atomic_write_len the write is cut to PAGE_SIZE (a short write).
+    expect(sysfs.write('/sys/test/a/wo', 'x'.repeat(SYSFS_PAGE_SIZE))).toBe(SYSFS_PAGE_SIZE);
+    expect(sysfs.write('/sys/test/a/wo', '1'.repeat(1 << 20))).toBe(SYSFS_PAGE_SIZE);
+    expect(seen).toEqual([SYSFS_PAGE_SIZE, SYSFS_PAGE_SIZE]);
+    // An empty write does not reach the store (sysfs_kf_write returns 0 for count 0).
+    expect(sysfs.write('/sys/test/a/wo', '')).toBe(0);
+    expect(seen).toHaveLength(2);
   });
 
   it('follows symlinks and reads them back', () => {
@@ -256,6 +297,81 @@ describe('uevents', () => {
   });
 });
 
+describe('uevents seen after the operation', () => {
+  function world() {
+    const bus = new Bus({ name: 'uebus' });
+    bus.register();
+    const cls = new Class('uecls');
+    cls.register();
+    const removed: string[] = [];
+    const drv = new Driver({ name: 'uedrv', bus, remove: (d) => removed.push(d.name) });
+    drv.register();
+    cleanups.push(() => {
+      bus.unregister();
+      cls.unregister();
+    });
+    return { bus, cls, drv, removed };
+  }
+
+  it('lets an add listener remove the device without breaking the add', () => {
+    const { bus, drv, removed } = world();
+    const events = record();
+    let released = 0;
+    const dev = new Device({ name: 'ue1', bus, release: () => released++ });
+    cleanups.push(
+      uevents.subscribe((e) => {
+        if (e.action === 'add' && e.devpath === dev.devpath) dev.unregister();
+      }),
+    );
+    expect(() => dev.add()).not.toThrow();
+    // The add ran to its end (the driver bound) before the listener saw it.
+    expect(events.map((e) => `${e.action} ${e.env.DRIVER ?? ''}`)).toEqual([
+      'add ',
+      'bind uedrv',
+      'unbind ',
+      'remove ',
+    ]);
+    expect(events.map((e) => e.seqnum)).toEqual(
+      [...events.map((e) => e.seqnum)].sort((a, b) => a - b),
+    );
+    expect(removed).toEqual(['ue1']);
+    expect(released).toBe(1);
+    expect(dev.isAdded).toBe(false);
+    expect(drv.boundDevices()).toEqual([]);
+    expect(bus.devices()).toEqual([]);
+    expect(sysfs.exists('/sys/devices/ue1')).toBe(false);
+  });
+
+  it('lets listeners unload the bus, driver and class from add, bind and remove', () => {
+    for (const action of ['add', 'bind', 'remove'] as const) {
+      const { bus, cls, drv, removed } = world();
+      const dev = new Device({ name: 'ue2', bus, class: cls });
+      const stop = uevents.subscribe((e) => {
+        if (e.action !== action) return;
+        drv.unregister();
+        bus.unregister();
+        cls.unregister();
+      });
+      cleanups.push(stop);
+      expect(() => dev.add()).not.toThrow();
+      if (action === 'remove') expect(() => dev.unregister()).not.toThrow();
+      expect(removed).toEqual(['ue2']);
+      expect(dev.isAdded).toBe(false);
+      expect(sysfs.exists('/sys/bus/uebus')).toBe(false);
+      expect(sysfs.exists('/sys/class/uecls')).toBe(false);
+      stop();
+      // Nothing is left behind: the bus and the class register again.
+      const again = new Bus({ name: 'uebus' });
+      expect(() => again.register()).not.toThrow();
+      again.unregister();
+      const cls2 = new Class('uecls');
+      expect(() => cls2.register()).not.toThrow();
+      cls2.unregister();
+      while (cleanups.length) cleanups.pop()!();
+    }
+  });
+});
+
 describe('Workqueue', () => {
   it('runs off the caller stack and does not queue a pending item twice', async () => {
     const wq = new Workqueue('t');
@@ -323,10 +439,7 @@ describe('Workqueue', () => {
     const failing = registerIrqPoll(() => {
       if (faults++ === 0) throw new Error('broken source');
     });
-    const warnings: string[] = [];
-    const onWarning = (w: Error) => warnings.push(w.message);
-    process.on('warning', onWarning);
-    cleanups.push(() => process.off('warning', onWarning));
+    const warned = warnings();
     let n = 0;
     const busy = new Work((w) => {
       order.push(`work${n}`);
@@ -340,7 +453,7 @@ describe('Workqueue', () => {
     expect(order).toEqual(['work0', 'work1', 'irq2', 'work2', 'work3']);
     expect(handled).toBe(2);
     await new Promise((r) => setImmediate(r));
-    expect(warnings).toContain('interrupt poll failed: Error: broken source');
+    expect(warned).toContain('interrupt poll failed: Error: broken source');
     expect(faults).toBeGreaterThan(1); // still polled after the fault
     failing();
     // Unregistered sources are no longer polled.

@@ -30,6 +30,14 @@ export const ERRNO = {
 export type ErrnoCode = keyof typeof ERRNO;
 
 /**
+ * The brand of a KernelError, in the global symbol registry: two copies of this package (two
+ * versions installed side by side, or one bundled twice) brand their errors alike, so
+ * `KernelError.is()` and `instanceof KernelError` hold for an error of either copy. undici brands
+ * its errors the same way.
+ */
+const kKernelError = Symbol.for('@mdev/driver-core.KernelError');
+
+/**
  * An error the kernel would return as `-Exxx`, with Node's shape: `code` is the symbolic name
  * (`'EEXIST'`) and `errno` the negative number (`-17`). Tests assert `code`, never the message.
  */
@@ -42,9 +50,19 @@ export class KernelError extends Error {
     this.name = 'KernelError';
     this.code = code;
     this.errno = -ERRNO[code];
+    Object.defineProperty(this, kKernelError, { value: true });
   }
 
-  /** True when `err` is a KernelError, and of `code` when one is given. */
+  /** `err instanceof KernelError`, true for the errors of every copy of this package. */
+  static override [Symbol.hasInstance](err: unknown): boolean {
+    return (
+      typeof err === 'object' &&
+      err !== null &&
+      (err as Record<symbol, unknown>)[kKernelError] === true
+    );
+  }
+
+  /** True when `err` is a KernelError (of any copy of this package), and of `code` when given. */
   static is(err: unknown, code?: ErrnoCode): err is KernelError {
     return err instanceof KernelError && (code === undefined || err.code === code);
   }

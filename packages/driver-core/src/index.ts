@@ -14,6 +14,7 @@ export { ERRNO, type ErrnoCode, KernelError, kernelError } from './errors';
 export {
   type Attribute,
   type AttributeGroup,
+  SYSFS_PAGE_SIZE,
   Sysfs,
   type SysfsKind,
   sysfs,

@@ -1,4 +1,13 @@
 import { KernelError } from './errors';
+import { uevents } from './uevent';
+
+/**
+ * The most a store receives from one write(2) (PAGE_SIZE). fs/kernfs/file.c kernfs_fop_write()
+ * refuses a longer write with E2BIG only for files that set `atomic_write_len`; sysfs attribute
+ * files (fs/sysfs/file.c sysfs_file_kfops_wo/rw) do not, so the write is cut to the first page:
+ * the store sees at most PAGE_SIZE bytes and write(2) returns what the store accepted of them.
+ */
+export const SYSFS_PAGE_SIZE = 4096;
 
 /**
  * An attribute file (the kernel's struct attribute with its show/store). `show` returns the text a
@@ -101,8 +110,11 @@ export class Sysfs {
   }
 
   /**
-   * Writes an attribute file, like `echo text > path` (the caller includes the newline `echo`
-   * would add). Returns the bytes the store accepted or throws the store's KernelError.
+   * Writes an attribute file, like one write(2) of `echo text > path` (the caller includes the
+   * newline `echo` would add). Returns the bytes the store accepted or throws the store's
+   * KernelError. As kernfs does, the store gets at most the first SYSFS_PAGE_SIZE bytes (so a
+   * write of more is short, or refused by the store), and an empty write does not reach it.
+   * Uevents the store raises are delivered when the write returns.
    */
   write(path: string, text: string): number {
     const node = this.need(path);
@@ -111,9 +123,17 @@ export class Sysfs {
     if ((node.attr.mode & 0o222) === 0) {
       throw new KernelError('EACCES', `sysfs: ${path} is not writable`);
     }
-    if (!node.attr.store) throw new KernelError('EIO', `sysfs: ${path} has no store`);
-    const accepted = node.attr.store(text);
-    return accepted ?? Buffer.byteLength(text);
+    const store = node.attr.store;
+    if (!store) throw new KernelError('EIO', `sysfs: ${path} has no store`);
+    let count = Buffer.byteLength(text);
+    if (count === 0) return 0;
+    if (count > SYSFS_PAGE_SIZE) {
+      // A character cut in two by the page boundary arrives as U+FFFD, as its bytes would.
+      text = Buffer.from(text).subarray(0, SYSFS_PAGE_SIZE).toString();
+      count = SYSFS_PAGE_SIZE;
+    }
+    const accepted = uevents.hold(() => store(text));
+    return accepted === undefined ? count : Math.min(accepted, count);
   }
 
   /** Lists a directory's entries, sorted like `ls`. */

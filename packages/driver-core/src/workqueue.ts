@@ -3,40 +3,58 @@ export type WorkFn = (work: Work) => void | Promise<void>;
 
 type Waiter = () => void;
 
+/** What the worker pool keeps of a work item; module-private, so no caller can corrupt it. */
+class WorkState {
+  readonly work: Work;
+  pending = false;
+  running = false;
+  /**
+   * The pool's entries for this item not yet reached. Only the last one queued is live: a
+   * cancel leaves its entry behind, and the item queued again must run from its new place,
+   * after the items queued before it.
+   */
+  entries = 0;
+  /** Reached by the pool while its previous (async) run goes on: runs after it. */
+  deferred = false;
+  /** Cancels waiting for the run in progress; queue() refuses the item meanwhile. */
+  cancelling = 0;
+  /** Flushes waiting for the end of the run in progress. */
+  runWaiters: Waiter[] = [];
+  /** Flushes waiting for the end of the pending run. */
+  pendingWaiters: Waiter[] = [];
+  /** The queue it was last queued on (for error reports). */
+  queuedOn: Workqueue | null = null;
+
+  constructor(work: Work) {
+    this.work = work;
+  }
+}
+
+/** The pool's state of a work item (set by Work's static block). */
+let stateOf: (work: Work) => WorkState;
+
 /** Mirrors struct work_struct: a function that a Workqueue runs off the caller's stack. */
 export class Work {
   readonly fn: WorkFn;
-  /** @internal */ pending = false;
-  /** @internal */ running = false;
-  /**
-   * @internal The pool's entries for this item not yet reached. Only the last one queued is
-   * live: a cancel leaves its entry behind, and the item queued again must run from its new
-   * place, after the items queued before it.
-   */
-  entries = 0;
-  /** @internal Reached by the pool while its previous (async) run goes on: runs after it. */
-  deferred = false;
-  /** @internal Cancels waiting for the run in progress; queue() refuses the item meanwhile. */
-  cancelling = 0;
-  /** @internal Flushes waiting for the end of the run in progress. */
-  runWaiters: Waiter[] = [];
-  /** @internal Flushes waiting for the end of the pending run. */
-  pendingWaiters: Waiter[] = [];
-  /** @internal The queue it was last queued on (for error reports). */
-  queuedOn: Workqueue | null = null;
+  readonly #state: WorkState;
+
+  static {
+    stateOf = (work) => work.#state;
+  }
 
   constructor(fn: WorkFn) {
     this.fn = fn;
+    this.#state = new WorkState(this);
   }
 
   /** Whether the item is queued and not yet started (work_pending()). */
   get isPending(): boolean {
-    return this.pending;
+    return this.#state.pending;
   }
 
   /** Whether the item's function is running now. */
   get isRunning(): boolean {
-    return this.running;
+    return this.#state.running;
   }
 }
 
@@ -50,7 +68,7 @@ export class Work {
 export const WORK_SLICE_MS = 2;
 
 const pool = {
-  items: [] as Work[],
+  items: [] as WorkState[],
   head: 0,
   scheduled: false,
   draining: false,
@@ -122,13 +140,13 @@ function drainPool(): void {
   }
 }
 
-function push(work: Work): void {
+function push(work: WorkState): void {
   work.entries++;
   pool.items.push(work);
   schedule();
 }
 
-function runItem(work: Work): void {
+function runItem(work: WorkState): void {
   // A stale entry (the item was cancelled, then queued again further down) or a cancelled one.
   if (--work.entries !== 0 || !work.pending) return;
   if (work.running) {
@@ -148,7 +166,7 @@ function runItem(work: Work): void {
   }
   let result: void | Promise<void>;
   try {
-    result = work.fn(work);
+    result = work.work.fn(work.work);
   } catch (err) {
     finish(work);
     reportWorkError(wq?.name ?? 'events', err);
@@ -183,7 +201,8 @@ export class Workqueue {
    * Mirrors queue_work(): false (and nothing done) when the item is already pending, or while a
    * cancelSync() of it waits for its run to end (cancel_work_sync keeps it off the queue).
    */
-  queue(work: Work): boolean {
+  queue(item: Work): boolean {
+    const work = stateOf(item);
     if (work.pending || work.cancelling !== 0) return false;
     work.pending = true;
     work.queuedOn = this;
@@ -195,7 +214,8 @@ export class Workqueue {
    * Mirrors flush_work(): resolves once the run pending or running when it was called has
    * finished; runs queued after the call (an item that requeues itself) are not waited for.
    */
-  flush(work: Work): Promise<void> {
+  flush(item: Work): Promise<void> {
+    const work = stateOf(item);
     if (work.pending) return new Promise((resolve) => work.pendingWaiters.push(resolve));
     if (work.running) return new Promise((resolve) => work.runWaiters.push(resolve));
     return Promise.resolve();
@@ -207,7 +227,8 @@ export class Workqueue {
    * Resolves to whether the item was pending. An item that is not running is cancelled at once:
    * it can be queued again right after the call, without awaiting it.
    */
-  cancelSync(work: Work): Promise<boolean> {
+  cancelSync(item: Work): Promise<boolean> {
+    const work = stateOf(item);
     const wasPending = work.pending;
     if (wasPending) {
       // The pool skips the entry of an item that is no longer pending.
@@ -233,7 +254,7 @@ export class Workqueue {
 }
 
 /** A run has ended: a deferred queuing goes on the pool, and the flushes of this run resolve. */
-function finish(work: Work): void {
+function finish(work: WorkState): void {
   work.running = false;
   if (work.deferred) {
     work.deferred = false;

@@ -2,6 +2,7 @@ import { Bus, Class, Device, KernelError, sysfs, type Uevent, uevents } from '@m
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  kstrtoul,
   MdevDevice,
   type MdevParentOps,
   mdevDeviceCreate,
@@ -9,6 +10,7 @@ import {
   mdevDevices,
   mdevFromDev,
   mdevGetDrvdata,
+  mdevGetIommuDevice,
   mdevProbe,
   mdevRegisterBus,
   mdevRegisterDevice,
@@ -16,6 +18,7 @@ import {
   mdevRemove,
   mdevReservedUuids,
   mdevSetDrvdata,
+  mdevSetIommuDevice,
   mdevUnregisterBus,
   mdevUnregisterDevice,
 } from './index';
@@ -385,4 +388,121 @@ describe('randomized interleaving', () => {
       { seed: 20191118, numRuns: 150 },
     );
   });
+});
+
+describe('kstrtoul and the remove file', () => {
+  it('parses as lib/kstrtox.c does', () => {
+    expect(kstrtoul('1')).toBe(1n);
+    expect(kstrtoul('+1\n')).toBe(1n);
+    expect(kstrtoul('010')).toBe(8n);
+    expect(kstrtoul('0x1F')).toBe(31n);
+    expect(kstrtoul('18446744073709551615')).toBe(0xffff_ffff_ffff_ffffn);
+    expect(kstrtoul(`${'0'.repeat(100)}7`)).toBe(7n);
+    for (const bad of ['', '\n', '0x', '08', '1\n\n', ' 1', '-1', '1 ', '+']) {
+      expect(code(() => kstrtoul(bad))).toBe('EINVAL');
+    }
+    expect(code(() => kstrtoul('18446744073709551616'))).toBe('ERANGE');
+    // _kstrtoull() reports the overflow before looking at what follows the digits.
+    expect(code(() => kstrtoul('99999999999999999999x'))).toBe('ERANGE');
+  });
+
+  it('answers a megabyte of digits in one pass', () => {
+    // The value is not built digit by digit: a run longer than 64 bits can hold is ERANGE.
+    expect(code(() => kstrtoul('1'.repeat(1 << 20)))).toBe('ERANGE');
+    expect(code(() => kstrtoul(`0x${'f'.repeat(1 << 20)}`))).toBe('ERANGE');
+    expect(kstrtoul(`${'0'.repeat(1 << 20)}1\n`)).toBe(1n);
+  });
+
+  it('refuses a megabyte written to remove with EINVAL and keeps the device', () => {
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    const remove = `/sys/bus/mdev/devices/${U1}/remove`;
+    expect(code(() => sysfs.write(remove, '1'.repeat(1 << 20)))).toBe('EINVAL');
+    expect(mdev.isAdded).toBe(true);
+    // Only the first page reaches the store: a page of zeros is a valid 0 (nothing removed).
+    expect(sysfs.write(remove, '0'.repeat(1 << 20))).toBe(4096);
+    expect(mdev.isAdded).toBe(true);
+    expect(sysfs.write(remove, '1\n')).toBe(2);
+    expect(mdev.isAdded).toBe(false);
+    cleanup();
+  });
+});
+
+describe('the bus, IOMMU groups and IOMMU devices', () => {
+  it('refuses to unregister a bus with a parent or an mdev on it', () => {
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    expect(code(() => mdevUnregisterBus(bus))).toBe('EBUSY');
+    expect(bus.isRegistered).toBe(true);
+    expect(mdev.isAdded).toBe(true);
+    expect(mdevReservedUuids()).toEqual([U1]);
+    mdevDeviceRemove(mdev);
+    expect(code(() => mdevUnregisterBus(bus))).toBe('EBUSY'); // the parent is still registered
+    cleanup();
+    expect(log.filter((l) => l.startsWith('remove'))).toEqual([`remove ${U1} added=false`]);
+    mdevUnregisterBus(bus);
+    expect(bus.isRegistered).toBe(false);
+    mdevRegisterBus(bus); // for afterEach
+  });
+
+  it('numbers IOMMU groups from 0, as iommu_group_alloc() does', () => {
+    const { dev, cleanup } = testParent();
+    const drv = mdevRegisterDriver({ name: 'grouped' }, bus);
+    const a = mdevDeviceCreate(dev, '1', U1);
+    expect(a.iommuGroup).toBe(0);
+    expect(sysfs.readlink(`${a.path}/iommu_group`)).toBe('/sys/kernel/iommu_groups/0');
+    const b = mdevDeviceCreate(dev, '1', U2);
+    expect(b.iommuGroup).toBe(1);
+    drv.unregister();
+    cleanup();
+  });
+
+  it('keeps the IOMMU device a parent sets (mdev_set_iommu_device)', () => {
+    const { dev, cleanup } = testParent();
+    const mdev = mdevDeviceCreate(dev, '1', U1);
+    expect(mdevGetIommuDevice(mdev)).toBeNull();
+    mdevSetIommuDevice(mdev, dev);
+    expect(mdevGetIommuDevice(mdev)).toBe(dev);
+    mdevSetIommuDevice(mdev, null);
+    expect(mdevGetIommuDevice(mdev)).toBeNull();
+    expect(code(() => mdevSetIommuDevice(dev, dev))).toBe('EINVAL');
+    expect(code(() => mdevGetIommuDevice(dev))).toBe('EINVAL');
+    cleanup();
+  });
+});
+
+describe('uevent listeners that unload everything', () => {
+  for (const action of ['add', 'bind', 'remove'] as const) {
+    it(`leave nothing behind when they act on ${action}`, () => {
+      const drv = mdevRegisterDriver({ name: 'mtest_drv' }, bus);
+      const { dev } = testParent();
+      let fired = 0;
+      const stop = uevents.subscribe((e) => {
+        if (e.action !== action || !e.devpath.endsWith(U1) || fired++) return;
+        // The module exit of the vendor and of the bus, from inside the listener.
+        mdevUnregisterDevice(dev);
+        dev.unregister();
+        drv.unregister();
+        mdevUnregisterBus(bus);
+        cls.unregister();
+      });
+      try {
+        const mdev = mdevDeviceCreate(dev, '1', U1);
+        if (action === 'remove') mdevDeviceRemove(mdev);
+        expect(fired).toBe(1);
+        expect(mdev.isAdded).toBe(false);
+        expect(mdevReservedUuids()).toEqual([]);
+        expect(mdevDevices()).toEqual([]);
+        expect(log).toEqual([`create mtest-1 ${U1} added=false`, `remove ${U1} added=false`]);
+        expect(sysfs.exists('/sys/class/mdev_bus')).toBe(false);
+        expect(sysfs.exists('/sys/bus/mdev')).toBe(false);
+        expect(sysfs.exists('/sys/kernel/iommu_groups/0')).toBe(false);
+      } finally {
+        stop();
+      }
+      // Everything registers again.
+      mdevRegisterBus(bus);
+      cls.register();
+    });
+  }
 });

@@ -6,6 +6,7 @@ import {
   Driver,
   KernelError,
   sysfs,
+  uevents,
 } from '@mdev/driver-core';
 import { guidParse, kstrtoul, UUID_STRING_LEN } from './uuid';
 
@@ -127,11 +128,28 @@ export function mdevRegisterBus(bus: Bus): void {
   bus.register();
 }
 
-/** Mirrors mdev_unregister_bus(): drops the bus's `<bus>_bus` class, then the bus. */
+/**
+ * Mirrors mdev_unregister_bus(): drops the bus's `<bus>_bus` class, then the bus. EBUSY while a
+ * parent is registered on the bus or a device is still on it: a module cannot unload while its
+ * users are loaded, and bus_unregister() would delete the mdevs without their parent's remove,
+ * leaving the vendor's resources and the UUIDs reserved. Remove the mdevs and unregister the
+ * parents (mdevUnregisterDevice) first.
+ */
 export function mdevUnregisterBus(bus: Bus): void {
-  compatClasses.get(bus)?.unregister();
-  compatClasses.delete(bus);
-  bus.unregister();
+  if (!bus.isRegistered) return;
+  const devices = bus.devices().length;
+  const users = [...parents.values()].filter((p) => p.bus === bus).length;
+  if (devices > 0 || users > 0) {
+    throw new KernelError(
+      'EBUSY',
+      `mdev_unregister_bus: ${users} parent(s) and ${devices} device(s) still on bus ${bus.name}`,
+    );
+  }
+  uevents.hold(() => {
+    compatClasses.get(bus)?.unregister();
+    compatClasses.delete(bus);
+    bus.unregister();
+  });
 }
 
 function compatFor(bus: Bus): ClassCompat {
@@ -202,6 +220,15 @@ export function mdevRegisterDevice(
   bus: Bus,
   createDevice: MdevDeviceFactory = plainMdevDevice,
 ): MdevParent {
+  return uevents.hold(() => registerDevice(dev, ops, bus, createDevice));
+}
+
+function registerDevice(
+  dev: Device,
+  ops: MdevParentOps,
+  bus: Bus,
+  createDevice: MdevDeviceFactory,
+): MdevParent {
   if (!ops || typeof ops.create !== 'function' || typeof ops.remove !== 'function') {
     throw new KernelError('EINVAL', 'mdev_register_device: create and remove ops are mandatory');
   }
@@ -250,15 +277,17 @@ export function mdevRegisterDevice(
 export function mdevUnregisterDevice(dev: Device): void {
   const parent = parents.get(dev);
   if (!parent) return;
-  parents.delete(dev);
-  parent.unregistering = true;
-  compatClasses.get(parent.bus)?.removeLink(dev);
-  for (const child of dev.children()) {
-    if (child instanceof MdevDevice && child.mdevParent === parent) removeCommon(child);
-  }
-  removeParentFiles(parent);
-  dev.uevent('change', { MDEV_STATE: 'unregistered' });
-  dev.put();
+  uevents.hold(() => {
+    parents.delete(dev);
+    parent.unregistering = true;
+    compatClasses.get(parent.bus)?.removeLink(dev);
+    for (const child of dev.children()) {
+      if (child instanceof MdevDevice && child.mdevParent === parent) removeCommon(child);
+    }
+    removeParentFiles(parent);
+    dev.uevent('change', { MDEV_STATE: 'unregistered' });
+    dev.put();
+  });
 }
 
 /** The parent registered for a device, if any. */
@@ -276,6 +305,11 @@ function createStore(parent: MdevParent, type: MdevType, text: string): number {
 }
 
 function createOnType(parent: MdevParent, type: MdevType, uuid: string): MdevDevice {
+  // The ADD and BIND of the new mdev reach listeners once it is fully created (or unwound).
+  return uevents.hold(() => createHeld(parent, type, uuid));
+}
+
+function createHeld(parent: MdevParent, type: MdevType, uuid: string): MdevDevice {
   if (mdevList.has(uuid)) throw new KernelError('EEXIST', `create: mdev ${uuid} already exists`);
   if (parent.unregistering || !parents.has(parent.dev)) {
     throw new KernelError('ENODEV', `create: parent ${parent.dev.name} is going away`);
@@ -339,7 +373,7 @@ function removeStore(mdev: MdevDevice, text: string): number {
     value = kstrtoul(text);
   } catch {
     // remove_store: any kstrtoul failure (ERANGE included) is EINVAL.
-    throw new KernelError('EINVAL', `remove: "${text.trim()}" is not a number`);
+    throw new KernelError('EINVAL', `remove: ${JSON.stringify(text.slice(0, 40))} is not a number`);
   }
   if (value !== 0n) mdevDeviceRemove(mdev);
   return Buffer.byteLength(text);
@@ -393,7 +427,7 @@ export function mdevDeviceRemove(mdev: MdevDevice): void {
   if (mdev.mdevParent.unregistering) {
     throw new KernelError('ENODEV', `remove: parent of ${mdev.uuid} is going away`);
   }
-  removeCommon(mdev);
+  uevents.hold(() => removeCommon(mdev));
 }
 
 /** Mirrors mdev_from_dev(dev, bus): the mdev when `dev` is one on `bus`, else null. */
@@ -450,9 +484,12 @@ export function mdevProbe(dev: Device): void {
   }
 }
 
-/** The lowest free IOMMU group id from 1, as the kernel's ida hands them out (and back). */
+/**
+ * The lowest free IOMMU group id from 0, as iommu_group_alloc() takes them from its ida
+ * (drivers/iommu/iommu.c: ida_simple_get(&iommu_group_ida, 0, 0, ...)) and hands them back.
+ */
 function allocIommuGroup(): number {
-  let id = 1;
+  let id = 0;
   while (iommuGroupsInUse.has(id)) id++;
   iommuGroupsInUse.add(id);
   return id;
@@ -465,6 +502,32 @@ function detachIommu(dev: MdevDevice): void {
   sysfs.remove(`/sys/kernel/iommu_groups/${group}`);
   iommuGroupsInUse.delete(group);
   dev.iommuGroup = null;
+}
+
+/** The IOMMU device set for an mdev by its parent (mdev_set_iommu_device). */
+const iommuDevices = new WeakMap<MdevDevice, Device>();
+
+function toMdev(dev: Device, what: string): MdevDevice {
+  // The kernel's to_mdev_device() trusts its caller; a device that is not an mdev is EINVAL here.
+  if (!(dev instanceof MdevDevice))
+    throw new KernelError('EINVAL', `${what}: ${dev.name} is not an mdev`);
+  return dev;
+}
+
+/**
+ * Mirrors mdev_set_iommu_device(): the parent names the device whose IOMMU isolates this mdev
+ * (a PCI function that owns the mdev's DMA), instead of the vendor-defined isolation of its own
+ * group. null clears it. vfio_iommu_type1 attaches the mdev's domain to that device when set.
+ */
+export function mdevSetIommuDevice(dev: Device, iommuDevice: Device | null): void {
+  const mdev = toMdev(dev, 'mdev_set_iommu_device');
+  if (iommuDevice) iommuDevices.set(mdev, iommuDevice);
+  else iommuDevices.delete(mdev);
+}
+
+/** Mirrors mdev_get_iommu_device(): the device set with mdevSetIommuDevice(), else null. */
+export function mdevGetIommuDevice(dev: Device): Device | null {
+  return iommuDevices.get(toMdev(dev, 'mdev_get_iommu_device')) ?? null;
 }
 
 /** Mirrors mdev_remove(): the driver's remove, then the IOMMU group goes. */

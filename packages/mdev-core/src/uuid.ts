@@ -25,31 +25,54 @@ export function guidParse(text: string): string {
   return text.slice(0, UUID_STRING_LEN).toLowerCase();
 }
 
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** Significant digits of U64_MAX in each base: a longer run of digits overflows. */
+const U64_DIGITS: Record<number, number> = { 8: 22, 10: 20, 16: 16 };
+
+function digitValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
+  return 99;
+}
+
 /**
- * Mirrors kstrtoul(buf, 0, &val): an unsigned integer in base 0 (0x.. hex, 0.. octal, else
- * decimal), an optional leading '+', and one trailing newline. EINVAL for anything else, ERANGE
- * beyond 64 bits.
+ * Mirrors kstrtoul(buf, 0, &val) (lib/kstrtox.c): an unsigned integer in base 0 (0x.. hex when a
+ * hex digit follows, 0.. octal, else decimal), an optional leading '+', and one trailing
+ * newline. ERANGE beyond 64 bits (checked first, as _kstrtoull does), EINVAL for no digits or
+ * anything after them. Linear in the length: one pass over the digits, and the value is only
+ * built when it can fit in 64 bits.
  */
 export function kstrtoul(text: string): bigint {
-  let s = text.endsWith('\n') ? text.slice(0, -1) : text;
-  if (s.startsWith('+')) s = s.slice(1);
-  let digits: string;
-  let base: number;
-  if (/^0[xX]/.test(s)) {
-    digits = s.slice(2);
-    base = 16;
-  } else if (s.length > 1 && s.startsWith('0')) {
-    digits = s.slice(1);
-    base = 8;
-  } else {
-    digits = s;
-    base = 10;
+  let i = text.charCodeAt(0) === 0x2b ? 1 : 0; // '+'
+  let base = 10;
+  if (text.charCodeAt(i) === 0x30) {
+    // _parse_integer_fixup_radix(): "0x" needs a hex digit after it, else it is octal 0.
+    const x = text.charCodeAt(i + 1) | 0x20;
+    if (x === 0x78 && digitValue(text.charCodeAt(i + 2)) < 16) {
+      base = 16;
+      i += 2;
+    } else {
+      base = 8;
+    }
   }
-  const valid = base === 16 ? /^[0-9a-fA-F]+$/ : base === 8 ? /^[0-7]+$/ : /^[0-9]+$/;
-  if (!valid.test(digits)) throw new KernelError('EINVAL', `kstrtoul: "${text}" is not a number`);
-  let value = 0n;
-  for (const d of digits) value = value * BigInt(base) + BigInt(Number.parseInt(d, base));
-  if (value > 0xffff_ffff_ffff_ffffn)
-    throw new KernelError('ERANGE', `kstrtoul: "${text}" overflows`);
+  const start = i;
+  while (i < text.length && digitValue(text.charCodeAt(i)) < base) i++;
+  const end = i;
+  if (end === start) throw new KernelError('EINVAL', `kstrtoul: ${quote(text)} is not a number`);
+  let first = start;
+  while (first < end - 1 && text.charCodeAt(first) === 0x30) first++;
+  const radix = base === 16 ? '0x' : base === 8 ? '0o' : '';
+  const value =
+    end - first > U64_DIGITS[base]! ? U64_MAX + 1n : BigInt(`${radix}${text.slice(first, end)}`);
+  if (value > U64_MAX) throw new KernelError('ERANGE', `kstrtoul: ${quote(text)} overflows`);
+  if (i < text.length && text.charCodeAt(i) === 0x0a) i++;
+  if (i !== text.length)
+    throw new KernelError('EINVAL', `kstrtoul: ${quote(text)} is not a number`);
   return value;
+}
+
+/** The text for an error message, cut short: a user may write a page of digits. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
 }

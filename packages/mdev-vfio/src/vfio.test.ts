@@ -1,5 +1,11 @@
-import { Class, Device, KernelError, sysfs } from '@mdev/driver-core';
-import { type MdevDevice, mdevDeviceCreate, mdevDeviceRemove } from '@mdev/mdev-core';
+import { Class, Device, KernelError, sysfs, uevents } from '@mdev/driver-core';
+import {
+  type MdevDevice,
+  mdevDeviceCreate,
+  mdevDeviceRemove,
+  mdevDevices,
+  mdevReservedUuids,
+} from '@mdev/mdev-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   DmaBuf,
@@ -9,8 +15,10 @@ import {
   fdget,
   MdevVfioDevice,
   type MdevVfioOps,
+  mdevVfioBus,
   mdevVfioExit,
   mdevVfioGetOps,
+  mdevVfioInit,
   mdevVfioRegisterDevice,
   mdevVfioSetOps,
   mdevVfioUnregisterDevice,
@@ -460,6 +468,100 @@ describe('a VFIO device handle', () => {
     h.close();
     expect(errno(() => h.read(0, 1))).toBe('EBADF');
   });
+});
+
+describe('numbers from the user', () => {
+  it('answers EINVAL for an index, flag, fd, value or request that is not a number C could pass', () => {
+    const { mdev } = setup();
+    const h = vfioDeviceOpen(mdev);
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 32]) {
+      expect(errno(() => h.getRegionInfo(bad))).toBe('EINVAL');
+      expect(errno(() => h.getIrqInfo(bad))).toBe('EINVAL');
+      expect(errno(() => h.setIrqs({ flags: bad, index: 0 }))).toBe('EINVAL');
+      expect(errno(() => h.setIrqs({ flags: 0x21, index: bad }))).toBe('EINVAL');
+      expect(errno(() => h.setIrqs({ flags: 0x21, index: 0, start: bad, count: 1 }))).toBe(
+        'EINVAL',
+      );
+      expect(errno(() => h.setIrqs({ flags: 0x21, index: 0, count: bad }))).toBe('EINVAL');
+      expect(errno(() => h.queryGfxPlane(bad, 1))).toBe('EINVAL');
+      expect(errno(() => h.queryGfxPlane(1, bad))).toBe('EINVAL');
+      expect(errno(() => h.getGfxDmabuf(bad))).toBe('EINVAL');
+      expect(errno(() => h.regionOffset(bad))).toBe('EINVAL');
+      expect(errno(() => h.writeU8(0, bad === -1 ? 256 : bad))).toBe('EINVAL');
+      expect(errno(() => h.write(0, [bad === -1 ? 256 : bad]))).toBe('EINVAL');
+    }
+    for (const bad of [1.5, Number.NaN, 2 ** 32, -(2 ** 31) - 1]) {
+      expect(errno(() => h.ioctl(bad, null))).toBe('EINVAL');
+    }
+    expect(errno(() => h.setIrqs({ flags: 0x24, index: 0, data: [1.5] }))).toBe('EINVAL');
+    expect(errno(() => h.setIrqs({ flags: 0x24, index: 0, data: [2 ** 31] }))).toBe('EINVAL');
+    expect(errno(() => h.regionOffset(2 ** 13))).toBe('EINVAL'); // index << 40 beyond 2^53
+    // The struct's own range checks still answer for the numbers C can pass.
+    expect(errno(() => h.getRegionInfo(2 ** 32 - 1))).toBe('EINVAL');
+    expect(errno(() => h.ioctl(-1, null))).toBe('ENOTTY'); // 0xffffffff: no such request
+    expect(h.regionOffset(1)).toBe(2 ** 40);
+    h.writeU32(0, -1); // the int32 spelling of 0xffffffff
+    expect(h.readU32(0)).toBe(0xffff_ffff);
+    h.close();
+  });
+});
+
+describe('unloading the bus', () => {
+  it('refuses mdevVfioExit() with EBUSY while a parent and its mdevs are loaded', () => {
+    const { parent, mdev } = setup();
+    expect(errno(() => mdevVfioExit())).toBe('EBUSY');
+    expect(mdevVfioBus.isRegistered).toBe(true);
+    expect(mdev.driver?.name).toBe('vfio_mdev');
+    expect(vfioMdevDevices()).toEqual([mdev]);
+    expect(mdevReservedUuids()).toEqual([mdev.uuid]);
+    mdevVfioUnregisterDevice(parent);
+    expect(mdevReservedUuids()).toEqual([]);
+    expect(() => mdevVfioExit()).not.toThrow();
+    expect(sysfs.exists('/sys/bus/mdev')).toBe(false);
+    // Loaded again, vfio_mdev comes back with the bus.
+    mdevVfioInit();
+    expect(mdevVfioBus.drivers().map((d) => d.name)).toEqual(['vfio_mdev']);
+  });
+
+  for (const action of ['add', 'bind', 'unbind', 'remove'] as const) {
+    it(`lets a ${action} listener unload the parent and the bus`, () => {
+      const cls = new Class('vfiounload');
+      cls.register();
+      const parent = new Device({ name: 'vfiounload', class: cls });
+      parent.add();
+      const removed: string[] = [];
+      mdevVfioRegisterDevice(parent, {
+        supportedTypeGroups: [{ name: 'a', attrs: [] }],
+        create: (_t, m) => mdevVfioSetOps(m, {}),
+        remove: (m) => removed.push(m.uuid),
+      });
+      const uuid = '11111111-2222-3333-4444-5555555555aa';
+      let fired = 0;
+      const stop = uevents.subscribe((e) => {
+        if (e.action !== action || !e.devpath.endsWith(uuid) || fired++) return;
+        mdevVfioUnregisterDevice(parent);
+        parent.unregister();
+        cls.unregister();
+        mdevVfioExit();
+      });
+      try {
+        const m = mdevDeviceCreate(parent, 'a', uuid);
+        if (action === 'unbind' || action === 'remove') mdevDeviceRemove(m);
+        expect(fired).toBe(1);
+        expect(removed).toEqual([uuid]);
+        expect(mdevDevices()).toEqual([]);
+        expect(mdevReservedUuids()).toEqual([]);
+        expect(sysfs.exists('/sys/bus/mdev')).toBe(false);
+        expect(sysfs.exists('/sys/class/vfiounload')).toBe(false);
+      } finally {
+        stop();
+      }
+      // The class registers again.
+      const again = new Class('vfiounload');
+      again.register();
+      again.unregister();
+    });
+  }
 });
 
 describe('vfio_set_irqs_validate_and_prepare', () => {

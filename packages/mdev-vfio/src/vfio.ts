@@ -8,7 +8,6 @@ import {
   mdevRegisterDevice,
   mdevRegisterDriver,
   mdevUnregisterDevice,
-  mdevUnregisterDriver,
 } from '@mdev/mdev-core';
 import {
   MdevVfioDevice,
@@ -75,7 +74,7 @@ function vfioMdevRemove(mdev: MdevDevice): void {
     if (handles?.size) vdev.ops?.request?.(vdev, 0);
   } finally {
     groupDevs.delete(vdev);
-    for (const h of handles ?? []) h.revoke();
+    for (const h of handles ?? []) revokeHandle(h);
   }
 }
 
@@ -85,7 +84,8 @@ function vfioMdevRemove(mdev: MdevDevice): void {
  */
 export function mdevVfioInit(): void {
   mdevVfioBusInit();
-  if (!vfioMdevDriver) {
+  // The bus may have been unregistered (and the driver with it) by mdevVfioBusExit().
+  if (!vfioMdevDriver || !mdevVfioBus.drivers().includes(vfioMdevDriver)) {
     vfioMdevDriver = mdevRegisterDriver(
       { name: VFIO_MDEV_DRIVER_NAME, probe: vfioMdevProbe, remove: vfioMdevRemove },
       mdevVfioBus,
@@ -93,13 +93,21 @@ export function mdevVfioInit(): void {
   }
 }
 
-/** Unloads vfio_mdev and the bus; remaining devices are unbound and removed from the bus. */
+/**
+ * Unloads vfio_mdev and the bus. EBUSY while a parent is registered on the bus or an mdev is on
+ * it, as mdev_vfio.ko cannot be unloaded while a vendor module uses it: unregister the parents
+ * (which removes their mdevs through their own remove) first. Tearing the bus down under live
+ * mdevs would skip the vendor's remove and keep their UUIDs reserved for good.
+ */
 export function mdevVfioExit(): void {
-  if (vfioMdevDriver) {
-    mdevUnregisterDriver(vfioMdevDriver);
+  if (!mdevVfioBus.isRegistered) {
     vfioMdevDriver = null;
+    return;
   }
+  // mdevUnregisterBus() refuses a bus in use before touching anything; the bus takes vfio_mdev
+  // with it.
   mdevVfioBusExit();
+  vfioMdevDriver = null;
 }
 
 /** The registered vfio_mdev driver, or null before mdevVfioInit(). */
@@ -161,7 +169,7 @@ export function vfioDeviceOpen(target: Device | string): VfioDevice {
     throw new KernelError('EINVAL', `vfio_mdev: ${mdev.uuid} has no open op`);
   }
   ops.open(mdev);
-  const handle = new VfioDevice(mdev, ops);
+  const handle = newHandle(mdev, ops);
   groupDevs.get(mdev)!.add(handle);
   return handle;
 }
@@ -186,6 +194,30 @@ function checkOffset(what: string, offset: number): void {
   }
 }
 
+/**
+ * A number the user puts in a __u32 field of an ioctl struct. C cannot pass anything else; here
+ * a negative, fractional or too large number is EINVAL, as vfio-pci answers an index it has no
+ * region or irq for, rather than a RangeError or a silently wrapped value.
+ */
+function checkU32(what: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new KernelError('EINVAL', `vfio ${what}: ${value} is not a __u32`);
+  }
+  return value;
+}
+
+/** A value for an access of `width` bytes: an integer that fits, signed or unsigned. */
+function checkWidth(what: string, width: 1 | 2 | 4, value: number): void {
+  const bits = width * 8;
+  if (!Number.isInteger(value) || value < -(2 ** (bits - 1)) || value >= 2 ** bits) {
+    throw new KernelError('EINVAL', `vfio ${what}: ${value} does not fit in ${width} byte(s)`);
+  }
+}
+
+/** The handle factory and revocation, for this module only (set by VfioDevice's static block). */
+let newHandle: (mdev: MdevVfioDevice, ops: MdevVfioOps) => VfioDevice;
+let revokeHandle: (handle: VfioDevice) => void;
+
 /** The result of getRegionInfo(): the struct plus the capabilities found in its chain. */
 export interface VfioRegionInfoResult extends VfioRegionInfo {
   caps: VfioInfoCapFound[];
@@ -200,14 +232,19 @@ export interface VfioRegionInfoResult extends VfioRegionInfo {
  */
 export class VfioDevice extends VfioFile {
   readonly mdev: MdevVfioDevice;
-  private readonly ops: MdevVfioOps;
-  private revoked = false;
+  readonly #ops: MdevVfioOps;
+  #revoked = false;
 
-  /** @internal Use vfioDeviceOpen(). */
-  constructor(mdev: MdevVfioDevice, ops: MdevVfioOps) {
+  static {
+    newHandle = (mdev, ops) => new VfioDevice(mdev, ops);
+    revokeHandle = (handle) => handle.#revoke();
+  }
+
+  /** Handles come from vfioDeviceOpen(). */
+  private constructor(mdev: MdevVfioDevice, ops: MdevVfioOps) {
     super();
     this.mdev = mdev;
-    this.ops = ops;
+    this.#ops = ops;
   }
 
   /** The mdev's UUID. */
@@ -217,15 +254,15 @@ export class VfioDevice extends VfioFile {
 
   private live(what: string): MdevVfioOps {
     if (this.closed) throw new KernelError('EBADF', `vfio ${what}: device file is closed`);
-    if (this.revoked) throw new KernelError('ENODEV', `vfio ${what}: ${this.uuid} was removed`);
-    return this.ops;
+    if (this.#revoked) throw new KernelError('ENODEV', `vfio ${what}: ${this.uuid} was removed`);
+    return this.#ops;
   }
 
-  /** @internal Called when the device is removed while open. */
-  revoke(): void {
-    if (this.revoked || this.closed) return;
-    this.revoked = true;
-    this.ops.release?.(this.mdev);
+  /** The device was removed while open: `release` once, and ENODEV from then on. */
+  #revoke(): void {
+    if (this.#revoked || this.closed) return;
+    this.#revoked = true;
+    this.#ops.release?.(this.mdev);
   }
 
   /** pread(2): reads `buf.length` bytes at `offset` into `buf`; returns the count. */
@@ -261,6 +298,7 @@ export class VfioDevice extends VfioFile {
     const ops = this.live('write');
     checkOffset('write', offset);
     if (typeof ops.write !== 'function') throw new KernelError('EINVAL', 'vfio_mdev: no write op');
+    if (!(data instanceof Uint8Array)) for (const b of data) checkWidth('write', 1, b);
     const buf = data instanceof Uint8Array ? data : Uint8Array.from(data);
     return ops.write(this.mdev, buf, offset);
   }
@@ -277,6 +315,7 @@ export class VfioDevice extends VfioFile {
   }
 
   private writeWidth(offset: number, width: 1 | 2 | 4, value: number): void {
+    checkWidth('write', width, value);
     const buf = new Uint8Array(width);
     const dv = new DataView(buf.buffer);
     if (width === 1) dv.setUint8(0, value);
@@ -316,6 +355,10 @@ export class VfioDevice extends VfioFile {
    */
   ioctl(cmd: number, arg: Uint8Array | null = null): number {
     const ops = this.live('ioctl');
+    // An unsigned int request, or its int32 spelling (-1 is 0xffffffff); anything else is EINVAL.
+    if (!Number.isInteger(cmd) || cmd < -(2 ** 31) || cmd > 0xffff_ffff) {
+      throw new KernelError('EINVAL', `vfio ioctl: ${cmd} is not a request number`);
+    }
     if (typeof ops.ioctl !== 'function') throw new KernelError('EINVAL', 'vfio_mdev: no ioctl op');
     return ops.ioctl(this.mdev, cmd >>> 0, arg);
   }
@@ -344,6 +387,10 @@ export class VfioDevice extends VfioFile {
 
   /** The file offset of region `index` in the samples' encoding (index << 40). */
   regionOffset(index: number): number {
+    // index << 40 stays an exact number up to index 8191.
+    if (checkU32('region offset', index) >= 2 ** 13) {
+      throw new KernelError('EINVAL', `vfio region offset: index ${index} is beyond 2^53`);
+    }
     return vfioPciIndexToOffset(index);
   }
 
@@ -359,6 +406,7 @@ export class VfioDevice extends VfioFile {
    * a larger argsz, asks again with that size, as a user does, and decodes the chain.
    */
   getRegionInfo(index: number): VfioRegionInfoResult {
+    checkU32('GET_REGION_INFO index', index);
     let buf = vfioRegionInfo.encode({ index });
     this.ioctl(VFIO_DEVICE_GET_REGION_INFO, buf);
     let info = vfioRegionInfo.decode(buf);
@@ -375,6 +423,7 @@ export class VfioDevice extends VfioFile {
 
   /** VFIO_DEVICE_GET_IRQ_INFO. */
   getIrqInfo(index: number): VfioIrqInfo {
+    checkU32('GET_IRQ_INFO index', index);
     const buf = vfioIrqInfo.encode({ index });
     this.ioctl(VFIO_DEVICE_GET_IRQ_INFO, buf);
     return vfioIrqInfo.decode(buf);
@@ -382,6 +431,18 @@ export class VfioDevice extends VfioFile {
 
   /** VFIO_DEVICE_SET_IRQS with its data array (eventfds or bools). */
   setIrqs(req: VfioIrqSetRequest): void {
+    checkU32('SET_IRQS flags', req.flags);
+    checkU32('SET_IRQS index', req.index);
+    checkU32('SET_IRQS start', req.start ?? 0);
+    checkU32('SET_IRQS count', req.count ?? req.data?.length ?? 0);
+    for (const d of req.data ?? []) {
+      // An eventfd's number is an s32 (-1 de-assigns); a bool is true/false or 0/1.
+      const n = typeof d === 'object' && d !== null ? d.fd : d;
+      if (typeof n === 'boolean') continue;
+      checkWidth('SET_IRQS data', 4, n);
+      if (n > 0x7fff_ffff)
+        throw new KernelError('EINVAL', `vfio SET_IRQS data: ${n} is not an s32`);
+    }
     this.ioctl(VFIO_DEVICE_SET_IRQS, encodeIrqSet(req));
   }
 
@@ -392,6 +453,8 @@ export class VfioDevice extends VfioFile {
 
   /** VFIO_DEVICE_QUERY_GFX_PLANE with `flags` and a DRM plane type; returns the reply. */
   queryGfxPlane(flags: number, drmPlaneType: number): VfioGfxPlaneInfo {
+    checkU32('QUERY_GFX_PLANE flags', flags);
+    checkU32('QUERY_GFX_PLANE drm_plane_type', drmPlaneType);
     const buf = vfioGfxPlaneInfo.encode({ flags, drmPlaneType });
     this.ioctl(VFIO_DEVICE_QUERY_GFX_PLANE, buf);
     return vfioGfxPlaneInfo.decode(buf);
@@ -400,7 +463,7 @@ export class VfioDevice extends VfioFile {
   /** VFIO_DEVICE_GET_GFX_DMABUF: the dma-buf of a plane's `dmabufId`. */
   getGfxDmabuf(dmabufId: number): DmaBuf {
     const arg = new Uint8Array(4);
-    new DataView(arg.buffer).setUint32(0, dmabufId >>> 0, true);
+    new DataView(arg.buffer).setUint32(0, checkU32('GET_GFX_DMABUF id', dmabufId), true);
     const fd = this.ioctl(VFIO_DEVICE_GET_GFX_DMABUF, arg);
     const f = fdget(fd);
     if (!(f instanceof DmaBuf)) throw new KernelError('EINVAL', `fd ${fd} is not a dma-buf`);
@@ -410,6 +473,6 @@ export class VfioDevice extends VfioFile {
   /** close(2): calls the `release` op (vfio_mdev_release) unless the device was removed. */
   protected override onClose(): void {
     groupDevs.get(this.mdev)?.delete(this);
-    if (!this.revoked) this.ops.release?.(this.mdev);
+    if (!this.#revoked) this.#ops.release?.(this.mdev);
   }
 }

@@ -1,6 +1,6 @@
 import { Class, Device, KernelError, sysfs, type Uevent, uevents } from '@mdev/driver-core';
 import { type MdevDevice, mdevDeviceCreate, mdevDeviceRemove } from '@mdev/mdev-core';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import {
   MDEV_VIRTIO_CLASS_ID_VIRTIO,
   MdevVirtioDevice,
@@ -13,12 +13,24 @@ import {
   mdevVirtioSetClassId,
   mdevVirtioSetOps,
   mdevVirtioUnregisterDevice,
+  mdevVirtioUnregisterDriver,
+  VIRTIO_MDEV_DEVICE_API_STRING,
 } from './index';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
+
+/** Captures process warnings until the test ends, so that they are asserted, not printed. */
+function warnings(): string[] {
+  const messages: string[] = [];
+  const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w: string | Error) => {
+    messages.push(typeof w === 'string' ? w : w.message);
+  });
+  cleanups.push(() => spy.mockRestore());
+  return messages;
+}
 
 function opsTable(deviceId: number): MdevVirtioOps {
   return {
@@ -70,6 +82,7 @@ function parent(classIdFor: (type: string) => number) {
 }
 
 it('binds drivers by class id and sends MODALIAS=mdev_virtio:c01', () => {
+  const warned = warnings();
   const dev = parent((t) => (t === 'virtio' ? MDEV_VIRTIO_CLASS_ID_VIRTIO : 0));
   const probed: string[] = [];
   const drv = mdevVirtioRegisterDriver({
@@ -95,6 +108,9 @@ it('binds drivers by class id and sends MODALIAS=mdev_virtio:c01', () => {
     sysfs.readlink('/sys/bus/mdev_virtio/devices/00000000-0000-0000-0000-0000000000a1/driver'),
   ).toBe('/sys/bus/mdev_virtio/drivers/virtio_test');
   expect(sysfs.exists('/sys/class/mdev_virtio_bus/vparent')).toBe(true);
+  expect(warned).toEqual([
+    'mdev_virtio: 00000000-0000-0000-0000-0000000000b1 has no class id; it stays unbound',
+  ]);
   mdevDeviceRemove(a as MdevDevice);
   mdevDeviceRemove(b as MdevDevice);
 });
@@ -164,24 +180,19 @@ it('refuses a class id that is not a u16 with EINVAL, failing create', () => {
   );
 });
 
-it('warns once about a device without a class id, however many drivers look at it', async () => {
+it('warns once about a device without a class id, however many drivers look at it', () => {
   const dev = parent(() => 0);
-  const warnings: string[] = [];
-  const onWarning = (w: Error) => warnings.push(w.message);
-  process.on('warning', onWarning);
-  try {
-    const m = mdevDeviceCreate(dev, 'unclassed', '00000000-0000-0000-0000-0000000000e3');
-    for (const name of ['first', 'second', 'third']) {
-      const drv = mdevVirtioRegisterDriver({ name, idTable: [{ id: 1 }] });
-      cleanups.push(() => drv.unregister());
-    }
-    expect(m.driver).toBeNull();
-    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
-    mdevDeviceRemove(m);
-  } finally {
-    process.off('warning', onWarning);
+  const warned = warnings();
+  const m = mdevDeviceCreate(dev, 'unclassed', '00000000-0000-0000-0000-0000000000e3');
+  for (const name of ['first', 'second', 'third']) {
+    const drv = mdevVirtioRegisterDriver({ name, idTable: [{ id: 1 }] });
+    cleanups.push(() => drv.unregister());
   }
-  expect(warnings.filter((w) => w.includes('e3 has no class id'))).toHaveLength(1);
+  expect(m.driver).toBeNull();
+  mdevDeviceRemove(m);
+  expect(warned).toEqual([
+    'mdev_virtio: 00000000-0000-0000-0000-0000000000e3 has no class id; it stays unbound',
+  ]);
 });
 
 it('refuses to unregister the bus while an mdev or a driver is on it (EBUSY)', () => {
@@ -202,6 +213,86 @@ it('refuses to unregister the bus while an mdev or a driver is on it (EBUSY)', (
   );
   mdevDeviceRemove(m);
   drv.unregister();
-  expect(() => mdevVirtioExit()).not.toThrow();
+  // The parent is still registered: its module uses the bus's, which cannot unload yet.
+  err = undefined;
+  try {
+    mdevVirtioExit();
+  } catch (e) {
+    err = e;
+  }
+  expect(KernelError.is(err, 'EBUSY')).toBe(true);
+  cleanups.pop()!(); // the parent goes, then the bus
   expect(sysfs.exists('/sys/bus/mdev_virtio')).toBe(false);
 });
+
+it('reads an id table up to its { id: 0 } terminator', () => {
+  const dev = parent(() => MDEV_VIRTIO_CLASS_ID_VIRTIO);
+  const m = mdevDeviceCreate(dev, 'virtio', '00000000-0000-0000-0000-0000000000f1');
+  const ended = mdevVirtioRegisterDriver({
+    name: 'ended',
+    idTable: [{ id: 0x2a }, { id: 0 }, { id: MDEV_VIRTIO_CLASS_ID_VIRTIO }],
+  });
+  cleanups.push(() => ended.unregister());
+  expect(m.driver).toBeNull();
+  const listed = mdevVirtioRegisterDriver({
+    name: 'listed',
+    idTable: [{ id: MDEV_VIRTIO_CLASS_ID_VIRTIO }, { id: 0 }],
+  });
+  cleanups.push(() => listed.unregister());
+  expect(m.driver).toBe(listed);
+  mdevDeviceRemove(m);
+});
+
+it('names the device_api of its types', () => {
+  expect(VIRTIO_MDEV_DEVICE_API_STRING).toBe('virtio-mdev');
+});
+
+for (const action of ['add', 'bind', 'unbind', 'remove'] as const) {
+  it(`lets a ${action} listener exit the driver, the parent and the bus`, () => {
+    const cls = new Class('vunload');
+    cls.register();
+    const dev = new Device({ name: 'vunload', class: cls });
+    dev.add();
+    const removed: string[] = [];
+    const driverRemoved: string[] = [];
+    mdevVirtioRegisterDevice(dev, {
+      supportedTypeGroups: [{ name: 'virtio', attrs: [] }],
+      create(_t, mdev) {
+        mdevVirtioSetOps(mdev, opsTable(1));
+        mdevVirtioSetClassId(mdev, MDEV_VIRTIO_CLASS_ID_VIRTIO);
+      },
+      remove: (m) => removed.push(m.uuid),
+    });
+    const drv = mdevVirtioRegisterDriver({
+      name: 'vunload_drv',
+      idTable: [{ id: MDEV_VIRTIO_CLASS_ID_VIRTIO }, { id: 0 }],
+      remove: (m) => driverRemoved.push(m.uuid),
+    });
+    const uuid = '00000000-0000-0000-0000-0000000000f2';
+    let fired = 0;
+    const stop = uevents.subscribe((e) => {
+      if (e.action !== action || !e.devpath.endsWith(uuid) || fired++) return;
+      // The transport's module exit, then the vendor's, then the bus's.
+      mdevVirtioUnregisterDriver(drv);
+      mdevVirtioUnregisterDevice(dev);
+      dev.unregister();
+      cls.unregister();
+      mdevVirtioExit();
+    });
+    try {
+      const m = mdevDeviceCreate(dev, 'virtio', uuid);
+      if (action === 'unbind' || action === 'remove') mdevDeviceRemove(m);
+      expect(fired).toBe(1);
+      expect(driverRemoved).toEqual([uuid]);
+      expect(removed).toEqual([uuid]);
+      expect(m.isAdded).toBe(false);
+      expect(sysfs.exists('/sys/bus/mdev_virtio')).toBe(false);
+      expect(sysfs.exists('/sys/class/vunload')).toBe(false);
+    } finally {
+      stop();
+    }
+    const again = new Class('vunload');
+    again.register();
+    again.unregister();
+  });
+}

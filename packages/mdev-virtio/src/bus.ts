@@ -25,7 +25,16 @@ import { MDEV_VIRTIO_MANDATORY_OPS, type MdevVirtioOps } from './ops';
 /** Mirrors MDEV_VIRTIO_CLASS_ID_VIRTIO: an mdev driven by the kernel's virtio drivers. */
 export const MDEV_VIRTIO_CLASS_ID_VIRTIO = 1;
 
-/** Mirrors struct mdev_virtio_class_id: one entry of a driver's id table. */
+/**
+ * Mirrors VIRTIO_MDEV_DEVICE_API_STRING (include/linux/mdev_virtio.h of the series): what the
+ * `device_api` attribute of a supported type on this bus reads.
+ */
+export const VIRTIO_MDEV_DEVICE_API_STRING = 'virtio-mdev';
+
+/**
+ * Mirrors struct mdev_virtio_class_id: one entry of a driver's id table. As in the kernel's id
+ * tables, an entry with id 0 ends the table: entries after it are not read.
+ */
 export interface MdevVirtioClassId {
   id: number;
 }
@@ -76,9 +85,10 @@ export function mdevVirtioInit(): void {
 }
 
 /**
- * Unregisters the bus (module exit). EBUSY while an mdev or a driver is still on it: as a module
- * cannot unload while used, its parents' mdevs and its drivers must go first (through
- * mdev-core, so that each parent's remove runs and each UUID is released).
+ * Unregisters the bus (module exit). EBUSY while a parent is registered on it or an mdev or a
+ * driver is still on it: as a module cannot unload while used, its parents (and with them their
+ * mdevs, through mdev-core, so that each parent's remove runs and each UUID is released) and
+ * its drivers must go first.
  */
 export function mdevVirtioExit(): void {
   if (!mdevVirtioBus.isRegistered) return;
@@ -168,11 +178,10 @@ export function mdevVirtioRegisterDriver(drv: MdevVirtioDriver): Driver {
     probe: drv.probe && ((dev) => drv.probe!(asVirtio(dev as MdevDevice))),
     remove: drv.remove && ((dev) => drv.remove!(asVirtio(dev as MdevDevice))),
   });
-  // The id table must be known before registration binds the devices already present.
-  driverIds.set(
-    driver,
-    drv.idTable.filter((e) => e.id !== 0),
-  );
+  // The id table must be known before registration binds the devices already present. It ends
+  // at its `{ id: 0 }` terminator, as mdev_virtio_match() walks `for (; ids->id; ids++)`.
+  const end = drv.idTable.findIndex((e) => e.id === 0);
+  driverIds.set(driver, end < 0 ? [...drv.idTable] : drv.idTable.slice(0, end));
   driver.register();
   return driver;
 }

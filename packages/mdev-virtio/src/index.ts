@@ -14,5 +14,6 @@ export {
   mdevVirtioSetOps,
   mdevVirtioUnregisterDevice,
   mdevVirtioUnregisterDriver,
+  VIRTIO_MDEV_DEVICE_API_STRING,
 } from './bus';
 export { MDEV_VIRTIO_MANDATORY_OPS, type MdevVirtioOps, type VirtioMdevCallback } from './ops';

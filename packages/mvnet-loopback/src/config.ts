@@ -27,8 +27,8 @@ export const MVNET_QUEUE_ALIGN = 4096;
 export const MVNET_RX_QUEUE = 0;
 export const MVNET_TX_QUEUE = 1;
 export const MVNET_NUM_QUEUES = 2;
-/** The device_api string of the type (VIRTIO_MDEV_DEVICE_API_STRING). */
-export const VIRTIO_MDEV_DEVICE_API_STRING = 'virtio-mdev';
+/** The device_api string of the type, defined by the bus (re-exported for existing users). */
+export { VIRTIO_MDEV_DEVICE_API_STRING } from '@mdev/mdev-virtio';
 /** The default MTU the device reports. */
 export const MVNET_DEFAULT_MTU = 1500;
 
@@ -51,13 +51,8 @@ export const MVNET_FEATURES = featureSet(
 /** Bytes of the config space mvnet exposes: struct virtio_net_config up to and including mtu. */
 export const MVNET_CONFIG_SIZE = VIRTIO_NET_CONFIG_MTU + 2;
 
-/** A random locally administered unicast MAC (eth_random_addr). */
-export function randomMac(): Uint8Array {
-  const mac = new Uint8Array(6);
-  crypto.getRandomValues(mac);
-  mac[0] = (mac[0]! & 0xfe) | 0x02; // clear multicast, set locally administered
-  return mac;
-}
+/** A random locally administered unicast MAC (eth_random_addr; re-exported for existing users). */
+export { randomMac } from '@mdev/virtio';
 
 /** Builds the little-endian config space (virtio 1.2, 5.1.4): mac, status, pairs, mtu. */
 export function buildConfig(mac: Uint8Array, linkUp: boolean, mtu: number): Uint8Array {

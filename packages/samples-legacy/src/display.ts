@@ -29,6 +29,7 @@ import {
   vfioRegionInfoReply,
   vfioSplitAccess,
 } from '@mdev/mdev-vfio';
+import { checkAccess, checkIoctl, checkVma } from './args';
 import { PciConfigSpace } from './pci';
 
 /**
@@ -199,10 +200,22 @@ export function displayVfioOps(sample: string): MdevVfioOps {
       if (s.openCount > 0) s.openCount--;
       if (s.openCount === 0) s.close();
     },
-    read: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, false),
-    write: (mdev, buf, pos) => stateOf(mdev).rw(buf, pos, true),
-    ioctl: (mdev, cmd, arg) => stateOf(mdev).ioctl(cmd, arg),
-    mmap: (mdev, vma) => stateOf(mdev).mmap(vma),
+    read(mdev, buf, pos) {
+      checkAccess(sample, buf, pos);
+      return stateOf(mdev).rw(buf, pos, false);
+    },
+    write(mdev, buf, pos) {
+      checkAccess(sample, buf, pos);
+      return stateOf(mdev).rw(buf, pos, true);
+    },
+    ioctl(mdev, cmd, arg) {
+      checkIoctl(sample, cmd);
+      return stateOf(mdev).ioctl(cmd, arg);
+    },
+    mmap(mdev, vma) {
+      checkVma(sample, vma);
+      return stateOf(mdev).mmap(vma);
+    },
   };
 }
 

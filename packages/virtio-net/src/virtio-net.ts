@@ -2,6 +2,7 @@ import { KernelError, Work, Workqueue } from '@mdev/driver-core';
 import {
   ETH_ALEN,
   featureSet,
+  randomMac,
   registerVirtioDriver,
   unregisterVirtioDriver,
   VIRTIO_F_ANY_LAYOUT,
@@ -87,14 +88,6 @@ export const virtnetWq = new Workqueue('virtio-net');
 
 function alignUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
-}
-
-function randomMac(): Uint8Array {
-  const mac = new Uint8Array(ETH_ALEN);
-  for (let i = 0; i < ETH_ALEN; i++) mac[i] = Math.floor(Math.random() * 256);
-  // eth_random_addr(): clear the multicast bit, set the locally administered bit.
-  mac[0] = (mac[0]! & 0xfe) | 0x02;
-  return mac;
 }
 
 let nextIfindex = 1;

@@ -1,4 +1,5 @@
 export type { VirtioConfigOps, VqCallback } from './config-ops';
+export { randomMac } from './ether';
 export { HostRam, type HostRamOptions, hostDma, hostMemory, hostRam } from './host-memory';
 export {
   registerVirtioDevice,

@@ -15,7 +15,6 @@ import {
   mdevVfioUnregisterDevice,
   VFIO_DEVICE_API_PCI_STRING,
   VFIO_DEVICE_FLAGS_PCI,
-  VFIO_DEVICE_FLAGS_RESET,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
@@ -55,6 +54,7 @@ import {
   vfioSetIrqsValidateAndPrepare,
   vfioSplitAccess,
 } from '@mdev/mdev-vfio';
+import { checkAccess, checkIoctl } from '../args';
 import {
   PCI_CLASS_DEVICE,
   PCI_CLASS_PROG,
@@ -121,6 +121,11 @@ export class MttyState {
   intxMasked = false;
   /** Open device files (the kernel calls close_device at the last close). */
   openCount = 0;
+  /**
+   * num_irqs of the last VFIO_DEVICE_GET_INFO answered (mdev_state->dev_info): 0 until the user
+   * asked, so GET_IRQ_INFO before GET_INFO is EINVAL, as in 5.4 mtty.
+   */
+  devInfoNumIrqs = 0;
   readonly irqStats: MttyIrqStats = { delivered: 0, masked: 0, dropped: 0 };
   private lineHigh = false;
 
@@ -406,12 +411,14 @@ function mttyIoctl(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): numbe
     case VFIO_DEVICE_GET_INFO: {
       const req = vfioDeviceInfo.copyFromUser(arg);
       if (req.argsz < vfioDeviceInfo.minsz) throw new KernelError('EINVAL', 'GET_INFO: argsz');
+      // mtty_get_device_info() (5.4): FLAGS_PCI only. VFIO_DEVICE_RESET works all the same.
       vfioDeviceInfo.copyToUser(arg, {
         argsz: req.argsz,
-        flags: VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
+        flags: VFIO_DEVICE_FLAGS_PCI,
         numRegions: VFIO_PCI_NUM_REGIONS,
         numIrqs: VFIO_PCI_NUM_IRQS,
       });
+      s.devInfoNumIrqs = VFIO_PCI_NUM_IRQS;
       return 0;
     }
     case VFIO_DEVICE_GET_REGION_INFO: {
@@ -421,6 +428,9 @@ function mttyIoctl(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): numbe
         throw new KernelError('EINVAL', `REGION_INFO: no region ${req.index}`);
       }
       const size = s.regionSize(req.index);
+      // A deliberate departure: 5.4 mtty reports READ|WRITE for every region, the absent ones
+      // (size 0) included; here an absent region reports flags 0, as vfio-pci reports a BAR the
+      // device does not implement, so that no user tries to access it.
       vfioRegionInfoReply(arg, req, {
         flags: size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0,
         index: req.index,
@@ -432,6 +442,10 @@ function mttyIoctl(mdev: MdevDevice, cmd: number, arg: Uint8Array | null): numbe
     case VFIO_DEVICE_GET_IRQ_INFO: {
       const req = vfioIrqInfo.copyFromUser(arg);
       if (req.argsz < vfioIrqInfo.minsz) throw new KernelError('EINVAL', 'IRQ_INFO: argsz');
+      // 5.4 mtty_ioctl() checks the index against the num_irqs of a GET_INFO answered before.
+      if (req.index >= s.devInfoNumIrqs) {
+        throw new KernelError('EINVAL', `IRQ_INFO: index ${req.index} before or past GET_INFO`);
+      }
       if (irqCount(req.index) === 0) {
         throw new KernelError('EINVAL', `IRQ_INFO: no irq index ${req.index}`);
       }
@@ -466,11 +480,18 @@ const mttyVfioOps: MdevVfioOps = {
     mdevGetDrvdata<MttyState | null>(mdev)?.release();
   },
   request: (mdev) => mdevGetDrvdata<MttyState | null>(mdev)?.request(),
-  read: (mdev, buf, pos) =>
-    vfioSplitAccess(buf, pos, (piece, at) => stateOf(mdev).access(piece, at, false)),
-  write: (mdev, buf, pos) =>
-    vfioSplitAccess(buf, pos, (piece, at) => stateOf(mdev).access(piece, at, true)),
-  ioctl: mttyIoctl,
+  read(mdev, buf, pos) {
+    checkAccess(MTTY_NAME, buf, pos);
+    return vfioSplitAccess(buf, pos, (piece, at) => stateOf(mdev).access(piece, at, false));
+  },
+  write(mdev, buf, pos) {
+    checkAccess(MTTY_NAME, buf, pos);
+    return vfioSplitAccess(buf, pos, (piece, at) => stateOf(mdev).access(piece, at, true));
+  },
+  ioctl(mdev, cmd, arg) {
+    checkIoctl(MTTY_NAME, cmd);
+    return mttyIoctl(mdev, cmd, arg);
+  },
 };
 
 /** A loaded mtty driver: its parent device, and `exit()` to unload it. */

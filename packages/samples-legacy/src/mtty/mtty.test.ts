@@ -1,10 +1,11 @@
-import { KernelError, sysfs } from '@mdev/driver-core';
-import { mdevDevices } from '@mdev/mdev-core';
+import { Class, KernelError, sysfs, uevents } from '@mdev/driver-core';
+import { mdevDevices, mdevReservedUuids } from '@mdev/mdev-core';
 import {
   Eventfd,
   encodeIrqSet,
   mdevVfioExit,
   VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FLAGS_RESET,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_SET_IRQS,
@@ -325,6 +326,62 @@ describe('mtty VFIO regions and irqs', () => {
     expect(errno(() => h.read(CFG + 0xfc, 4))).toBe('EFAULT');
     expect(errno(() => h.mmap(0, 4096))).toBe('EINVAL');
   });
+});
+
+describe('mtty as 5.4 has it', () => {
+  it('answers GET_IRQ_INFO only after GET_INFO, and GET_INFO without FLAGS_RESET', () => {
+    const h = device('mtty-1');
+    // mtty_ioctl() checks the index against the num_irqs GET_INFO cached: 0 before it.
+    expect(errno(() => h.getIrqInfo(VFIO_PCI_INTX_IRQ_INDEX))).toBe('EINVAL');
+    const info = h.getInfo();
+    expect(info.flags).toBe(VFIO_DEVICE_FLAGS_PCI);
+    expect(info.flags & VFIO_DEVICE_FLAGS_RESET).toBe(0);
+    expect(h.getIrqInfo(VFIO_PCI_INTX_IRQ_INDEX).count).toBe(1);
+    // The cache is the device's: a second handle need not ask again.
+    const again = vfioDeviceOpen(UUID1);
+    open.push(again);
+    expect(again.getIrqInfo(VFIO_PCI_MSI_IRQ_INDEX).count).toBe(1);
+    // Reset is not advertised but still handled, as mtty_ioctl() does.
+    expect(() => h.reset()).not.toThrow();
+  });
+
+  it('reports an absent region with flags 0 (a deliberate departure from 5.4)', () => {
+    const h = device('mtty-1');
+    expect(h.getRegionInfo(VFIO_PCI_BAR1_REGION_INDEX)).toMatchObject({ size: 0, flags: 0 });
+    expect(h.getRegionInfo(VFIO_PCI_VGA_REGION_INDEX)).toMatchObject({ size: 0, flags: 0 });
+  });
+});
+
+describe('uevent listeners that unload mtty', () => {
+  for (const action of ['add', 'bind', 'remove'] as const) {
+    it(`leave nothing behind when they unload on ${action}`, () => {
+      const m = load();
+      let fired = 0;
+      const stop = uevents.subscribe((e) => {
+        if (e.action !== action || !e.devpath.endsWith(UUID1) || fired++) return;
+        m.exit();
+        mtty = null;
+        mdevVfioExit();
+      });
+      try {
+        expect(() => sysfs.write(`${TYPES}/mtty-2/create`, UUID1)).not.toThrow();
+        if (action === 'remove') sysfs.write(`/sys/bus/mdev/devices/${UUID1}/remove`, '1');
+        expect(fired).toBe(1);
+        expect(mdevDevices()).toEqual([]);
+        expect(mdevReservedUuids()).toEqual([]);
+        expect(sysfs.exists('/sys/class/mtty')).toBe(false);
+        expect(sysfs.exists('/sys/bus/mdev')).toBe(false);
+      } finally {
+        stop();
+      }
+      // The class can register again: mtty loads again and creates the same UUID.
+      const cls = new Class('mtty');
+      cls.register();
+      cls.unregister();
+      device('mtty-2', UUID1);
+      expect(mtty!.stateOf(mdevDevices()[0]!)?.nrPorts).toBe(2);
+    });
+  }
 });
 
 describe('mtty 16550A', () => {
