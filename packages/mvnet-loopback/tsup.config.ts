@@ -1,3 +1,3 @@
 import { library } from '../../tsup.shared';
 
-export default library(['src/index.ts', 'src/offload-worker.ts']);
+export default library(['src/index.ts', 'src/testing.ts', 'src/offload-worker.ts']);

@@ -1,6 +1,7 @@
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
+import { sleep } from '@mdev/test-utils';
 import {
   featureSet,
   hasFeature,
@@ -14,17 +15,20 @@ import {
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_STATUS,
-  VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
-import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import {
+  type DmaAllocator,
+  type GuestMemory,
+  offsetDmaOps,
+  type Virtqueue,
+} from '@mdev/virtio-ring';
+import { offerBadHead } from '@mdev/virtio-ring/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import { LoopbackDatapath } from './datapath';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
+import { loopedFrame, MVNET_TYPE_PATH, mvnetBringUp, mvnetCreate, mvnetWorld } from './testing';
 
-const BASE = 0x100000;
-const TYPE =
-  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
 let memory: GuestMemory;
@@ -32,10 +36,7 @@ let allocator: DmaAllocator;
 let mvnet: MvnetLoopback;
 
 beforeEach(() => {
-  memory = new GuestMemory();
-  memory.addRegion(BASE, new SharedArrayBuffer(4 << 20));
-  allocator = new DmaAllocator(memory, BASE);
-  mvnet = mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), maxInstances: 4 });
+  ({ memory, allocator, mvnet } = mvnetWorld({ maxInstances: 4 }));
 });
 
 afterEach(() => {
@@ -44,18 +45,7 @@ afterEach(() => {
   mdevVirtioExit();
 });
 
-const tick = () => new Promise((r) => setTimeout(r, 5));
-
-/**
- * What a frame looks like after the loop: the bytes sent, except num_buffers (le16 at offset 10
- * of the VERSION_1 header), which the device sets to 1 (virtio 1.2 5.1.6.4.1).
- */
-function looped(sent: Uint8Array): Uint8Array {
-  const out = sent.slice();
-  out[10] = 1;
-  out[11] = 0;
-  return out;
-}
+const tick = () => sleep(5);
 
 /** A frame of `len` bytes with a recognisable pattern, in guest memory. */
 function frame(len: number, k = 0): { addr: number; len: number } {
@@ -78,55 +68,38 @@ function setUsedEvent(vq: Virtqueue<number>, value: number): void {
   ev[1] = value >> 8;
 }
 
-/** Sets up the two queues as the virtio-mdev transport does, with interrupt counters. */
+/** Sets up the two queues as the virtio-mdev transport does; the device takes both. */
 function bringUp(mdev: MdevDevice, num = 64, eventIdx = false) {
-  const ops = mdevVirtioGetOps(mdev);
-  const features = featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM);
-  ops.setFeatures(mdev, eventIdx ? features | featureSet(VIRTIO_RING_F_EVENT_IDX) : features);
-  const irqs = [0, 0];
-  const vqs = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
-    const vq = Virtqueue.create<number>({
-      index: idx,
-      num,
-      memory,
-      dma: mdev.dmaOps!,
-      eventIdx,
-      notify: () => {
-        ops.kickVq(mdev, idx);
-        return true;
-      },
-    })!;
-    ops.setVqCb(mdev, idx, { callback: () => irqs[idx]!++, private: null });
-    ops.setVqNum(mdev, idx, vq.num);
-    ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
-    ops.setVqReady(mdev, idx, true);
-    expect(ops.getVqReady(mdev, idx)).toBe(true);
-    return vq;
-  });
-  return { ops, rx: vqs[0]!, tx: vqs[1]!, irqs };
+  const up = mvnetBringUp(mdev, memory, { num, eventIdx });
+  for (const idx of [MVNET_RX_QUEUE, MVNET_TX_QUEUE]) {
+    expect(up.ops.getVqReady(mdev, idx)).toBe(true);
+  }
+  return up;
 }
 
 describe('mvnet_loopback', () => {
   it('follows the documented flow and exposes the type attributes', () => {
-    expect(sysfs.read(`${TYPE}/name`)).toBe('virtio-net\n'); // the sample returned EINVAL here
-    expect(sysfs.read(`${TYPE}/device_api`)).toBe('virtio-mdev\n');
-    expect(sysfs.read(`${TYPE}/available_instances`)).toBe('4\n');
-    sysfs.write(`${TYPE}/create`, `${UUID}\n`);
-    expect(sysfs.list(`${TYPE}/devices`)).toEqual([UUID]);
-    expect(sysfs.read(`${TYPE}/available_instances`)).toBe('3\n');
+    // The sample returned EINVAL for name.
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/name`)).toBe('virtio-net\n');
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/device_api`)).toBe('virtio-mdev\n');
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/available_instances`)).toBe('4\n');
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, `${UUID}\n`);
+    expect(sysfs.list(`${MVNET_TYPE_PATH}/devices`)).toEqual([UUID]);
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/available_instances`)).toBe('3\n');
     const dev = `/sys/bus/mdev_virtio/devices/${UUID}`;
     expect(sysfs.read(`${dev}/vendor/sample_mdev_dev`)).toBe(`This is MDEV ${UUID}\n`);
     expect(sysfs.read(`${dev}/stats/tx_packets`)).toBe('0\n');
     sysfs.write(`${dev}/remove`, '1\n');
-    expect(sysfs.read(`${TYPE}/available_instances`)).toBe('4\n');
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/available_instances`)).toBe('4\n');
   });
 
   it('enforces available_instances', () => {
-    for (let i = 0; i < 4; i++) sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}${i}`);
-    expect(sysfs.read(`${TYPE}/available_instances`)).toBe('0\n');
+    for (let i = 0; i < 4; i++)
+      sysfs.write(`${MVNET_TYPE_PATH}/create`, `${UUID.slice(0, -1)}${i}`);
+    expect(sysfs.read(`${MVNET_TYPE_PATH}/available_instances`)).toBe('0\n');
     let err: unknown;
     try {
-      sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}9`);
+      sysfs.write(`${MVNET_TYPE_PATH}/create`, `${UUID.slice(0, -1)}9`);
     } catch (e) {
       err = e;
     }
@@ -134,8 +107,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('serves a correct little-endian config space and refuses features without ACCESS_PLATFORM', () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const ops = mdevVirtioGetOps(mdev);
     // The config fields are visible to a driver only with their feature bits (virtio 1.2 5.1.4).
     const offered = ops.getFeatures(mdev);
@@ -160,8 +132,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('loops every TX frame back into an RX buffer, header and all but num_buffers', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx, irqs } = bringUp(mdev);
     const rxBufs = Array.from({ length: 16 }, () => allocator.alloc(2048)!);
     for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i + 1);
@@ -178,7 +149,7 @@ describe('mvnet_loopback', () => {
       const used = rx.getBuf()!;
       expect(used.len).toBe(frames[k]!.len);
       expect(memory.read(rxBufs[used.token - 1]!, used.len)).toEqual(
-        looped(memory.read(frames[k]!.addr, frames[k]!.len)),
+        loopedFrame(memory.read(frames[k]!.addr, frames[k]!.len)),
       );
     }
     expect(irqs[MVNET_TX_QUEUE]).toBeGreaterThan(0);
@@ -189,8 +160,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('drops and counts a TX frame with no RX buffer, and raises no interrupt the driver suppressed', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { tx, rx, irqs } = bringUp(mdev);
     const addr = allocator.alloc(64)!;
     tx.disableCb();
@@ -206,8 +176,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('sets num_buffers to 1 on RX (virtio 1.2 5.1.6.4.1), even in a header split across buffers', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx } = bringUp(mdev);
     // The driver's TX header carries num_buffers 0 (5.1.6.2); the RX chain splits the header
     // between num_buffers' two bytes.
@@ -229,12 +198,11 @@ describe('mvnet_loopback', () => {
     expect(rx.getBuf()).toEqual({ token: 1, len: 64 });
     const got = new Uint8Array([...memory.read(a, 11), ...memory.read(b, 64 - 11)]);
     expect([got[10], got[11]]).toEqual([1, 0]);
-    expect(got).toEqual(looped(memory.read(sent.addr, 64)));
+    expect(got).toEqual(loopedFrame(memory.read(sent.addr, 64)));
   });
 
   it('without VERSION_1 the 10-byte legacy header has no num_buffers and is copied verbatim', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { ops, rx, tx } = bringUp(mdev);
     ops.setStatus(mdev, 0);
     ops.setFeatures(mdev, featureSet(VIRTIO_F_ACCESS_PLATFORM));
@@ -258,8 +226,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('completes and drops a TX chain shorter than the header without using an RX buffer', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx } = bringUp(mdev);
     const rxBufs = Array.from({ length: 4 }, () => allocator.alloc(2048)!);
     for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i + 1);
@@ -278,12 +245,11 @@ describe('mvnet_loopback', () => {
     tx.kick();
     await tick();
     expect(rx.getBuf()).toEqual({ token: 1, len: 60 });
-    expect(memory.read(rxBufs[0]!, 60)).toEqual(looped(memory.read(sent.addr, 60)));
+    expect(memory.read(rxBufs[0]!, 60)).toEqual(loopedFrame(memory.read(sent.addr, 60)));
   });
 
   it('drops a frame too big for its RX buffer and gives the buffer back (rx_truncated)', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx } = bringUp(mdev);
     const small = allocator.alloc(64)!;
     rx.addInbuf(small, 64, 1);
@@ -299,7 +265,7 @@ describe('mvnet_loopback', () => {
     // The 64-byte buffer was not used for the 100-byte frame: the 60-byte one got it whole.
     expect(rx.getBuf()).toEqual({ token: 1, len: 60 });
     expect(rx.getBuf()).toBeNull();
-    expect(memory.read(small, 60)).toEqual(looped(memory.read(fits.addr, 60)));
+    expect(memory.read(small, 60)).toEqual(loopedFrame(memory.read(fits.addr, 60)));
     const stats = `/sys/bus/mdev_virtio/devices/${UUID}/stats`;
     expect(sysfs.read(`${stats}/rx_truncated`)).toBe('1\n');
     expect(sysfs.read(`${stats}/rx_packets`)).toBe('1\n');
@@ -317,8 +283,7 @@ describe('mvnet_loopback', () => {
   it('requeues its work when the budget runs out, and every frame gets through', async () => {
     mvnet.exit();
     mvnet = mvnetLoopbackInit({ memory, dma: offsetDmaOps(allocator), budget: 2 });
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx, irqs } = bringUp(mdev);
     const rxBufs = Array.from({ length: 8 }, () => allocator.alloc(2048)!);
     for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i);
@@ -330,15 +295,14 @@ describe('mvnet_loopback', () => {
     expect(mvnet.stateOf(mdev).stats.rxPackets).toBe(5);
     for (const [k, f] of frames.entries()) {
       expect(rx.getBuf()).toEqual({ token: k, len: f.len });
-      expect(memory.read(rxBufs[k]!, f.len)).toEqual(looped(memory.read(f.addr, f.len)));
+      expect(memory.read(rxBufs[k]!, f.len)).toEqual(loopedFrame(memory.read(f.addr, f.len)));
     }
     // Three runs of at most two frames, each ending with its interrupt.
     expect(irqs[MVNET_RX_QUEUE]).toBe(3);
   });
 
   it('raises no RX interrupt while the driver suppresses them, however many frames arrive', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx, irqs } = bringUp(mdev);
     for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
@@ -357,8 +321,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('honours used_event when EVENT_IDX is negotiated (virtio 1.2 2.7.10)', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx, irqs } = bringUp(mdev, 64, true);
     for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
@@ -377,8 +340,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('cancels the queued work on reset: it never runs on the rings set up after', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { ops, rx, tx } = bringUp(mdev);
     for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick(); // work queued, not run yet
@@ -399,8 +361,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('cancels the queued work on remove', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { rx, tx } = bringUp(mdev);
     const s = mvnet.stateOf(mdev);
     const run = vi.spyOn(LoopbackDatapath.prototype, 'run');
@@ -415,8 +376,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('resets the vq state on reset, and keeps one set while the queue was not ready', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { ops, rx, tx } = bringUp(mdev);
     for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
@@ -440,16 +400,12 @@ describe('mvnet_loopback', () => {
   });
 
   it('breaks on a garbage ring and reports DEVICE_NEEDS_RESET through a config interrupt', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { ops, tx } = bringUp(mdev);
     let configIrqs = 0;
     ops.setConfigCb(mdev, { callback: () => configIrqs++, private: null });
     // The driver writes an avail entry naming a head beyond the ring.
-    const avail = memory.view(tx.availAddr, 6);
-    avail[4] = 0xff;
-    avail[5] = 0x7f;
-    avail[2] = 1;
+    offerBadHead(memory, tx, 0x7fff);
     ops.kickVq(mdev, MVNET_TX_QUEUE);
     await tick();
     expect(ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(VIRTIO_CONFIG_S_NEEDS_RESET);
@@ -469,8 +425,7 @@ describe('mvnet_loopback', () => {
   });
 
   it('takes only a byte as status: any other value changes nothing, and frames still loop', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const { ops, rx, tx } = bringUp(mdev);
     const live =
       VIRTIO_CONFIG_S_ACKNOWLEDGE |
@@ -493,15 +448,15 @@ describe('mvnet_loopback', () => {
     tx.addOutbuf(f.addr, f.len, 0);
     tx.kick();
     await tick();
-    expect(memory.read(rxBuf, 60)).toEqual(looped(memory.read(f.addr, 60)));
+    expect(memory.read(rxBuf, 60)).toEqual(loopedFrame(memory.read(f.addr, 60)));
     ops.setStatus(mdev, 0); // a real reset still resets
     expect(ops.getStatus(mdev)).toBe(0);
     expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(false);
   });
 
   it('removes every instance when the parent goes away', () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    sysfs.write(`${TYPE}/create`, `${UUID.slice(0, -1)}2`);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, UUID);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, `${UUID.slice(0, -1)}2`);
     expect(mdevDevices()).toHaveLength(2);
     mvnet.exit();
     expect(mdevDevices()).toHaveLength(0);

@@ -1,22 +1,16 @@
 import { sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
-import {
-  featureSet,
-  HostRam,
-  VIRTIO_CONFIG_S_NEEDS_RESET,
-  VIRTIO_F_ACCESS_PLATFORM,
-  VIRTIO_F_VERSION_1,
-  VIRTIO_RING_F_EVENT_IDX,
-} from '@mdev/virtio';
-import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import { sleep, until } from '@mdev/test-utils';
+import { HostRam, VIRTIO_CONFIG_S_NEEDS_RESET } from '@mdev/virtio';
+import { type DmaAllocator, type GuestMemory, offsetDmaOps } from '@mdev/virtio-ring';
+import { offerBadHead } from '@mdev/virtio-ring/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import { type MvnetLoopback, mvnetLoopbackInit } from './device';
+import { loopedFrame, mvnetBringUp, mvnetCreate, mvnetWorld } from './testing';
 
 const BASE = 0x100000;
-const TYPE =
-  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
 let memory: GuestMemory;
@@ -24,16 +18,12 @@ let allocator: DmaAllocator;
 let mvnet: MvnetLoopback;
 
 beforeEach(() => {
-  memory = new GuestMemory();
-  memory.addRegion(BASE, new SharedArrayBuffer(4 << 20));
-  allocator = new DmaAllocator(memory, BASE);
-  mvnet = mvnetLoopbackInit({
-    memory,
-    dma: offsetDmaOps(allocator),
+  ({ memory, allocator, mvnet } = mvnetWorld({
+    base: BASE,
     maxInstances: 4,
     offload: true,
     queueSize: 128,
-  });
+  }));
 });
 
 afterEach(() => {
@@ -41,70 +31,24 @@ afterEach(() => {
   mdevVirtioExit();
 });
 
-/** The bytes sent, with num_buffers (le16 at 10 of the VERSION_1 header) set to 1 by the device. */
-function looped(sent: Uint8Array): Uint8Array {
-  const out = sent.slice();
-  out[10] = 1;
-  out[11] = 0;
-  return out;
-}
-
 /** Blocks this thread (so no interrupt is delivered meanwhile) for `ms` milliseconds. */
 function blockFor(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
-}
-
-function bringUp(mdev: MdevDevice, num: number) {
-  const ops = mdevVirtioGetOps(mdev);
-  ops.setFeatures(
-    mdev,
-    featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_RING_F_EVENT_IDX),
-  );
-  const irqs = [0, 0];
-  const vqs = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
-    const vq = Virtqueue.create<number>({
-      index: idx,
-      num,
-      memory,
-      dma: mdev.dmaOps!,
-      eventIdx: true,
-      notify: () => {
-        ops.kickVq(mdev, idx);
-        return true;
-      },
-    })!;
-    ops.setVqCb(mdev, idx, { callback: () => irqs[idx]!++, private: null });
-    ops.setVqNum(mdev, idx, vq.num);
-    ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
-    ops.setVqReady(mdev, idx, true);
-    return vq;
-  });
-  return { ops, rx: vqs[0]!, tx: vqs[1]!, irqs };
-}
-
 describe('mvnet_loopback in worker mode', () => {
   it('keeps the process alive exactly while a queue is ready', () => {
     expect(mvnet.offload!.holdsProcess).toBe(false);
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     expect(mvnet.offload!.holdsProcess).toBe(false); // an mdev with no driver holds nothing
     const ops = mdevVirtioGetOps(mdev);
-    bringUp(mdev, 64);
+    mvnetBringUp(mdev, memory, { eventIdx: true });
     expect(mvnet.offload!.holdsProcess).toBe(true);
     ops.setVqReady(mdev, MVNET_RX_QUEUE, false);
     expect(mvnet.offload!.holdsProcess).toBe(true); // TX is still ready
     ops.setVqReady(mdev, MVNET_TX_QUEUE, false);
     expect(mvnet.offload!.holdsProcess).toBe(false);
-    bringUp(mdev, 64);
+    mvnetBringUp(mdev, memory, { eventIdx: true });
     expect(mvnet.offload!.holdsProcess).toBe(true);
     sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1');
     expect(mdevDevices()).toHaveLength(0);
@@ -112,8 +56,7 @@ describe('mvnet_loopback in worker mode', () => {
   });
 
   it('offers its queue size and refuses a larger one', () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
+    const mdev = mvnetCreate(UUID);
     const ops = mdevVirtioGetOps(mdev);
     expect(ops.getVqNumMax(mdev)).toBe(128);
     ops.setVqNum(mdev, 0, 256);
@@ -126,9 +69,8 @@ describe('mvnet_loopback in worker mode', () => {
   });
 
   it('loops frames back from the worker, with interrupts and shared counters', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { rx, tx, irqs } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { rx, tx, irqs } = mvnetBringUp(mdev, memory, { eventIdx: true });
     const rxBufs = Array.from({ length: 32 }, () => allocator.alloc(2048)!);
     for (const [i, addr] of rxBufs.entries()) rx.addInbuf(addr, 2048, i);
     rx.kick();
@@ -147,7 +89,7 @@ describe('mvnet_loopback in worker mode', () => {
       const used = rx.getBuf()!;
       expect(used.len).toBe(frames[k]!.len);
       expect(memory.read(rxBufs[used.token]!, used.len)).toEqual(
-        looped(memory.read(frames[k]!.addr, frames[k]!.len)),
+        loopedFrame(memory.read(frames[k]!.addr, frames[k]!.len)),
       );
     }
     const stats = `/sys/bus/mdev_virtio/devices/${UUID}/stats`;
@@ -160,15 +102,14 @@ describe('mvnet_loopback in worker mode', () => {
   it("keeps a removed instance's counters final when a new instance takes its slot", async () => {
     /** Sends `n` frames of `len` bytes through a set-up device and waits for them to come back. */
     async function loop(mdev: MdevDevice, n: number, len: number): Promise<void> {
-      const { rx, tx } = bringUp(mdev, 64);
+      const { rx, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
       for (let i = 0; i < n; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
       rx.kick();
       for (let k = 0; k < n; k++) tx.addOutbuf(allocator.alloc(len)!, len, k);
       tx.kick();
       expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === n)).toBe(true);
     }
-    sysfs.write(`${TYPE}/create`, UUID);
-    const first = mdevDevices()[0]!;
+    const first = mvnetCreate(UUID);
     await loop(first, 3, 100);
     const stats = mvnet.stateOf(first).stats;
     const final = { ...stats };
@@ -177,8 +118,7 @@ describe('mvnet_loopback in worker mode', () => {
     expect({ ...stats }).toEqual(final);
     // The next instance takes the freed slot (the first free one) and counts on its own.
     const other = `${UUID.slice(0, -1)}2`;
-    sysfs.write(`${TYPE}/create`, other);
-    const second = mdevDevices()[0]!;
+    const second = mvnetCreate(other);
     expect({ ...mvnet.stateOf(second).stats }).toMatchObject({ txPackets: 0, rxPackets: 0 });
     expect({ ...stats }).toEqual(final);
     await loop(second, 5, 60);
@@ -187,9 +127,8 @@ describe('mvnet_loopback in worker mode', () => {
   });
 
   it('holds a TX frame briefly for a receive buffer, and drops it only when none comes', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { rx, tx } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { rx, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
     const stats = mvnet.stateOf(mdev).stats;
     const frame = allocator.alloc(100)!;
     memory.view(frame, 100).fill(0x5a);
@@ -217,26 +156,8 @@ describe('mvnet_loopback in worker mode', () => {
     const ram = new HostRam({ regionSize: 64 * 1024 });
     mvnet.exit();
     mvnet = mvnetLoopbackInit({ memory: ram.memory, dma: ram.dma, offload: true });
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const ops = mdevVirtioGetOps(mdev);
-    ops.setFeatures(mdev, featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM));
-    const [rx, tx] = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
-      const vq = Virtqueue.create<number>({
-        index: idx,
-        num: 16,
-        memory: ram.memory,
-        dma: mdev.dmaOps!,
-        notify: () => {
-          ops.kickVq(mdev, idx);
-          return true;
-        },
-      })!;
-      ops.setVqNum(mdev, idx, vq.num);
-      ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
-      ops.setVqReady(mdev, idx, true);
-      return vq;
-    }) as [Virtqueue<number>, Virtqueue<number>];
+    const mdev = mvnetCreate(UUID);
+    const { rx, tx } = mvnetBringUp(mdev, ram.memory, { num: 16 });
     const regions = ram.memory.regions.length;
     // Buffers the driver allocates itself, too big for the regions there are.
     const rxBuf = ram.alloc(100_000)!;
@@ -251,13 +172,12 @@ describe('mvnet_loopback in worker mode', () => {
     expect(await until(() => mvnet.stateOf(mdev).stats.rxPackets === 1)).toBe(true);
     expect(mvnet.stateOf(mdev).stats.ringErrors).toBe(0);
     expect(rx.getBuf()).toEqual({ token: 1, len: 1500 });
-    expect(ram.memory.read(rxBuf, 1500)).toEqual(looped(ram.memory.read(frame, 1500)));
+    expect(ram.memory.read(rxBuf, 1500)).toEqual(loopedFrame(ram.memory.read(frame, 1500)));
   });
 
   it('after a reset returns, the worker no longer touches the rings', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { ops, rx, tx } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { ops, rx, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
     expect(mvnet.offload!.holdsProcess).toBe(true);
     for (let i = 0; i < 8; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
@@ -270,20 +190,16 @@ describe('mvnet_loopback in worker mode', () => {
     const addr = allocator.alloc(64)!;
     for (let i = 0; i < 4; i++) tx.addOutbuf(addr, 64, i);
     tx.notify(); // a driver kicking a reset device
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect([...used]).toEqual(before);
     expect(mvnet.stateOf(mdev).stats.txPackets).toBe(0);
   });
 
   it('a ring fault the worker raised just before a reset does not outlive the reset', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { ops, tx } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { ops, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
     const stats = mvnet.stateOf(mdev).stats;
-    const avail = memory.view(tx.availAddr, 6);
-    avail[4] = 0xff; // a head beyond the ring
-    avail[5] = 0x7f;
-    avail[2] = 1;
+    offerBadHead(memory, tx, 0x7fff); // a head beyond the ring
     ops.kickVq(mdev, MVNET_TX_QUEUE);
     // Without giving the event loop a turn (which would deliver the fault), wait until the
     // worker has counted the fault, then a little longer for its pending bit, which follows.
@@ -293,14 +209,14 @@ describe('mvnet_loopback in worker mode', () => {
     blockFor(20);
     // The driver resets the device and sets it up again on fresh rings.
     ops.setStatus(mdev, 0);
-    const { rx, tx: tx2 } = bringUp(mdev, 64);
+    const { rx, tx: tx2 } = mvnetBringUp(mdev, memory, { eventIdx: true });
     rx.addInbuf(allocator.alloc(2048)!, 2048, 1);
     rx.kick();
     const frame = allocator.alloc(60)!;
     tx2.addOutbuf(frame, 60, 1);
     tx2.kick();
     expect(await until(() => stats.rxPackets === 1)).toBe(true);
-    await new Promise((r) => setTimeout(r, 20)); // room for a stale fault to be delivered
+    await sleep(20); // room for a stale fault to be delivered
     expect(ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
     expect(ops.getVqReady(mdev, MVNET_TX_QUEUE)).toBe(true);
     expect(mvnet.offload!.holdsProcess).toBe(true);
@@ -310,16 +226,15 @@ describe('mvnet_loopback in worker mode', () => {
     expect(mvnet.offload!.holdsProcess).toBe(false);
     tx2.addOutbuf(frame, 60, 2);
     tx2.notify();
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     expect(stats.txPackets).toBe(1);
     expect(tx2.getBuf()).toEqual({ token: 1, len: 0 });
     expect(tx2.getBuf()).toBeNull();
   });
 
   it('resets the vq state on reset, and keeps one set while the queue was not ready', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { ops, rx, tx } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { ops, rx, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
     for (let i = 0; i < 4; i++) rx.addInbuf(allocator.alloc(2048)!, 2048, i);
     rx.kick();
     const frame = allocator.alloc(60)!;
@@ -343,15 +258,11 @@ describe('mvnet_loopback in worker mode', () => {
   });
 
   it('reports DEVICE_NEEDS_RESET for a garbage ring found by the worker', async () => {
-    sysfs.write(`${TYPE}/create`, UUID);
-    const mdev = mdevDevices()[0]!;
-    const { ops, tx } = bringUp(mdev, 64);
+    const mdev = mvnetCreate(UUID);
+    const { ops, tx } = mvnetBringUp(mdev, memory, { eventIdx: true });
     let configIrqs = 0;
     ops.setConfigCb(mdev, { callback: () => configIrqs++, private: null });
-    const avail = memory.view(tx.availAddr, 6);
-    avail[4] = 0xff; // a head beyond the ring
-    avail[5] = 0x7f;
-    avail[2] = 1;
+    offerBadHead(memory, tx, 0x7fff); // a head beyond the ring
     ops.kickVq(mdev, MVNET_TX_QUEUE);
     expect(await until(() => (ops.getStatus(mdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0)).toBe(true);
     expect(configIrqs).toBe(1);

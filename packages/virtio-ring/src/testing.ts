@@ -11,9 +11,10 @@ import {
   type EchoDeviceParams,
   type EchoDeviceResult,
 } from './echo-device';
+import { VRING_AVAIL_IDX } from './layout';
 import type { GuestMemory } from './memory';
 import { NotifyWord } from './notify';
-import type { RawRingLayout } from './raw-ring';
+import { RawRing, type RawRingLayout } from './raw-ring';
 import { siblingModule, spawnWorker } from './spawn-worker';
 import type { Virtqueue } from './virtqueue';
 
@@ -39,6 +40,31 @@ export function countViewReads(view: ArrayBufferView): () => number {
   return () => reads;
 }
 export { RawRing, type RawRingLayout } from './raw-ring';
+
+/**
+ * A `RawRing` over the areas of a ring laid out elsewhere (a `Virtqueue`'s, or the addresses a
+ * device was given), continuing from the avail index published there: a test writes into a live
+ * ring what its driver never would.
+ */
+export function rawRingAt(memory: GuestMemory, ring: RawRingLayout): RawRing {
+  const raw = new RawRing(memory, ring.descAddr, ring.num);
+  // RawRing lays its areas out from one base; the avail and used areas here are the given ring's.
+  Object.assign(raw, { availAddr: ring.availAddr, usedAddr: ring.usedAddr });
+  const idx = memory.view(ring.availAddr + VRING_AVAIL_IDX, 2);
+  raw.availIdx = idx[0]! | (idx[1]! << 8);
+  return raw;
+}
+
+/**
+ * Writes `head` (0xffff by default) into the next avail slot of a live ring and publishes it, as
+ * a hostile or broken driver would: a head at or beyond the ring size, which the device must
+ * refuse as a broken ring (`__vringh_get_head` in drivers/vhost/vringh.c). Does not notify.
+ */
+export function offerBadHead(memory: GuestMemory, ring: RawRingLayout, head = 0xffff): RawRing {
+  const raw = rawRingAt(memory, ring);
+  raw.offer(head);
+  return raw;
+}
 
 /** A loopback device running in a worker thread (see `runEchoDevice`). */
 export interface EchoDeviceHandle {

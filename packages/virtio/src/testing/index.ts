@@ -12,3 +12,8 @@ export {
   VirtioTestDevice,
   type VirtioTestDeviceOptions,
 } from './test-device';
+export {
+  registerTestDriver,
+  type TestDriver,
+  type TestDriverBinding,
+} from './test-driver';
