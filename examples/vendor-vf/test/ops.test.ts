@@ -23,6 +23,7 @@ import {
 } from '@mdev/example-vendor-vf';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { MDEV_VIRTIO_MANDATORY_OPS, mdevVirtioExit } from '@mdev/mdev-virtio';
+import { until } from '@mdev/test-utils';
 import {
   HostRam,
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
@@ -41,15 +42,6 @@ let ram: HostRam;
 function create(uuid: string): MdevDevice {
   sysfs.write(`${VENDOR_VF_TYPE_PATH}/create`, `${uuid}\n`);
   return mdevDevices().find((m) => m.uuid === uuid)!;
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
 }
 
 /** The messages of process warnings emitted while `fn` runs. */
@@ -152,10 +144,7 @@ describe('the vendor_vf parent driver', () => {
     // applies them in its own time, so wait for the count rather than read it at once.
     vendorVfOps.kickVq(mdev, 1);
     vendorVfOps.kickVq(mdev, 1);
-    const deadline = performance.now() + 10_000;
-    while (card.stats(mdev)?.kicks !== 2 && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    await until(() => card.stats(mdev)?.kicks === 2, 10_000);
     expect(card.stats(mdev)?.kicks).toBe(2);
 
     vendorVfOps.setConfigCb(mdev, { callback: () => {}, private: null });
@@ -279,9 +268,9 @@ describe('the vendor_vf parent driver', () => {
       // Each link change is a config interrupt; the second one only comes if the first
       // callback's exception did not end the VF's interrupt loop.
       vf.setLink(false);
-      expect(await until(() => calls === 1)).toBe(true);
+      expect(await until(() => calls === 1, 10_000)).toBe(true);
       vf.setLink(true);
-      expect(await until(() => calls === 2)).toBe(true);
+      expect(await until(() => calls === 2, 10_000)).toBe(true);
       expect(seen.filter((w) => w.includes('a driver bug'))).toHaveLength(2);
     } finally {
       spy.mockRestore();

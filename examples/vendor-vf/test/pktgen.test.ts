@@ -16,6 +16,7 @@ import {
   vendorVfOps,
 } from '@mdev/example-vendor-vf';
 import { mdevDevices } from '@mdev/mdev-core';
+import { nextTurns, sleep, until } from '@mdev/test-utils';
 import {
   VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -24,20 +25,10 @@ import {
 } from '@mdev/virtio';
 import { NETDEV_TX_OK, netdevList, VirtNet, virtioNetDriver } from '@mdev/virtio-net';
 import { vringUsedSize } from '@mdev/virtio-ring';
+import { offerBadHead } from '@mdev/virtio-ring/testing';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 
 registerVendorVfPktgenDevice();
-
-const nextTurn = () => new Promise<void>((r) => setImmediate(r));
-
-async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
-}
 
 function stack(queueSize = 256) {
   const s = setupStack(undefined, { device: VENDOR_VF_PKTGEN_DEVICE, queueSize });
@@ -116,7 +107,7 @@ describe('virtio-net over the vendor VF', () => {
     try {
       const vdev = netdev.vdev;
       const run = runPktgen(s, { count: 5_000_000, size: 64, burst: 32, verify: true });
-      for (let i = 0; i < 30; i++) await nextTurn();
+      await nextTurns(30);
       vdev.releaseDriver();
       const first = await run;
       expect(first.tx).toBeGreaterThan(0);
@@ -171,7 +162,7 @@ describe('virtio-net over the vendor VF', () => {
       inst.bar.write16(VF_NOTIFY + VF_TX_QUEUE * VF_NOTIFY_OFF_MULTIPLIER, VF_TX_QUEUE);
       // The doorbell is a posted write: wait until the VF has seen it, then a little longer.
       expect(await until(() => card.stats(s.mdev)!.kicks === before.kicks + 1)).toBe(true);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       expect(usedIdx()).toBe(used);
       const after = card.stats(s.mdev)!;
       expect(after.tx_packets).toBe(before.tx_packets);
@@ -209,8 +200,8 @@ describe('virtio-net over the vendor VF', () => {
       card
         .instanceOf(s.mdev)
         .bar.write16(VF_NOTIFY + VF_TX_QUEUE * VF_NOTIFY_OFF_MULTIPLIER, VF_TX_QUEUE);
-      for (let i = 0; i < 20; i++) await nextTurn();
-      await new Promise((r) => setTimeout(r, 50));
+      await nextTurns(20);
+      await sleep(50);
       expect(usedArea()).toEqual(snapshot);
       expect(card.stats(s.mdev)!.tx_packets).toBe(tx_packets);
 
@@ -250,14 +241,7 @@ describe('virtio-net over the vendor VF', () => {
 
       // The driver publishes a head that does not exist in its TX avail ring and kicks.
       const tx = vdev.vqs[1]!;
-      const memory = vdev.ram.memory;
-      const idx = memory.view(tx.availAddr + 2, 2);
-      const cur = idx[0]! | (idx[1]! << 8);
-      const slot = memory.view(tx.availAddr + 4 + 2 * (cur % tx.num), 2);
-      slot[0] = 0xff;
-      slot[1] = 0xff;
-      idx[0] = (cur + 1) & 0xff;
-      idx[1] = ((cur + 1) >> 8) & 0xff;
+      offerBadHead(vdev.ram.memory, tx);
       tx.notify();
       expect(
         await until(() => (vdev.config.getStatus(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0),
@@ -266,7 +250,7 @@ describe('virtio-net over the vendor VF', () => {
       expect(card.stats(s.mdev)!.ring_errors).toBe(1);
       // The VF reports the fault once, as a warning of the host's.
       expect(await until(() => warnings.length > 0)).toBe(true);
-      for (let i = 0; i < 20; i++) await nextTurn();
+      await nextTurns(20);
       expect(warnings).toEqual([expect.stringMatching(/TX ring fault/)]);
       expect(rx).toBe(16);
       // No frame will come until a reset: the VF no longer holds the process, not even when a

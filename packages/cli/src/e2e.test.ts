@@ -2,54 +2,25 @@ import { sysfs, type Uevent, uevents } from '@mdev/driver-core';
 import { mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit } from '@mdev/mdev-virtio';
 import { mvnetLoopbackInit } from '@mdev/mvnet-loopback';
-import {
-  featureSet,
-  hostRam,
-  registerVirtioDriver,
-  unregisterVirtioDriver,
-  VIRTIO_CONFIG_S_DRIVER_OK,
-  VIRTIO_F_ACCESS_PLATFORM,
-  VIRTIO_F_VERSION_1,
-  type VirtioDevice,
-  type VirtioDriver,
-} from '@mdev/virtio';
+import { MVNET_TYPE_PATH } from '@mdev/mvnet-loopback/testing';
+import { sleep } from '@mdev/test-utils';
+import { hostRam, VIRTIO_CONFIG_S_DRIVER_OK } from '@mdev/virtio';
+import { registerTestDriver } from '@mdev/virtio/testing';
 import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
 import type { Virtqueue } from '@mdev/virtio-ring';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const TYPE =
-  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 const UUID = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-/** A minimal virtio driver for device id 1 that sets up the named queues. */
-function testDriver(names: (string | null)[] = ['input', 'output']) {
-  const bound: { vdev: VirtioDevice; vqs: (Virtqueue<number> | null)[] }[] = [];
-  const drv: VirtioDriver = {
-    name: 'test_net',
-    idTable: [{ device: 1, vendor: 0xffffffff }],
-    featureTable: featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
-    probe(vdev) {
-      bound.push({
-        vdev,
-        vqs: vdev.config.findVqs<number>(
-          vdev,
-          names,
-          names.map(() => null),
-        ),
-      });
-    },
-    remove(vdev) {
-      vdev.config.reset(vdev);
-      vdev.config.delVqs(vdev);
-    },
-  };
-  registerVirtioDriver(drv);
-  cleanups.push(() => unregisterVirtioDriver(drv));
-  return bound;
+/** The test driver, unregistered after the test. */
+function testDriver(names?: (string | null)[]) {
+  const driver = registerTestDriver(names);
+  cleanups.push(driver.unregister);
+  return driver.bound;
 }
 
 function stack() {
@@ -69,7 +40,7 @@ describe('mvnet_loopback through the virtio-mdev transport', () => {
     const bound = testDriver();
     const events: Uevent[] = [];
     cleanups.push(uevents.subscribe((e) => events.push(e)));
-    sysfs.write(`${TYPE}/create`, `${UUID}\n`);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, `${UUID}\n`);
     const vpath = `/sys/bus/mdev_virtio/devices/${UUID}/virtio0`;
     expect(sysfs.exists(vpath)).toBe(true);
     expect(
@@ -91,7 +62,7 @@ describe('mvnet_loopback through the virtio-mdev transport', () => {
     rx!.kick();
     tx!.addOutbuf(outBuf, 100, 2);
     tx!.kick();
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
     expect(tx!.getBuf()).toEqual({ token: 2, len: 0 });
     expect(rx!.getBuf()).toEqual({ token: 1, len: 100 });
     // The frame comes back byte for byte, except the header's num_buffers (bytes 10-11), which
@@ -110,7 +81,7 @@ describe('mvnet_loopback through the virtio-mdev transport', () => {
   it('does not consume a queue index for a null name', () => {
     stack();
     const bound = testDriver(['input', null, 'output']);
-    sysfs.write(`${TYPE}/create`, UUID);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, UUID);
     const { vqs } = bound[0]!;
     expect(vqs.map((q) => q?.index ?? null)).toEqual([0, null, 1]);
     mdevDeviceRemove(mdevDevices()[0]!);

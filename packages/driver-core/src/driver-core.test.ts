@@ -1,3 +1,4 @@
+import { nextTurn, sleep } from '@mdev/test-utils';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Bus, Class, ClassCompat, Device, Driver } from './device';
 import { ERRNO, KernelError } from './errors';
@@ -32,11 +33,6 @@ function warnings(): string[] {
   });
   cleanups.push(() => spy.mockRestore());
   return messages;
-}
-
-/** Lets `process.emitWarning` deliver (it emits on the next tick) and pending work run. */
-function nextTurn(): Promise<void> {
-  return new Promise((r) => setImmediate(r));
 }
 
 function record(): Uevent[] {
@@ -403,7 +399,7 @@ describe('Workqueue', () => {
     });
     wq.queue(ping);
     setImmediate(() => order.push('other'));
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     // One FIFO across queues, requeued items in the same turn: no event-loop turn per hop.
     expect(order.slice(0, 5)).toEqual(['ping0', 'pong1', 'ping1', 'pong2', 'ping2']);
 
@@ -416,7 +412,7 @@ describe('Workqueue', () => {
       if (!stop) wq.queue(w);
     });
     wq.queue(spinner);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
     stop = true;
     await wq.flush(spinner);
     expect(spins).toBeGreaterThan(1);
@@ -452,7 +448,7 @@ describe('Workqueue', () => {
     // thread next gets back to the event loop; a source that throws is reported and skipped.
     expect(order).toEqual(['work0', 'work1', 'irq2', 'work2', 'work3']);
     expect(handled).toBe(2);
-    await new Promise((r) => setImmediate(r));
+    await nextTurn();
     expect(warned).toContain('interrupt poll failed: Error: broken source');
     expect(faults).toBeGreaterThan(1); // still polled after the fault
     failing();
@@ -472,20 +468,20 @@ describe('Workqueue', () => {
     });
     wq.queue(work);
     expect(await wq.cancelSync(work)).toBe(true);
-    await new Promise((r) => setImmediate(r));
+    await nextTurn();
     expect(runs).toBe(0);
 
     let release!: () => void;
     const slow = new Work(() => new Promise<void>((r) => (release = r)));
     wq.queue(slow);
-    await new Promise((r) => setImmediate(r));
+    await nextTurn();
     expect(slow.isRunning).toBe(true);
     let cancelled = false;
     const p = wq.cancelSync(slow).then((v) => {
       cancelled = true;
       return v;
     });
-    await new Promise((r) => setImmediate(r));
+    await nextTurn();
     expect(cancelled).toBe(false);
     release();
     expect(await p).toBe(false);

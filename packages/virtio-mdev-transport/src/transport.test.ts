@@ -12,14 +12,11 @@ import {
 import {
   featureSet,
   hostRam,
-  registerVirtioDriver,
-  unregisterVirtioDriver,
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
-  type VirtioDevice,
-  type VirtioDriver,
 } from '@mdev/virtio';
+import { registerTestDriver } from '@mdev/virtio/testing';
 import type { Virtqueue } from '@mdev/virtio-ring';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { VirtioMdevDevice, virtioMdevExit, virtioMdevInit } from './index';
@@ -30,29 +27,11 @@ afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-/** A minimal virtio driver for device id 1 that sets up two queues (rx, tx). */
-function testNetDriver(names: (string | null)[] = ['input', 'output']) {
-  const bound: { vdev: VirtioDevice; vqs: (Virtqueue<number> | null)[] }[] = [];
-  const drv: VirtioDriver = {
-    name: 'test_net',
-    idTable: [{ device: 1, vendor: 0xffffffff }],
-    featureTable: featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
-    probe(vdev) {
-      const vqs = vdev.config.findVqs<number>(
-        vdev,
-        names,
-        names.map(() => null),
-      );
-      bound.push({ vdev, vqs });
-    },
-    remove(vdev) {
-      vdev.config.reset(vdev);
-      vdev.config.delVqs(vdev);
-    },
-  };
-  registerVirtioDriver(drv);
-  cleanups.push(() => unregisterVirtioDriver(drv));
-  return bound;
+/** The test driver, unregistered after the test. */
+function testNetDriver(names?: (string | null)[]) {
+  const driver = registerTestDriver(names);
+  cleanups.push(driver.unregister);
+  return driver.bound;
 }
 
 describe('transport errors', () => {

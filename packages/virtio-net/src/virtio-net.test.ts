@@ -1,4 +1,5 @@
 import { KernelError, sysfs } from '@mdev/driver-core';
+import { nextTurns, until, untilTurns } from '@mdev/test-utils';
 import {
   featureSet,
   HostRam,
@@ -57,11 +58,6 @@ function setup(opts: Partial<LoopbackNetDeviceOptions> = {}) {
   return { ram, dev, vdev, net: virtnetFromVirtioDevice(vdev) };
 }
 
-/** Lets the device and the driver's NAPI run until `cond` holds (bounded). */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 20_000 && !cond(); i++) await new Promise<void>((r) => setImmediate(r));
-}
-
 /** A frame of `len` bytes whose content says which frame it is. */
 function frame(seq: number, len: number): Uint8Array {
   const f = new Uint8Array(len);
@@ -94,7 +90,7 @@ async function sendAll(net: VirtNet, frames: Uint8Array[]): Promise<number> {
   };
   net.onTxWake = pump;
   pump();
-  await until(() => next === frames.length);
+  await untilTurns(() => next === frames.length);
   expect(next).toBe(frames.length);
   return busy;
 }
@@ -157,10 +153,10 @@ describe('traffic through the loopback device', () => {
     const frames = [];
     for (let r = 0; r < repeat; r++) for (const s of sizes) frames.push(frame(frames.length, s));
     await sendAll(net, frames);
-    await until(() => got.length === frames.length);
+    await untilTurns(() => got.length === frames.length);
     expect(got.length).toBe(frames.length);
     for (let i = 0; i < frames.length; i++) expect(got[i]).toEqual(frames[i]);
-    await until(() => net.stats.txPackets - s0.txPackets === frames.length);
+    await untilTurns(() => net.stats.txPackets - s0.txPackets === frames.length);
     const bytes = frames.reduce((n, f) => n + f.length, 0);
     const s1 = net.stats;
     expect({
@@ -231,7 +227,7 @@ describe('traffic through the loopback device', () => {
     expect(desc.getUint32(16 + 8, true)).toBe(60); // descriptor 1: the frame
     const data = Number(desc.getBigUint64(16, true));
     expect(ram.memory.read(data, 60)).toEqual(f);
-    await until(() => net!.stats.rxPackets === 1);
+    await untilTurns(() => net!.stats.rxPackets === 1);
     net!.stop();
     await roundTrip(vdev, net!);
   });
@@ -252,14 +248,14 @@ describe('backpressure', () => {
     net!.onTxWake = () => {
       woke++;
     };
-    await until(() => woke > 0);
+    await untilTurns(() => woke > 0);
     expect(woke).toBeGreaterThan(0);
     expect(net!.txStopped).toBe(false);
     const rest = [];
     for (let i = accepted; i < 500; i++) rest.push(frame(i, 60 + (i % 1400)));
     const busy = await sendAll(net!, rest);
     expect(busy).toBeGreaterThan(0);
-    await until(() => got.length === 500);
+    await untilTurns(() => got.length === 500);
     expect(got.length).toBe(500);
     for (let i = 0; i < 500; i++) {
       expect(new DataView(got[i]!.buffer).getUint32(14)).toBe(i);
@@ -287,19 +283,19 @@ describe('link state', () => {
       woke++;
     };
     // The first NAPI run after open wakes the sender once (the interface just came up).
-    await until(() => woke === 1);
+    await untilTurns(() => woke === 1);
     dev.setLink(false);
-    await until(() => links.length === 1);
+    await untilTurns(() => links.length === 1);
     expect(links).toEqual([false]);
     expect(net!.carrier).toBe(false);
     expect(net!.xmit(frame(0, 60))).toBe(NETDEV_TX_BUSY);
     dev.setLink(true);
-    await until(() => links.length === 2);
+    await untilTurns(() => links.length === 2);
     expect(links).toEqual([false, true]);
     expect(woke).toBe(2);
     const got = collect(net!);
     expect(net!.xmit(frame(1, 60))).toBe(NETDEV_TX_OK);
-    await until(() => got.length === 1);
+    await untilTurns(() => got.length === 1);
     expect(got[0]).toEqual(frame(1, 60));
   });
 });
@@ -316,7 +312,7 @@ describe('remove', () => {
     };
     net!.onTxWake = pump;
     pump();
-    await until(() => got.length > 100);
+    await untilTurns(() => got.length > 100);
     const name = net!.name;
     unregisterVirtioDevice(vdev);
     cleanups.length = 0;
@@ -331,7 +327,7 @@ describe('remove', () => {
     for (let i = 0; i < got.length; i++) expect(got[i]).toEqual(frame(i, 60 + (i % 1000)));
     // Nothing arrives after the removal.
     const before = got.length;
-    for (let i = 0; i < 100; i++) await new Promise<void>((r) => setImmediate(r));
+    await nextTurns(100);
     expect(got.length).toBe(before);
   });
 });
@@ -394,11 +390,11 @@ describe('robustness', () => {
     net!.onTxWake = () => {
       woke++;
     };
-    await until(() => woke === 1);
+    await untilTurns(() => woke === 1);
     net!.stop();
     expect(net!.xmit(frame(0, 60))).toBe(NETDEV_TX_BUSY);
     net!.open();
-    await until(() => woke === 2);
+    await untilTurns(() => woke === 2);
     expect(woke).toBe(2);
     expect(net!.xmit(frame(1, 60))).toBe(NETDEV_TX_OK);
   });
@@ -415,13 +411,10 @@ describe('robustness', () => {
       net!,
       Array.from({ length: 40 }, (_, i) => frame(i, 60)),
     );
-    await until(() => got.length === 40);
+    await untilTurns(() => got.length === 40);
     expect(failures).toBeLessThan(0);
     // Every receive buffer is back with the device: none was lost to the failed adds.
-    const deadline = performance.now() + 5000;
-    while (rx.numFree !== 0 && performance.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await until(() => rx.numFree === 0);
     expect(rx.numFree).toBe(0);
   });
 
@@ -440,14 +433,14 @@ describe('robustness', () => {
     };
     const frames = Array.from({ length: 8 }, (_, i) => frame(i, 64));
     await sendAll(net!, frames);
-    await until(() => calls === frames.length);
+    await untilTurns(() => calls === frames.length);
     expect(calls).toBe(frames.length);
     // Reported once, not once per frame; the frames were delivered, so they count as received.
     expect(warnings).toEqual([`${net!.name}: receive handler threw: Error: handler bug`]);
     expect(net!.stats.rxPackets).toBe(frames.length);
     const got = collect(net!);
     await sendAll(net!, [frame(8, 64)]);
-    await until(() => got.length === 1);
+    await untilTurns(() => got.length === 1);
     expect(got).toEqual([frame(8, 64)]);
   });
 
@@ -476,8 +469,8 @@ describe('robustness', () => {
       }
     };
     for (let i = 0; i < 8; i++) net!.xmit(frame(i, 60), i < 7);
-    await until(() => removed);
-    for (let i = 0; i < 50; i++) await new Promise<void>((r) => setImmediate(r));
+    await untilTurns(() => removed);
+    await nextTurns(50);
     cleanups.length = 0;
     expect(calls).toBe(1);
     expect(touchedAfter).toBe(0);
@@ -490,7 +483,7 @@ describe('robustness', () => {
     net!.onReceive = () => {};
     for (let i = 0; i < 10; i++) expect(net!.xmit(frame(i, 60), i < 9)).toBe(NETDEV_TX_OK);
     net!.stop(); // no NAPI from here: completions stay on the used ring
-    await until(() => dev.frames === 10);
+    await untilTurns(() => dev.frames === 10);
     expect(dev.frames).toBe(10);
     unregisterVirtioDevice(vdev);
     cleanups.length = 0;

@@ -1,22 +1,12 @@
 import { sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
+import { nextTurns, until } from '@mdev/test-utils';
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_NEEDS_RESET } from '@mdev/virtio';
 import { NETDEV_TX_OK, netdevList, VirtNet, virtioNetDriver } from '@mdev/virtio-net';
+import { offerBadHead } from '@mdev/virtio-ring/testing';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { FramePattern } from './frame';
 import { MVNET_TYPE_PATH, runPktgen, setupStack } from './run';
-
-const nextTurn = () => new Promise<void>((r) => setImmediate(r));
-
-/** Waits (event-loop turns and short sleeps) until `cond` holds; false after `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
-}
 
 function netdevOf(mdevUuid: string): VirtNet {
   const mdev = mdevDevices().find((m) => m.uuid === mdevUuid)!;
@@ -52,7 +42,7 @@ for (const offload of [false, true]) {
         const vdev = stack.netdev instanceof VirtNet ? stack.netdev.vdev : null;
         if (!vdev) throw new Error('no virtio device');
         const run = runPktgen(stack, { count: 5_000_000, size: 64, burst: 32, verify: true });
-        for (let i = 0; i < 30; i++) await nextTurn();
+        await nextTurns(30);
         // virtnet_remove resets the device while frames are in flight; every frame is accounted.
         vdev.releaseDriver();
         const first = await run;
@@ -105,14 +95,7 @@ for (const offload of [false, true]) {
         // The driver scribbles a head that does not exist into its TX avail ring, publishes it
         // and kicks the device.
         const tx = vdev.vqs[1]!;
-        const memory = stack.mvnet!.options.memory;
-        const idx = memory.view(tx.availAddr + 2, 2);
-        const cur = idx[0]! | (idx[1]! << 8);
-        const slot = memory.view(tx.availAddr + 4 + 2 * (cur % tx.num), 2);
-        slot[0] = 0xff;
-        slot[1] = 0xff;
-        idx[0] = (cur + 1) & 0xff;
-        idx[1] = ((cur + 1) >> 8) & 0xff;
+        offerBadHead(stack.mvnet!.options.memory, tx);
         tx.notify();
         expect(
           await until(() => (vdev.config.getStatus(vdev) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0),
@@ -120,7 +103,7 @@ for (const offload of [false, true]) {
         expect(stack.mvnet!.stateOf(stack.mdev).stats.ringErrors).toBe(1);
         expect(await until(() => configChanges() > 0)).toBe(true);
         // Nothing came back from the broken ring, and the process is fine.
-        for (let i = 0; i < 20; i++) await nextTurn();
+        await nextTurns(20);
         expect(rx).toBe(16);
 
         // Another instance of the same parent is not affected.

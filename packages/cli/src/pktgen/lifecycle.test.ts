@@ -1,10 +1,9 @@
 import { sysfs } from '@mdev/driver-core';
 import { mdevDevices } from '@mdev/mdev-core';
+import { nextTurns } from '@mdev/test-utils';
 import { netdevList, VirtNet } from '@mdev/virtio-net';
 import { describe, expect, it } from 'vitest';
 import { MVNET_TYPE_PATH, runPktgen, setupStack } from './run';
-
-const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 describe('pktgen and the mdev lifecycle', () => {
   for (const offload of [false, true])
@@ -21,7 +20,7 @@ describe('pktgen and the mdev lifecycle', () => {
           if (removed) afterRemove++;
           onReceive(buf, off, len);
         };
-        for (let i = 0; i < 50; i++) await nextTurn();
+        await nextTurns(50);
         sysfs.write(`/sys/bus/mdev_virtio/devices/${stack.uuid}/remove`, '1\n');
         removed = true;
         const r = await run;

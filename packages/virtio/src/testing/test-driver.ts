@@ -1,5 +1,10 @@
 import type { Virtqueue } from '@mdev/virtio-ring';
-import { registerVirtioDriver, unregisterVirtioDriver, type VirtioDevice, type VirtioDriver } from '../virtio';
+import {
+  registerVirtioDriver,
+  unregisterVirtioDriver,
+  type VirtioDevice,
+  type VirtioDriver,
+} from '../virtio';
 import { featureSet, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1 } from '../virtio-config';
 import { VIRTIO_DEV_ANY_ID, VIRTIO_ID_NET } from '../virtio-ids';
 
