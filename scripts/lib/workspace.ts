@@ -29,7 +29,10 @@ export interface WorkspacePackage {
   manifest: PackageJson;
 }
 
-/** The publishable packages under packages/ (private ones, like examples, are left out). */
+/**
+ * The publishable packages under packages/ (private ones, like examples/ and packages/test-utils,
+ * are left out).
+ */
 export function publishablePackages(): WorkspacePackage[] {
   const base = join(ROOT, 'packages');
   return readdirSync(base, { withFileTypes: true })
@@ -112,11 +115,12 @@ export function packAll(dest: string): Map<string, string> {
       throw new Error(`${p.name} has no dist/: run pnpm build first`);
     }
   }
-  const r = spawnSync(
-    'pnpm',
-    ['-r', '--filter', './packages/*', 'pack', '--pack-destination', dest],
-    { cwd: ROOT, encoding: 'utf8' },
-  );
+  // By name: a private package under packages/ (test-utils) is never packed.
+  const filters = pkgs.flatMap((p) => ['--filter', p.name]);
+  const r = spawnSync('pnpm', ['-r', ...filters, 'pack', '--pack-destination', dest], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`pnpm pack failed:\n${r.stdout}\n${r.stderr}`);
   const tarballs = new Map<string, string>();
   for (const p of pkgs) {
