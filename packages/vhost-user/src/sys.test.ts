@@ -37,7 +37,10 @@ function owned<T extends Fd | Fd[]>(x: T): T {
   return x;
 }
 function socketPath(): string {
-  const path = join(tmpdir(), `vhost-user-test-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const path = join(
+    tmpdir(),
+    `vhost-user-test-${process.pid}-${Math.random().toString(36).slice(2)}`,
+  );
   cleanup.push(() => rmSync(path, { force: true }));
   return path;
 }
@@ -233,12 +236,25 @@ describe('eventfd and poll', () => {
   it('poll returns all zeros after its timeout when nothing is ready', () => {
     const a = owned(createEventFd());
     const b = owned(createEventFd());
-    expect(pollFds([{ fd: a, events: POLLIN }, { fd: b, events: POLLIN }], 20)).toEqual([0, 0]);
+    expect(
+      pollFds(
+        [
+          { fd: a, events: POLLIN },
+          { fd: b, events: POLLIN },
+        ],
+        20,
+      ),
+    ).toEqual([0, 0]);
     signalEventFd(b);
-    expect(pollFds([{ fd: a, events: POLLIN }, { fd: b, events: POLLIN }], 20)).toEqual([
-      0,
-      POLLIN,
-    ]);
+    expect(
+      pollFds(
+        [
+          { fd: a, events: POLLIN },
+          { fd: b, events: POLLIN },
+        ],
+        20,
+      ),
+    ).toEqual([0, POLLIN]);
   });
 });
 
