@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +183,33 @@ describe('mmap', () => {
     expect(ro[1]).toBe(0xab);
     unmap(ro.buffer as ArrayBuffer);
     unmap(rw.buffer as ArrayBuffer);
+  });
+
+  it('a collected buffer is unmapped by its finalizer', () => {
+    // A child node with --expose-gc: maps a memfd 16 times, drops the buffers, collects, and
+    // counts the memfd's lines in /proc/self/maps before and after.
+    const addon = fileURLToPath(new URL('../build/Release/vhost_user.node', import.meta.url));
+    const code = `
+      const native = require(process.argv[1]);
+      const fs = require('node:fs');
+      const count = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n')
+        .filter((l) => l.includes('memfd:vhost-gc-test')).length;
+      const fd = native.memfdCreate('vhost-gc-test');
+      native.ftruncate(fd, 1 << 20);
+      let bufs = [];
+      for (let i = 0; i < 16; i++) bufs.push(native.mmap(fd, 0, 1 << 20, true));
+      const mapped = count();
+      bufs = null;
+      const settle = (n) => {
+        globalThis.gc();
+        if (n > 0 && count() > 0) return setTimeout(() => settle(n - 1), 10);
+        console.log(JSON.stringify({ mapped, after: count() }));
+      };
+      settle(50);
+    `;
+    const r = spawnSync(process.execPath, ['--expose-gc', '-e', code, addon], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ mapped: 16, after: 0 });
   });
 
   it('refuses buffers it did not map', () => {
