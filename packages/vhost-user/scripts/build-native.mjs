@@ -31,7 +31,10 @@ if (nodedir === undefined) {
 
 const gyp = createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js');
 const args = [gyp, 'rebuild', `--nodedir=${nodedir}`, '--loglevel=warn'];
-const r = spawnSync(process.execPath, args, { cwd: pkg, stdio: 'inherit' });
+// gyp's Makefile links with $(CXX) unless LINK is set; the addon is C only, so the C compiler
+// links it and no C++ compiler is needed.
+const env = { ...process.env, LINK: process.env.LINK ?? process.env.CC ?? 'cc' };
+const r = spawnSync(process.execPath, args, { cwd: pkg, stdio: 'inherit', env });
 if (r.status !== 0) {
   console.error(`vhost-user: node-gyp ${args.slice(1).join(' ')} failed (${r.status ?? r.signal})`);
   process.exit(1);
