@@ -261,6 +261,31 @@ describe('eventfd and poll', () => {
     expect(pollFds([{ fd: ev, events: POLLIN }], 0)).toEqual([0]);
   });
 
+  it('a worker sleeps in poll on a kick eventfd and wakes when it is signalled', async () => {
+    const kick = owned(createEventFd());
+    const addon = fileURLToPath(new URL('../build/Release/vhost_user.node', import.meta.url));
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const native = require(workerData.addon);
+      parentPort.postMessage('polling');
+      const revents = native.poll([workerData.kick], [native.POLLIN], -1);
+      parentPort.postMessage({ revents, count: native.eventfdRead(workerData.kick) });
+    `;
+    const worker = new Worker(code, { eval: true, workerData: { addon, kick: kick.value } });
+    const messages: unknown[] = [];
+    const done = new Promise((resolve, reject) => {
+      worker.on('message', (m) => {
+        messages.push(m);
+        if (m === 'polling') signalEventFd(kick, 3);
+        else resolve(m);
+      });
+      worker.once('error', reject);
+    });
+    await done;
+    await worker.terminate();
+    expect(messages).toEqual(['polling', { revents: [POLLIN], count: 3 }]);
+  });
+
   it('poll returns all zeros after its timeout when nothing is ready', () => {
     const a = owned(createEventFd());
     const b = owned(createEventFd());
