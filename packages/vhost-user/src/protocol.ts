@@ -67,6 +67,7 @@ export const VHOST_USER_PROTOCOL_F_STATUS = 16n;
 // ---- payload layouts ----------------------------------------------------------------------
 
 /** "A single 64-bit integer": features, protocol features, status, counts, reply-ack. */
+export const VHOST_USER_U64_VALUE = 0;
 export const VHOST_USER_U64_SIZE = 8;
 
 /** "A vring state description": index u32, num u32. */
@@ -108,6 +109,9 @@ export const VHOST_USER_CONFIG_FLAGS = 8;
 export const VHOST_USER_CONFIG_HDR_SIZE = 12;
 /** The largest configuration space a GET_CONFIG may ask for (VHOST_USER_MAX_CONFIG_SIZE). */
 export const VHOST_USER_MAX_CONFIG_SIZE = 256;
+
+/** SET_STATUS carries the virtio device status, a byte (virtio 1.2 section 2.1). */
+export const VHOST_USER_STATUS_MAX = 0xff;
 
 /** Vring indices the 8-bit index field of a vring descriptor can name. */
 export const VHOST_USER_MAX_VRINGS = VHOST_USER_VRING_IDX_MASK + 1;
@@ -368,10 +372,9 @@ function decodeRequestOrThrow(msg: VhostUserMessage, options: DecodeOptions): De
       return done({ type: spec.name } as VhostUserRequest);
     case 'u64': {
       checkFds(request, fds, 0);
-      const x = v.getBigUint64(0, true);
+      const x = v.getBigUint64(VHOST_USER_U64_VALUE, true);
       if (request === VHOST_USER_SET_STATUS) {
-        // The device status is a byte (virtio 1.2 section 2.1).
-        if (x > 0xffn) {
+        if (x > BigInt(VHOST_USER_STATUS_MAX)) {
           throw new VhostUserProtocolError('ERR_VHOST_USER_BAD_VALUE', `status ${x}`, request);
         }
         return done({ type: 'SET_STATUS', status: Number(x) });
@@ -403,7 +406,7 @@ function decodeRequestOrThrow(msg: VhostUserMessage, options: DecodeOptions): De
         log: u64Number(v, VHOST_VRING_ADDR_LOG, 'log address', request),
       });
     case 'file': {
-      const x = v.getBigUint64(0, true);
+      const x = v.getBigUint64(VHOST_USER_U64_VALUE, true);
       const reserved = ~BigInt(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD_MASK);
       if ((x & reserved) !== 0n) {
         throw new VhostUserProtocolError(
@@ -508,7 +511,7 @@ function message(request: number, flags: number, payloadSize: number): [Uint8Arr
 
 function u64Message(request: number, flags: number, value: bigint): Uint8Array {
   const [bytes, p] = message(request, flags, VHOST_USER_U64_SIZE);
-  p.setBigUint64(0, value, true);
+  p.setBigUint64(VHOST_USER_U64_VALUE, value, true);
   return bytes;
 }
 
@@ -673,7 +676,7 @@ export function decodeReply(request: number, msg: VhostUserMessage, ack = false)
     switch (layout) {
       case 'u64':
         checkSize(request, msg.payload, VHOST_USER_U64_SIZE, 'a 64-bit reply');
-        return { type: 'u64', value: v.getBigUint64(0, true) };
+        return { type: 'u64', value: v.getBigUint64(VHOST_USER_U64_VALUE, true) };
       case 'state':
         checkSize(request, msg.payload, VHOST_VRING_STATE_SIZE, 'a vring state');
         return {
