@@ -46,8 +46,8 @@ function load(): NativeBinding {
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(
       `@mdev/vhost-user: cannot load its addon (${why}). It is built by ` +
-        '`node scripts/build-native.mjs` in the package folder (node-gyp, a C compiler, ' +
-        'make and python3, and the headers of the running node).',
+        '`node scripts/build-native.mjs` in the package folder of the repository (a C ' +
+        'compiler and the headers of the running node); see the package README.',
       { cause: err },
     );
   }
