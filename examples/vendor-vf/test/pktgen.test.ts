@@ -161,12 +161,14 @@ describe('virtio-net over the vendor VF', () => {
       for (let i = 0; i < 4; i++) netdev.xmit(f, i < 3);
       inst.bar.write16(VF_NOTIFY + VF_TX_QUEUE * VF_NOTIFY_OFF_MULTIPLIER, VF_TX_QUEUE);
       // The doorbell is a posted write: wait until the VF has seen it, then a little longer.
-      expect(await until(() => card.stats(s.mdev)!.kicks === before.kicks + 1)).toBe(true);
+      // Whether the driver's own xmit also rang depends on where the VF left its notification
+      // suppression before the reset, so count at least the hand-rung one.
+      expect(await until(() => card.stats(s.mdev)!.kicks > before.kicks, 20_000)).toBe(true);
       await sleep(50);
       expect(usedIdx()).toBe(used);
       const after = card.stats(s.mdev)!;
       expect(after.tx_packets).toBe(before.tx_packets);
-      expect(after.kicks).toBe(before.kicks + 1); // the doorbell arrived, the VF stayed still
+      expect(after.kicks).toBeGreaterThan(before.kicks); // the doorbell arrived, the VF stayed still
       expect(rx).toBe(8);
     } finally {
       s.teardown();
