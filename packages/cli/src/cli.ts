@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
+import * as host from './commands/host';
 import * as lspci from './commands/lspci';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
@@ -19,6 +20,7 @@ export const commands: Record<string, Command> = {
   screenshot,
   lspci,
   tty,
+  host,
 };
 
 function usage(out: NodeJS.WritableStream): void {
