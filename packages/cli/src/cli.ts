@@ -3,6 +3,7 @@ import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
 import * as host from './commands/host';
 import * as lspci from './commands/lspci';
+import { define, list, modify, start, stop, undefine } from './commands/mdevctl';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
@@ -21,6 +22,12 @@ export const commands: Record<string, Command> = {
   lspci,
   tty,
   host,
+  list,
+  define,
+  undefine,
+  modify,
+  start,
+  stop,
 };
 
 function usage(out: NodeJS.WritableStream): void {

@@ -3,13 +3,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DeviceModel, errorText } from '../host/model';
-import {
-  ControlServer,
-  defaultConfigDir,
-  defaultControlPath,
-  HostStartError,
-  prepareControlPath,
-} from '../host/server';
+import { defaultConfigDir, defaultControlPath } from '../host/paths';
+import { ControlServer, HostStartError, prepareControlPath } from '../host/server';
 import type { CommandIo } from '../io';
 import { filePath, UsageError } from '../usage';
 
@@ -58,9 +53,12 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     io.stdout.write(usage);
     return 0;
   }
-  const control = values.control !== undefined ? filePath(io, '--control', values.control) : defaultControlPath();
-  const config = values.config !== undefined ? filePath(io, '--config', values.config) : defaultConfigDir();
-  for (const d of values.driver ?? []) if (d === '') throw new UsageError('--driver needs a module');
+  const control =
+    values.control !== undefined ? filePath(io, '--control', values.control) : defaultControlPath();
+  const config =
+    values.config !== undefined ? filePath(io, '--config', values.config) : defaultConfigDir();
+  for (const d of values.driver ?? [])
+    if (d === '') throw new UsageError('--driver needs a module');
   const log = (line: string) => io.stderr.write(`mdev host: ${line}\n`);
 
   try {

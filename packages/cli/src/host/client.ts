@@ -31,7 +31,11 @@ export class HostRequestError extends Error {
  * Sends one request to the host on `path` and resolves to its result. HostUnavailableError when
  * no host listens there, HostRequestError when the host refuses the request.
  */
-export function hostRequest<V extends Verb>(path: string, verb: V, args: Args<V>): Promise<unknown> {
+export function hostRequest<V extends Verb>(
+  path: string,
+  verb: V,
+  args: Args<V>,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = connect({ path });
     let reply: Reply | null = null;

@@ -164,7 +164,12 @@ export class DeviceModel {
       mdevDevices().some((m) => m.active && m.uuid === uuid && parentName(m) === parent);
     if (args.defined) {
       for (const def of this.definitions.values()) {
-        out.push({ ...def, attrs: [...def.attrs], active: activeOf(def.parent, def.uuid), defined: true });
+        out.push({
+          ...def,
+          attrs: [...def.attrs],
+          active: activeOf(def.parent, def.uuid),
+          defined: true,
+        });
       }
     } else {
       for (const m of mdevDevices()) {

@@ -76,7 +76,9 @@ export function parseDefinitionJson(json: unknown): Omit<Definition, 'uuid' | 'p
 
 /** A parent name usable as a directory name: no separator, not `.` or `..`, not empty. */
 export function isParentName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
+  return (
+    name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0')
+  );
 }
 
 /**
