@@ -163,7 +163,12 @@ export class DeviceModel {
     const activeOf = (parent: string, uuid: string) =>
       mdevDevices().some((m) => m.active && m.uuid === uuid && parentName(m) === parent);
     if (args.defined) {
-      for (const def of this.definitions.values()) {
+      // By parent, then UUID, as the definition tree reads: a listing that does not depend on
+      // the order the definitions were made in.
+      const defs = [...this.definitions.values()].sort(
+        (x, y) => cmp(x.parent, y.parent) || cmp(x.uuid, y.uuid),
+      );
+      for (const def of defs) {
         out.push({
           ...def,
           attrs: [...def.attrs],
@@ -340,6 +345,7 @@ export class DeviceModel {
 }
 
 const key = (parent: string, uuid: string) => `${parent}/${uuid}`;
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function parentName(m: MdevDevice): string {
   return m.mdevParent.dev.name;
