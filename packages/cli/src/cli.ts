@@ -9,6 +9,7 @@ import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
 import * as tty from './commands/tty';
 import * as types from './commands/types';
+import { dev, mgmtdev } from './commands/vdpa';
 import type { Command, CommandIo } from './io';
 import { isUsageError } from './usage';
 
@@ -28,6 +29,8 @@ export const commands: Record<string, Command> = {
   modify,
   start,
   stop,
+  mgmtdev,
+  dev,
 };
 
 function usage(out: NodeJS.WritableStream): void {

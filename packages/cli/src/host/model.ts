@@ -16,6 +16,7 @@ import {
   parseDefinitionJson,
   UUID_RE,
 } from './store';
+import { VdpaDevices } from './vdpa';
 
 /** One device as `list` reports it: active, defined, or both. */
 export interface DeviceEntry {
@@ -52,6 +53,12 @@ export class DeviceModel {
   private readonly parents: { name: string; parent: PktgenParent }[] = [];
   private samples: LoadedSamples | null = null;
   private loaded = false;
+  /** The devices made with vdpa's `dev add`, by name. */
+  readonly vdpa = new VdpaDevices(
+    () => this.parents,
+    (parent, type, uuid) => this.create(parent, type, uuid, []),
+    (mdev) => sysfs.write(`${mdev.path}/remove`, '1\n'),
+  );
 
   constructor(
     configDir: string,
@@ -154,6 +161,16 @@ export class DeviceModel {
         return this.start(args as Args<'start'>);
       case 'stop':
         return this.stop(args as Args<'stop'>);
+      case 'mgmtdev-show':
+        return this.vdpa.mgmtdevs();
+      case 'dev-add':
+        return this.vdpa.add(args as Args<'dev-add'>);
+      case 'dev-show':
+        return this.vdpa.show(args as Args<'dev-show'>);
+      case 'dev-config-show':
+        return this.vdpa.config(args as Args<'dev-config-show'>);
+      case 'dev-del':
+        return this.vdpa.del(args as Args<'dev-del'>);
     }
     throw new KernelError('EOPNOTSUPP', `unknown verb ${verb}`);
   }

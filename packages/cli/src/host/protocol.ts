@@ -44,6 +44,11 @@ export const VERBS = {
   },
   start: { uuid: 'string', parent: 'string', type: 'string', json: 'object' },
   stop: { uuid: 'string' },
+  'mgmtdev-show': {},
+  'dev-add': { name: 'string', mgmtdev: 'string', mac: 'string', mtu: 'integer' },
+  'dev-show': { name: 'string' },
+  'dev-config-show': { name: 'string' },
+  'dev-del': { name: 'string' },
 } as const satisfies Record<string, Record<string, ArgType>>;
 
 export type Verb = keyof typeof VERBS;
