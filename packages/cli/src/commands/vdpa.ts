@@ -108,7 +108,8 @@ export const dev: Command = {
 
 Named devices on the host's management devices (see 'mdev mgmtdev show'), as iproute2's vdpa
 makes them. 'mac' and 'mtu' set the device's config space at creation (mvnet_loopback).
-'config show' decodes the virtio-net config space: MAC, link status, MTU and the features
+'config show' and 'del' also take the UUID of any device of a management device (one
+started with 'mdev start', say). 'config show' decodes the virtio-net config space: MAC, link status, MTU and the features
 the driver negotiated.
 
   -j, --json       vdpa's JSON form

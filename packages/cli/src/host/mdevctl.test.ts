@@ -236,11 +236,18 @@ describe('definitions persist across host restarts', () => {
     const c = ['--control', control];
     const first = await host(control, config);
     expect((await mdev(['define', '-u', U1, ...MVNET, '--auto', ...c])).code).toBe(0);
+    // mvnet_loopback takes `mac` and `mtu` as attributes given at creation.
+    expect(
+      (await mdev(['modify', '-u', U1, '--addattr', 'mac', '--value', '02:00:00:00:17:01', ...c]))
+        .code,
+    ).toBe(0);
     expect((await mdev(['define', '-u', U2, '-p', 'mtty', '-t', 'mtty-1', ...c])).code).toBe(0);
     expect((await stopHost(first, 'SIGTERM')).code).toBe(0);
 
     const second = await host(control, config);
     expect(second.stderr()).toContain(`started ${U1}`);
+    const cfg = JSON.parse((await mdev(['dev', 'config', 'show', U1, '-j', ...c])).out);
+    expect(cfg.config[U1]).toMatchObject({ mac: '02:00:00:00:17:01', mtu: 1500, link: 'up' });
     expect((await mdev(['list', ...c])).out).toBe(
       `${U1} ${MVNET_PARENT} ${MVNET_TYPE} auto (defined)\n`,
     );

@@ -16,7 +16,7 @@ import {
   parseDefinitionJson,
   UUID_RE,
 } from './store';
-import { VdpaDevices } from './vdpa';
+import { mvnetOf, provisionAttrs, VdpaDevices } from './vdpa';
 
 /** One device as `list` reports it: active, defined, or both. */
 export interface DeviceEntry {
@@ -56,7 +56,7 @@ export class DeviceModel {
   /** The devices made with vdpa's `dev add`, by name. */
   readonly vdpa = new VdpaDevices(
     () => this.parents,
-    (parent, type, uuid) => this.create(parent, type, uuid, []),
+    (parent, type, uuid, attrs) => this.create(parent, type, uuid, attrs),
     (mdev) => sysfs.write(`${mdev.path}/remove`, '1\n'),
   );
 
@@ -335,10 +335,14 @@ export class DeviceModel {
   /**
    * Creates an mdev through its type's `create` file and writes its attributes to the device's
    * sysfs directory, as mdevctl does; the device is removed again when an attribute is refused.
+   * The attributes a device takes at creation only (mvnet_loopback's `mac` and `mtu`, which the
+   * driver binding during the creation reads) are given to its parent before.
    */
   create(parent: string, type: string, uuid: string, attrs: readonly Attr[]): MdevDevice {
     const dir = typeDir(parent, type);
     if (activeMdev(uuid)) throw new KernelError('EEXIST', `start: ${uuid} is running`);
+    const mvnet = mvnetOf(this.parents, parent);
+    if (mvnet) attrs = provisionAttrs(mvnet, uuid, attrs);
     sysfs.write(`${dir}/create`, `${uuid}\n`);
     const m = activeMdev(uuid);
     if (!m) throw new KernelError('EIO', `start: ${uuid} did not appear`);

@@ -19,7 +19,7 @@ import {
 import { netdevList, VirtNet } from '@mdev/virtio-net';
 import { listTypes } from '../commands/types';
 import type { PktgenParent } from '../pktgen/run';
-import type { Args } from './protocol';
+import type { Args, Attr } from './protocol';
 
 /** VIRTIO_ID_NET: the device id of a network device (virtio 1.2 section 5). */
 const VIRTIO_ID_NET = 1;
@@ -78,7 +78,12 @@ export class VdpaDevices {
 
   constructor(
     private readonly parents: () => { name: string; parent: PktgenParent }[],
-    private readonly create: (parent: string, type: string, uuid: string) => MdevDevice,
+    private readonly create: (
+      parent: string,
+      type: string,
+      uuid: string,
+      attrs: Attr[],
+    ) => MdevDevice,
     private readonly remove: (mdev: MdevDevice) => void,
   ) {}
 
@@ -100,22 +105,13 @@ export class VdpaDevices {
     if (this.devs.has(name)) throw new KernelError('EEXIST', `dev add: ${name} exists`);
     const m = this.mgmtdevs().find((d) => d.name === mgmtdev);
     if (!m) throw new KernelError('ENODEV', `dev add: no management device ${mgmtdev}`);
-    if (args.mac !== undefined && !MAC.test(args.mac))
-      throw new KernelError('EINVAL', `dev add: "${args.mac}" is not a MAC like 02:00:00:00:00:01`);
+    const attrs: Attr[] = [];
+    if (args.mac !== undefined) attrs.push(['mac', args.mac]);
+    if (args.mtu !== undefined) attrs.push(['mtu', String(args.mtu)]);
+    if (attrs.length && !mvnetOf(this.parents(), mgmtdev))
+      throw new KernelError('EOPNOTSUPP', `dev add: ${mgmtdev} takes no mac or mtu attribute`);
     const uuid = randomUUID();
-    if (args.mac !== undefined || args.mtu !== undefined) {
-      const mvnet = this.mvnetOf(mgmtdev);
-      if (!mvnet)
-        throw new KernelError('EOPNOTSUPP', `dev add: ${mgmtdev} takes no mac or mtu attribute`);
-      mvnet.provision(uuid, {
-        mac:
-          args.mac === undefined
-            ? undefined
-            : Uint8Array.from(args.mac.split(':'), (h) => parseInt(h, 16)),
-        mtu: args.mtu,
-      });
-    }
-    this.create(mgmtdev, m.type, uuid);
+    this.create(mgmtdev, m.type, uuid, attrs);
     this.devs.set(name, { uuid, mgmtdev });
     return this.entry(name);
   }
@@ -154,10 +150,16 @@ export class VdpaDevices {
     return { name };
   }
 
+  /** A device by its name, or any mdev of a management device by its UUID. */
   private lookup(name: string | undefined): { mdev: MdevDevice; name: string } {
     this.prune();
-    const dev = name === undefined ? undefined : this.devs.get(name);
-    const mdev = dev && mdevDevices().find((m) => m.active && m.uuid === dev.uuid);
+    const uuid = name === undefined ? undefined : (this.devs.get(name)?.uuid ?? name);
+    const mdev = mdevDevices().find(
+      (m) =>
+        m.active &&
+        m.uuid === uuid &&
+        this.mgmtdevs().some((d) => d.name === m.mdevParent.dev.name),
+    );
     if (!mdev || name === undefined) throw new KernelError('ENODEV', `no vdpa device ${name}`);
     return { mdev, name };
   }
@@ -183,12 +185,37 @@ export class VdpaDevices {
       if (!mdevDevices().some((m) => m.active && m.uuid === dev.uuid)) this.devs.delete(name);
     }
   }
+}
 
-  private mvnetOf(mgmtdev: string): MvnetLoopback | null {
-    for (const { parent } of this.parents()) {
-      const mvnet = (parent as { mvnet?: MvnetLoopback }).mvnet;
-      if (mvnet?.parent.name === mgmtdev) return mvnet;
-    }
-    return null;
+/** The mvnet_loopback among `parents` whose parent device is named `name`, else null. */
+export function mvnetOf(parents: { parent: PktgenParent }[], name: string): MvnetLoopback | null {
+  for (const { parent } of parents) {
+    const mvnet = (parent as { mvnet?: MvnetLoopback }).mvnet;
+    if (mvnet?.parent.name === name) return mvnet;
   }
+  return null;
+}
+
+/**
+ * Takes the creation attributes mvnet_loopback has (`mac`, `mtu`) out of `attrs` and
+ * provisions them for the mdev `uuid`; the other attributes are returned, to be written to the
+ * device's sysfs files once it exists. EINVAL for a value that is not a MAC or an MTU.
+ */
+export function provisionAttrs(mvnet: MvnetLoopback, uuid: string, attrs: readonly Attr[]): Attr[] {
+  const rest: Attr[] = [];
+  const provision: { mac?: Uint8Array; mtu?: number } = {};
+  for (const [k, v] of attrs) {
+    if (k === 'mac') {
+      if (!MAC.test(v))
+        throw new KernelError('EINVAL', `"${v}" is not a MAC like 02:00:00:00:00:01`);
+      provision.mac = Uint8Array.from(v.split(':'), (h) => Number.parseInt(h, 16));
+    } else if (k === 'mtu') {
+      if (!/^\d{1,5}$/.test(v)) throw new KernelError('EINVAL', `MTU "${v}" is not a number`);
+      provision.mtu = Number(v);
+    } else {
+      rest.push([k, v]);
+    }
+  }
+  if (provision.mac || provision.mtu !== undefined) mvnet.provision(uuid, provision);
+  return rest;
 }
