@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -66,6 +67,28 @@ describe('mdev host: the control socket', () => {
     expect((await stopHost(first, 'SIGKILL')).signal).toBe('SIGKILL');
     expect(statSync(control).isSocket()).toBe(true);
     await host(control, config);
+    expect((await mdev(['list', '--control', control])).code).toBe(0);
+  });
+
+  // Another user's client, where the tests run as root and can start one as nobody (65534).
+  const asRoot = process.getuid?.() === 0;
+  it.skipIf(!asRoot)('a client of another user cannot connect (EACCES)', async () => {
+    const { control, config } = paths();
+    // Every folder above the host's own is open to nobody: only the host's folder (0700) and
+    // socket (0600) keep it out.
+    chmodSync(root, 0o755);
+    chmodSync(join(control, '..', '..'), 0o755);
+    await host(control, config);
+    const script = `require('net').connect(${JSON.stringify(control)})
+      .on('connect', () => { console.log('connected'); process.exit(0); })
+      .on('error', (e) => { console.log(e.code); process.exit(0); });`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+    });
+    expect(r.stdout.trim()).toBe('EACCES');
+    // The host's own user still can.
     expect((await mdev(['list', '--control', control])).code).toBe(0);
   });
 
