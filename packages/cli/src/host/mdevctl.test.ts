@@ -298,7 +298,7 @@ describe('definitions persist across host restarts', () => {
         args: { uuid, parent: 'mtty', type: 'mtty-1' },
       }),
     );
-    for (let i = 0; i < 240; i++) {
+    for (let i = 0; i < 1000; i++) {
       const args = { uuid: uuids[i % uuids.length], addattr: 'k', value };
       requests.push(JSON.stringify({ version: 1, id: requests.length, verb: 'modify', args }));
     }
