@@ -5,7 +5,7 @@
  */
 import { HostRequestError, HostUnavailableError, hostRequest } from '../host/client';
 import type { Args, Verb } from '../host/protocol';
-import type { VdpaConfigEntry, VdpaDevEntry } from '../host/vdpa';
+import type { VdpaConfigEntry, VdpaDevEntry, VdpaVstatsEntry } from '../host/vdpa';
 import type { Command, CommandIo } from '../io';
 import { UsageError } from '../usage';
 import { controlPath } from './mdevctl';
@@ -104,13 +104,14 @@ export const dev: Command = {
   usage: `usage: mdev dev add name NAME mgmtdev PARENT [mac MAC] [mtu MTU]
        mdev dev show [NAME] [-j]
        mdev dev config show NAME [-j]
+       mdev dev vstats show NAME qidx Q [-j]
        mdev dev del NAME
 
 Named devices on the host's management devices (see 'mdev mgmtdev show'), as iproute2's vdpa
 makes them. 'mac' and 'mtu' set the device's config space at creation (mvnet_loopback).
 'config show' and 'del' also take the UUID of any device of a management device (one
 started with 'mdev start', say). 'config show' decodes the virtio-net config space: MAC, link status, MTU and the features
-the driver negotiated.
+the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receives, 1 sends).
 
   -j, --json       vdpa's JSON form
   --control PATH   the host's control socket (default: as 'mdev host' has it)
@@ -176,6 +177,27 @@ the driver negotiated.
           io.stdout.write(
             `${name}: mac ${c.mac} link ${c.link} link_announce ${c.link_announce} mtu ${c.mtu}\n` +
               `  negotiated_features ${c.negotiated_features.join(' ')}\n`,
+          );
+        }
+        return 0;
+      }
+      case 'vstats': {
+        if (rest[0] !== 'show' || rest.length !== 4 || rest[2] !== 'qidx')
+          throw new UsageError('usage: dev vstats show NAME qidx Q');
+        const q = rest[3]!;
+        if (!/^\d{1,5}$/.test(q)) throw new UsageError(`qidx must be a queue number, not "${q}"`);
+        const result = await ask('dev', io, control, 'dev-vstats-show', {
+          name: rest[1]!,
+          qidx: Number(q),
+        });
+        if (result === null) return 1;
+        const { name, ...v } = result as VdpaVstatsEntry;
+        if (json) {
+          io.stdout.write(`${JSON.stringify({ vstats: { [name]: v } })}\n`);
+        } else {
+          const counters = Object.entries(v.counters).map(([k, n]) => ` ${k} ${n}`);
+          io.stdout.write(
+            `${name}: queue_index ${v.queue_index} queue_type ${v.queue_type}\n ${counters.join('')}\n`,
           );
         }
         return 0;

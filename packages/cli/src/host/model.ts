@@ -171,6 +171,8 @@ export class DeviceModel {
         return this.vdpa.config(args as Args<'dev-config-show'>);
       case 'dev-del':
         return this.vdpa.del(args as Args<'dev-del'>);
+      case 'dev-vstats-show':
+        return this.vdpa.vstats(args as Args<'dev-vstats-show'>);
     }
     throw new KernelError('EOPNOTSUPP', `unknown verb ${verb}`);
   }

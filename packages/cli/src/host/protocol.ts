@@ -49,6 +49,7 @@ export const VERBS = {
   'dev-show': { name: 'string' },
   'dev-config-show': { name: 'string' },
   'dev-del': { name: 'string' },
+  'dev-vstats-show': { name: 'string', qidx: 'integer' },
 } as const satisfies Record<string, Record<string, ArgType>>;
 
 export type Verb = keyof typeof VERBS;

@@ -77,6 +77,26 @@ describe('vdpa verbs against a running host', () => {
       `vdpa0: type network mgmtdev mvnet_loopback vendor_id 0 max_vq_size 256 uuid ${shown.dev.vdpa0.uuid}\n`,
     );
 
+    // One queue's counters: 0 receives, 1 sends (no frame has moved yet).
+    expect((await mdev(['dev', 'vstats', 'show', 'vdpa0', 'qidx', '0', ...c])).out).toBe(
+      'vdpa0: queue_index 0 queue_type rx\n  rx_bytes 0 rx_packets 0 rx_truncated 0\n',
+    );
+    const tx = JSON.parse(
+      (await mdev(['dev', 'vstats', 'show', 'vdpa0', 'qidx', '1', '-j', ...c])).out,
+    );
+    expect(tx).toEqual({
+      vstats: {
+        vdpa0: {
+          queue_index: 1,
+          queue_type: 'tx',
+          counters: { tx_packets: 0, tx_bytes: 0, tx_dropped: 0 },
+        },
+      },
+    });
+    const q2 = await mdev(['dev', 'vstats', 'show', 'vdpa0', 'qidx', '2', ...c]);
+    expect(q2.code).toBe(1);
+    expect(q2.err).toMatch(/EINVAL/);
+
     const dup = await mdev([...add, ...c]);
     expect(dup.code).toBe(1);
     expect(dup.err).toMatch(/EEXIST/);
@@ -123,6 +143,8 @@ describe('vdpa verbs against a running host', () => {
       ['dev', 'add', 'name', 'v', 'mgmtdev', 'm', 'mtu', '1e3'],
       ['dev', 'config', 'show'],
       ['dev', 'del'],
+      ['dev', 'vstats', 'show', 'v'],
+      ['dev', 'vstats', 'show', 'v', 'qidx', '-1'],
       ['dev', 'show', '--bogus'],
       ['mgmtdev', 'frob'],
     ]) {

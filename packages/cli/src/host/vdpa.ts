@@ -4,7 +4,7 @@
  * their decoded virtio-net config space (drivers/vdpa/vdpa.c, vdpa_dev_net_config_fill).
  */
 import { randomUUID } from 'node:crypto';
-import { KernelError } from '@mdev/driver-core';
+import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import type { MvnetLoopback } from '@mdev/mvnet-loopback';
@@ -68,6 +68,14 @@ export interface VdpaConfigEntry {
   link_announce: boolean;
   mtu: number;
   negotiated_features: string[];
+}
+
+/** One queue's counters, as `vdpa dev vstats show` reports them. */
+export interface VdpaVstatsEntry {
+  name: string;
+  queue_index: number;
+  queue_type: 'rx' | 'tx';
+  counters: Record<string, number>;
 }
 
 const macText = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
@@ -141,6 +149,28 @@ export class VdpaDevices {
       mtu: dv.getUint16(VIRTIO_NET_CONFIG_MTU, true),
       negotiated_features: featureNames(net instanceof VirtNet ? net.vdev.features : 0n),
     };
+  }
+
+  /**
+   * The counters of one queue, as `vdpa dev vstats show NAME qidx Q` prints them: virtio-net's
+   * queue 0 is receiveq1 and queue 1 transmitq1 (virtio 1.2 section 5.1.2), and their counters
+   * are the device's `stats/rx_*` and `stats/tx_*` sysfs files.
+   */
+  vstats(args: Args<'dev-vstats-show'>): VdpaVstatsEntry {
+    const { mdev, name } = this.lookup(args.name);
+    const qidx = args.qidx;
+    if (qidx === undefined) throw new KernelError('EINVAL', 'dev vstats show: give qidx');
+    if (mdevVirtioGetOps(mdev).getDeviceId(mdev) !== VIRTIO_ID_NET || qidx > 1)
+      throw new KernelError('EINVAL', `dev vstats show: ${name} has no queue ${qidx}`);
+    const dir = `${mdev.path}/stats`;
+    if (!sysfs.exists(dir))
+      throw new KernelError('EOPNOTSUPP', `dev vstats show: ${name} keeps no counters`);
+    const type = qidx === 0 ? 'rx' : 'tx';
+    const counters: Record<string, number> = {};
+    for (const file of sysfs.list(dir)) {
+      if (file.startsWith(`${type}_`)) counters[file] = Number(sysfs.read(`${dir}/${file}`));
+    }
+    return { name, queue_index: qidx, queue_type: type, counters };
   }
 
   del(args: Args<'dev-del'>): { name: string } {
