@@ -345,7 +345,13 @@ export class DeviceModel {
     if (activeMdev(uuid)) throw new KernelError('EEXIST', `start: ${uuid} is running`);
     const mvnet = mvnetOf(this.parents, parent);
     if (mvnet) attrs = provisionAttrs(mvnet, uuid, attrs);
-    sysfs.write(`${dir}/create`, `${uuid}\n`);
+    try {
+      sysfs.write(`${dir}/create`, `${uuid}\n`);
+    } catch (err) {
+      // Not created: the next creation of this UUID must not inherit these attributes.
+      mvnet?.provision(uuid, {});
+      throw err;
+    }
     const m = activeMdev(uuid);
     if (!m) throw new KernelError('EIO', `start: ${uuid} did not appear`);
     try {

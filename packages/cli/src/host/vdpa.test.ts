@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type HostProcess, mdev, startHost, stopHost, tempDir } from '../testing/host';
+import { type HostProcess, mdev, RawClient, startHost, stopHost, tempDir } from '../testing/host';
 import { featureNames } from './vdpa';
 
 const root = tempDir();
@@ -108,6 +108,35 @@ describe('vdpa verbs against a running host', () => {
     // Stopped another way, the device's name goes with it.
     expect((await mdev(['stop', '-u', shown.dev.vdpa1.uuid, ...c])).code).toBe(0);
     expect((await mdev(['dev', 'show', ...c])).out).toBe('');
+  });
+
+  it('a MAC given to a creation that fails is not given to the next creation of the UUID', async () => {
+    const { control, config } = paths();
+    hosts.push(await startHost(control, config));
+    const c = ['--control', control];
+    const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+    const mvnet = ['-p', 'mvnet_loopback', '-t', 'mvnet_loopback-virtio'];
+    expect((await mdev(['define', '-u', U, ...mvnet, ...c])).code).toBe(0);
+    const mac = ['--addattr', 'mac', '--value', '02:00:00:00:00:42'];
+    expect((await mdev(['modify', '-u', U, ...mac, ...c])).code).toBe(0);
+    // Every one of mvnet_loopback's 64 instances in use: the start fails (ENOSPC).
+    const client = new RawClient(control);
+    const args = { parent: 'mvnet_loopback', type: 'mvnet_loopback-virtio' };
+    for (let id = 0; id < 64; id++)
+      client.send(`${JSON.stringify({ version: 1, id, verb: 'start', args })}\n`);
+    const started: string[] = [];
+    for (let id = 0; id < 64; id++)
+      started.push(((await client.reply())!.result as { uuid: string }).uuid);
+    client.close();
+    const full = await mdev(['start', '-u', U, ...c]);
+    expect(full.code).toBe(1);
+    expect(full.err).toMatch(/ENOSPC/);
+    // Room again, and the definition without its MAC: the device gets a MAC of its own.
+    expect((await mdev(['stop', '-u', started[0]!, ...c])).code).toBe(0);
+    expect((await mdev(['modify', '-u', U, '--delattr', ...c])).code).toBe(0);
+    expect((await mdev(['start', '-u', U, ...c])).code).toBe(0);
+    const cfg = JSON.parse((await mdev(['dev', 'config', 'show', U, '-j', ...c])).out);
+    expect(cfg.config[U].mac).not.toBe('02:00:00:00:00:42');
   });
 
   it('refuses what it cannot do with an error, and a command line it cannot run with exit 2', async () => {
