@@ -1,8 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type HostProcess, mdev, startHost, stopHost, tempDir } from '../testing/host';
+import { type HostProcess, mdev, PKG, startHost, stopHost, tempDir } from '../testing/host';
 
 const root = tempDir();
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -76,5 +77,33 @@ describe('mdev host --driver: vendor parent drivers as modules', () => {
     const again = await startHost(control, config, ['--driver', VENDOR_VF]);
     hosts.push(again);
     expect((await mdev(['list', ...c])).out).toBe(`${U} vendor_vf vendor_vf-net auto (defined)\n`);
+  });
+
+  it('mdev pktgen --driver loads a vendor driver for --device, in a process of its own', async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--conditions=source', '--import', 'tsx', 'src/main.ts', 'pktgen', ...args],
+          { cwd: PKG },
+          (error, out, err) => resolve({ code: error ? Number(error.code) : 0, out, err }),
+        );
+      });
+    const vf = await run([
+      '--driver',
+      VENDOR_VF,
+      '--device',
+      'vendor-vf',
+      '--count',
+      '2000',
+      '--json',
+    ]);
+    expect(vf.code).toBe(0);
+    expect(JSON.parse(vf.out)).toMatchObject({ parent: 'vendor-vf', tx: 2000, rx: 2000, lost: 0 });
+    const bad = await run(['--driver', fixture('throws-on-load'), '--count', '10']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/driver \S+throws-on-load\.ts failed to load: this driver cannot load/);
+    // Without the driver, the device is unknown: a usage error.
+    expect((await run(['--device', 'vendor-vf', '--count', '10'])).code).toBe(2);
   });
 });
