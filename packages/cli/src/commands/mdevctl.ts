@@ -13,7 +13,8 @@ import { definitionJson } from '../host/store';
 import type { Command, CommandIo } from '../io';
 import { filePath, UsageError, uuidOption } from '../usage';
 
-const CONTROL_HELP = `  --control PATH        the host's control socket (default: as 'mdev host' has it)`;
+const CONTROL_HELP =
+  "  --control PATH        the host's control socket (default: as 'mdev host' has it)";
 
 /** The control socket a client command talks to: `--control`, else the host's default. */
 export function controlPath(io: CommandIo, text: string | undefined): string {

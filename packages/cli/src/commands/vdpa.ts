@@ -110,8 +110,8 @@ export const dev: Command = {
 Named devices on the host's management devices (see 'mdev mgmtdev show'), as iproute2's vdpa
 makes them. 'mac' and 'mtu' set the device's config space at creation (mvnet_loopback).
 'config show' and 'del' also take the UUID of any device of a management device (one
-started with 'mdev start', say). 'config show' decodes the virtio-net config space: MAC, link status, MTU and the features
-the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receives, 1 sends).
+started with 'mdev start', say). 'config show' decodes the virtio-net config space: MAC, link
+status, MTU and the features the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receives, 1 sends).
 
   -j, --json       vdpa's JSON form
   --control PATH   the host's control socket (default: as 'mdev host' has it)
@@ -159,7 +159,8 @@ the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receive
         } else {
           for (const d of devs) {
             io.stdout.write(
-              `${d.name}: type ${d.type} mgmtdev ${d.mgmtdev} vendor_id ${d.vendor_id} max_vq_size ${d.max_vq_size} uuid ${d.uuid}\n`,
+              `${d.name}: type ${d.type} mgmtdev ${d.mgmtdev} vendor_id ${d.vendor_id} ` +
+                `max_vq_size ${d.max_vq_size} uuid ${d.uuid}\n`,
             );
           }
         }
@@ -197,7 +198,8 @@ the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receive
         } else {
           const counters = Object.entries(v.counters).map(([k, n]) => ` ${k} ${n}`);
           io.stdout.write(
-            `${name}: queue_index ${v.queue_index} queue_type ${v.queue_type}\n ${counters.join('')}\n`,
+            `${name}: queue_index ${v.queue_index} queue_type ${v.queue_type}\n` +
+              ` ${counters.join('')}\n`,
           );
         }
         return 0;

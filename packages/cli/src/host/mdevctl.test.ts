@@ -168,8 +168,11 @@ describe('mdevctl verbs against a running host', () => {
     const c = ['--control', control];
     const text = await mdev(['types', '-p', 'mtty', ...c]);
     expect(text.out).toBe(
-      'mtty\n  mtty-1\n    Available instances: 24\n    Device API: vfio-pci\n    Name: Single port serial\n' +
-        '  mtty-2\n    Available instances: 12\n    Device API: vfio-pci\n    Name: Dual port serial\n',
+      'mtty\n' +
+        '  mtty-1\n    Available instances: 24\n    Device API: vfio-pci\n' +
+        '    Name: Single port serial\n' +
+        '  mtty-2\n    Available instances: 12\n    Device API: vfio-pci\n' +
+        '    Name: Dual port serial\n',
     );
     expect((await mdev(['start', ...MVNET, ...c])).code).toBe(0);
     const json = JSON.parse((await mdev(['types', '-p', MVNET_PARENT, '--dumpjson', ...c])).out);

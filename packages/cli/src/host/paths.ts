@@ -12,7 +12,10 @@ export function defaultControlPath(env: NodeJS.ProcessEnv = process.env): string
   return join(env.TMPDIR || '/tmp', `mdev-${uid()}`, 'control.sock');
 }
 
-/** The default definitions folder: `$XDG_CONFIG_HOME/mdev` (`~/.config/mdev`), `/etc/mdev` for root. */
+/**
+ * The default definitions folder: `$XDG_CONFIG_HOME/mdev` (`~/.config/mdev`), `/etc/mdev` for
+ * root.
+ */
 export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
   if (uid() === 0) return '/etc/mdev';
   if (env.XDG_CONFIG_HOME) return join(env.XDG_CONFIG_HOME, 'mdev');

@@ -158,14 +158,16 @@ export function parseRequest(line: string): Request {
   if (msg.version !== PROTOCOL_VERSION) {
     throw new ProtocolError(
       'EPROTONOSUPPORT',
-      `protocol version ${JSON.stringify(msg.version) ?? 'missing'}: this host speaks ${PROTOCOL_VERSION}`,
+      `protocol version ${JSON.stringify(msg.version) ?? 'missing'}: ` +
+        `this host speaks ${PROTOCOL_VERSION}`,
       id,
     );
   }
   if (typeof msg.verb !== 'string' || !Object.hasOwn(VERBS, msg.verb)) {
     throw new ProtocolError(
       'EOPNOTSUPP',
-      `unknown verb ${JSON.stringify(msg.verb) ?? '(none)'} (known: ${Object.keys(VERBS).join(', ')})`,
+      `unknown verb ${JSON.stringify(msg.verb) ?? '(none)'} ` +
+        `(known: ${Object.keys(VERBS).join(', ')})`,
       id,
     );
   }

@@ -91,7 +91,10 @@ export function checkPeer(_socket: Socket, path: string): PeerCheck {
   }
 }
 
-/** The control socket of `mdev host`: requests in, replies out, nothing a client sends crashes it. */
+/**
+ * The control socket of `mdev host`: requests in, replies out; nothing a client sends stops
+ * it.
+ */
 export class ControlServer {
   private readonly server: Server;
   private readonly clients = new Set<Socket>();

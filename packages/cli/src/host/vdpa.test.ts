@@ -47,7 +47,7 @@ describe('vdpa verbs against a running host', () => {
     });
     const cfg = await mdev(['dev', 'config', 'show', 'vdpa0', ...c]);
     expect(cfg.out).toMatch(
-      /^vdpa0: mac 02:11:22:33:44:55 link up link_announce false mtu 9000\n {2}negotiated_features /,
+      /^vdpa0: mac 02:11:22:33:44:55 link up link_announce false mtu 9000\n {2}negotiated_features\b/,
     );
     // virtio-net bound the device on the host and negotiated with it.
     const j = JSON.parse((await mdev(['dev', 'config', 'show', 'vdpa0', '-j', ...c])).out);
@@ -74,7 +74,8 @@ describe('vdpa verbs against a running host', () => {
     // The device is an mdev like any other: mdevctl's list shows it.
     expect((await mdev(['list', ...c])).out).toContain(`${shown.dev.vdpa0.uuid} mvnet_loopback`);
     expect((await mdev(['dev', 'show', 'vdpa0', ...c])).out).toBe(
-      `vdpa0: type network mgmtdev mvnet_loopback vendor_id 0 max_vq_size 256 uuid ${shown.dev.vdpa0.uuid}\n`,
+      'vdpa0: type network mgmtdev mvnet_loopback vendor_id 0 max_vq_size 256 ' +
+        `uuid ${shown.dev.vdpa0.uuid}\n`,
     );
 
     // One queue's counters: 0 receives, 1 sends (no frame has moved yet).
