@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
+import * as host from './commands/host';
 import * as lspci from './commands/lspci';
+import { define, list, modify, start, stop, undefine } from './commands/mdevctl';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
 import * as tty from './commands/tty';
 import * as types from './commands/types';
+import { dev, mgmtdev } from './commands/vdpa';
 import type { Command, CommandIo } from './io';
 import { isUsageError } from './usage';
 
@@ -19,6 +22,15 @@ export const commands: Record<string, Command> = {
   screenshot,
   lspci,
   tty,
+  host,
+  list,
+  define,
+  undefine,
+  modify,
+  start,
+  stop,
+  mgmtdev,
+  dev,
 };
 
 function usage(out: NodeJS.WritableStream): void {

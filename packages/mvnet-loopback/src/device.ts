@@ -68,6 +68,17 @@ export interface MvnetOptions {
   offload?: boolean;
 }
 
+/**
+ * The device attributes an instance is created with, as `vdpa dev add ... mac M mtu N` passes
+ * them to a management device's dev_add (struct vdpa_dev_set_config, drivers/vdpa/vdpa.c).
+ */
+export interface MvnetProvision {
+  /** The MAC address of the config space: 6 bytes, unicast. Default: a random one. */
+  mac?: Uint8Array;
+  /** The MTU of the config space, 68 to 65535. Default MVNET_DEFAULT_MTU. */
+  mtu?: number;
+}
+
 /** The state of one mvnet instance (struct mvnet_state). */
 export class MvnetState {
   readonly mdev: MdevDevice;
@@ -86,11 +97,16 @@ export class MvnetState {
     mdev: MdevDevice,
     private readonly owner: MvnetLoopback,
     slot: number,
+    provisioned: MvnetProvision = {},
   ) {
     this.mdev = mdev;
     this.slot = slot;
     this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
-    this.config = buildConfig(randomMac(), true, MVNET_DEFAULT_MTU);
+    this.config = buildConfig(
+      provisioned.mac ?? randomMac(),
+      true,
+      provisioned.mtu ?? MVNET_DEFAULT_MTU,
+    );
     this.stats = owner.host.attach(slot, this.vqs, () => this.needsReset());
   }
 
@@ -287,6 +303,8 @@ export class MvnetLoopback {
   /** The datapath worker (worker mode), or null when the datapath runs on a workqueue. */
   readonly offload: MvnetOffload | null;
   private readonly bySlot: (MvnetState | null)[];
+  /** Attributes for the next creation of an mdev, by UUID (see `provision`). */
+  private readonly provisions = new Map<string, MvnetProvision>();
   private readonly ops: MdevVirtioOps;
 
   constructor(options: MvnetOptions) {
@@ -374,7 +392,9 @@ export class MvnetLoopback {
     if (this.instances.size >= this.maxInstances || slot < 0) {
       throw new KernelError('ENOSPC', `mvnet: all ${this.maxInstances} instances are in use`);
     }
-    const s = new MvnetState(mdev, this, slot);
+    const provisioned = this.provisions.get(mdev.uuid);
+    this.provisions.delete(mdev.uuid);
+    const s = new MvnetState(mdev, this, slot, provisioned);
     this.bySlot[slot] = s;
     mdevSetDrvdata(mdev, s);
     this.instances.add(s);
@@ -417,6 +437,25 @@ export class MvnetLoopback {
     this.bySlot[s.slot] = null;
     this.instances.delete(s);
     mdevSetDrvdata(mdev, null);
+  }
+
+  /**
+   * Sets the MAC and MTU the next mdev created with `uuid` starts with: an mdev's config space
+   * is read by the driver that binds while it is created, so its attributes must be known
+   * before. Taken by that creation only. EINVAL for a MAC that is not 6 bytes or is multicast,
+   * or an MTU outside 68 to 65535 (ETH_MIN_MTU to the 16 bits of the config field).
+   */
+  provision(uuid: string, attrs: MvnetProvision): void {
+    if (attrs.mac !== undefined && (attrs.mac.length !== 6 || (attrs.mac[0]! & 1) !== 0)) {
+      throw new KernelError('EINVAL', `mvnet: ${uuid}: the MAC must be 6 bytes and unicast`);
+    }
+    if (
+      attrs.mtu !== undefined &&
+      !(Number.isInteger(attrs.mtu) && attrs.mtu >= 68 && attrs.mtu <= 0xffff)
+    ) {
+      throw new KernelError('EINVAL', `mvnet: ${uuid}: MTU ${attrs.mtu} is not 68 to 65535`);
+    }
+    this.provisions.set(uuid, { mac: attrs.mac && Uint8Array.from(attrs.mac), mtu: attrs.mtu });
   }
 
   /** The state of an mvnet mdev (for tests and tools). */

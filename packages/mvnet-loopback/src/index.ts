@@ -25,6 +25,7 @@ export {
   MVNET_NAME,
   MvnetLoopback,
   type MvnetOptions,
+  type MvnetProvision,
   MvnetState,
   mvnetLoopbackInit,
 } from './device';

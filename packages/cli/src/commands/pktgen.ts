@@ -10,6 +10,7 @@ import {
   setupStack,
 } from '../pktgen/run';
 import { filePath, integerOption, UsageError } from '../usage';
+import { loadDriver } from './host';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
@@ -22,6 +23,7 @@ export const usage = `usage: mdev pktgen [options]
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
   --offload        run the device's datapath in a worker thread (the "hardware")
   --device NAME    the parent driver to run over (default mvnet_loopback)
+  --driver MODULE  load a vendor parent driver first (repeatable; see mdev host --help)
   --pcap FILE      write the received frames to a pcap file (a FIFO: once a reader opens it)
   --no-verify      check order only, not frame contents
   --json           print one JSON line instead of text
@@ -52,6 +54,7 @@ function parseOptions(args: string[]) {
       'queue-size': { type: 'string' },
       offload: { type: 'boolean', default: false },
       device: { type: 'string' },
+      driver: { type: 'string', multiple: true },
       pcap: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -113,6 +116,23 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
  * (`io.signal`, Ctrl-C), after printing what was sent and received so far.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
+  // Vendor drivers first: the devices they register are what --device is checked against.
+  const { values: early } = parseArgs({
+    args,
+    options: { driver: { type: 'string', multiple: true } },
+    strict: false,
+  });
+  for (const d of (early.driver ?? []) as (string | boolean)[]) {
+    if (typeof d !== 'string' || d === '') throw new UsageError('--driver needs a module');
+    try {
+      await loadDriver(d, io.cwd ?? process.cwd());
+    } catch (err) {
+      io.stderr.write(
+        `mdev pktgen: driver ${d} failed to load: ${(err as Error).message ?? err}\n`,
+      );
+      return 1;
+    }
+  }
   // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
   // the usage, exit status 2.
   const values = parseCommandLine(args, io);

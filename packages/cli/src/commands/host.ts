@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DeviceModel, errorText } from '../host/model';
+import { defaultConfigDir, defaultControlPath } from '../host/paths';
+import { ControlServer, HostStartError, prepareControlPath } from '../host/server';
+import type { CommandIo } from '../io';
+import { filePath, UsageError } from '../usage';
+
+export const summary = 'hold the devices in a long-running process, managed over a control socket';
+
+export const usage = `usage: mdev host [--control PATH] [--config DIR] [--driver MODULE]...
+
+Runs in the foreground (a service manager runs it) and holds the device model: the virtio-mdev
+transport, virtio-net, mvnet_loopback, the VFIO samples (mtty, mdpy, mbochs) and the parents
+of every --driver. Devices defined with 'start: auto' are started; 'mdev list', 'define',
+'start', ... talk to it. SIGTERM or Ctrl-C stops every device and exits 0.
+
+  --control PATH   the control socket (default $XDG_RUNTIME_DIR/mdev/control.sock,
+                   /run/mdev/control.sock for root); its folder is made mode 0700
+  --config DIR     the device definitions, one file per device at DIR/<parent>/<uuid>
+                   (default $XDG_CONFIG_HOME/mdev, /etc/mdev for root)
+  --driver MODULE  load a vendor parent driver (repeatable): a module file or package name
+                   whose default export, a function, registers the parent (its module init)
+`;
+
+/**
+ * Loads a vendor parent driver, as modprobe loads a module: imports it and runs its default
+ * export when that is a function. A path is taken from `cwd`; anything else is a package name.
+ */
+export async function loadDriver(spec: string, cwd: string): Promise<void> {
+  const isPath = spec.startsWith('.') || isAbsolute(spec) || existsSync(resolve(cwd, spec));
+  const mod = (await import(isPath ? pathToFileURL(resolve(cwd, spec)).href : spec)) as {
+    default?: unknown;
+  };
+  if (typeof mod.default === 'function') await (mod.default as () => unknown)();
+}
+
+/** `mdev host`: runs until SIGTERM or Ctrl-C, then stops every device; 0 after a clean stop. */
+export async function run(args: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      control: { type: 'string' },
+      config: { type: 'string' },
+      driver: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    io.stdout.write(usage);
+    return 0;
+  }
+  const control =
+    values.control !== undefined ? filePath(io, '--control', values.control) : defaultControlPath();
+  const config =
+    values.config !== undefined ? filePath(io, '--config', values.config) : defaultConfigDir();
+  for (const d of values.driver ?? [])
+    if (d === '') throw new UsageError('--driver needs a module');
+  const log = (line: string) => io.stderr.write(`mdev host: ${line}\n`);
+
+  try {
+    await prepareControlPath(control);
+  } catch (err) {
+    if (!(err instanceof HostStartError)) throw err;
+    io.stderr.write(`mdev host: ${err.message}\n`);
+    return 2;
+  }
+  for (const d of values.driver ?? []) {
+    try {
+      await loadDriver(d, io.cwd ?? process.cwd());
+      log(`driver ${d} loaded`);
+    } catch (err) {
+      log(`driver ${d} failed to load: ${errorText(err)}`);
+    }
+  }
+  const model = new DeviceModel(config, log);
+  const server = new ControlServer(control, model, log);
+  try {
+    model.load();
+    model.loadDefinitions();
+    model.autostart();
+    await server.listen();
+  } catch (err) {
+    model.shutdown();
+    throw err;
+  }
+  log(`listening on ${control}`);
+
+  let stop!: (why: string) => void;
+  const stopped = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
+  const onTerm = () => stop('SIGTERM');
+  const onAbort = () => stop('SIGINT');
+  process.once('SIGTERM', onTerm);
+  io.signal?.addEventListener('abort', onAbort, { once: true });
+  const why = await stopped;
+  process.off('SIGTERM', onTerm);
+  io.signal?.removeEventListener('abort', onAbort);
+  log(`${why}: stopping`);
+  await server.close();
+  model.shutdown();
+  log('stopped');
+  return 0;
+}

@@ -1,0 +1,380 @@
+/**
+ * mdevctl's verbs as `mdev` commands that talk to a running `mdev host`: `list`, `define`,
+ * `undefine`, `modify`, `start`, `stop` (and `types`, in ./types.ts), with mdevctl's options,
+ * output lines and JSON shapes.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { HostRequestError, HostUnavailableError, hostRequest } from '../host/client';
+import type { DeviceEntry } from '../host/model';
+import { defaultControlPath } from '../host/paths';
+import type { Args, Verb } from '../host/protocol';
+import { definitionJson } from '../host/store';
+import type { Command, CommandIo } from '../io';
+import { filePath, UsageError, uuidOption } from '../usage';
+
+const CONTROL_HELP =
+  "  --control PATH        the host's control socket (default: as 'mdev host' has it)";
+
+/** The control socket a client command talks to: `--control`, else the host's default. */
+export function controlPath(io: CommandIo, text: string | undefined): string {
+  return text === undefined ? defaultControlPath() : filePath(io, '--control', text);
+}
+
+/**
+ * Sends one request to the host and resolves to its result; writes the reason and resolves to
+ * null when there is no host or the host refuses the request (the command then exits 1).
+ */
+async function ask<V extends Verb>(
+  name: string,
+  io: CommandIo,
+  control: string,
+  verb: V,
+  args: Args<V>,
+): Promise<unknown> {
+  try {
+    return await hostRequest(control, verb, args);
+  } catch (err) {
+    if (err instanceof HostUnavailableError || err instanceof HostRequestError) {
+      io.stderr.write(`mdev ${name}: ${err.message}\n`);
+      return null;
+    }
+    throw err;
+  }
+}
+
+/** The definition in `--jsonfile FILE`, parsed (UsageError for a file that is not JSON). */
+function jsonFile(io: CommandIo, text: string): Record<string, unknown> {
+  const path = filePath(io, '--jsonfile', text);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--jsonfile ${text}: ${(err as Error).message}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new UsageError(`--jsonfile ${text}: not a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+/** mdevctl's one-line form: `UUID PARENT TYPE auto|manual`, then `(active)` or `(defined)`. */
+export function formatDevice(e: DeviceEntry, defined: boolean, verbose: boolean): string {
+  let line = `${e.uuid} ${e.parent} ${e.type} ${e.auto ? 'auto' : 'manual'}`;
+  if (defined ? e.active : e.defined) line += defined ? ' (active)' : ' (defined)';
+  line += '\n';
+  if (verbose && e.attrs.length) {
+    line += '  Attrs:\n';
+    e.attrs.forEach(([k, v], i) => {
+      line += `    @{${i}}: ${JSON.stringify({ [k]: v })}\n`;
+    });
+  }
+  return line;
+}
+
+/**
+ * mdevctl's `--dumpjson` of a listing: `[{PARENT: [{UUID: {mdev_type, start, attrs}}, ...]}]`,
+ * or the bare definition when the listing is one device asked for by UUID.
+ */
+export function dumpDevices(entries: DeviceEntry[], single: boolean): unknown {
+  if (single && entries.length === 1) return definitionJson(entries[0]!);
+  const byParent: Record<string, Record<string, unknown>[]> = {};
+  for (const e of entries) {
+    byParent[e.parent] ??= [];
+    byParent[e.parent]!.push({ [e.uuid]: definitionJson(e) });
+  }
+  return entries.length ? [byParent] : [];
+}
+
+const common = {
+  uuid: { type: 'string', short: 'u' },
+  parent: { type: 'string', short: 'p' },
+  control: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parentOption(text: string | undefined): string | undefined {
+  if (text === '') throw new UsageError('--parent needs a parent name');
+  return text;
+}
+
+function typeOption(text: string | undefined): string | undefined {
+  if (text === '') throw new UsageError('--type needs a type name');
+  return text;
+}
+
+export const list: Command = {
+  summary: 'list running (or, with --defined, defined) devices of the host, like mdevctl list',
+  usage: `usage: mdev list [-d|--defined] [-u UUID] [-p PARENT] [--dumpjson] [-v] [--control PATH]
+
+Lists the host's running devices, one line each: UUID PARENT TYPE auto|manual, with
+"(defined)" when a definition exists; with --defined, the definitions, with "(active)" when
+running.
+
+  -d, --defined         list the definitions instead of the running devices
+  -u, --uuid UUID       only this device
+  -p, --parent PARENT   only the devices of this parent
+  --dumpjson            mdevctl's JSON form instead of lines
+  -v, --verbose         the attributes under each device
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        ...common,
+        defined: { type: 'boolean', short: 'd' },
+        dumpjson: { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const request: Args<'list'> = { defined: values.defined ?? false };
+    const uuid = uuidOption(values.uuid)?.toLowerCase();
+    if (uuid !== undefined) request.uuid = uuid;
+    const parent = parentOption(values.parent);
+    if (parent !== undefined) request.parent = parent;
+    const result = await ask('list', io, controlPath(io, values.control), 'list', request);
+    if (result === null) return 1;
+    const entries = result as DeviceEntry[];
+    if (values.dumpjson) {
+      io.stdout.write(`${JSON.stringify(dumpDevices(entries, uuid !== undefined), null, 2)}\n`);
+      return 0;
+    }
+    for (const e of entries)
+      io.stdout.write(formatDevice(e, values.defined ?? false, values.verbose ?? false));
+    return 0;
+  },
+};
+
+export const define: Command = {
+  summary: 'define a persistent device on the host, like mdevctl define',
+  usage: `usage: mdev define [-u UUID] -p PARENT -t TYPE [-a|--auto]
+       mdev define [-u UUID] -p PARENT --jsonfile FILE
+       mdev define -u UUID [-a|--auto]      (a running device, as it runs)
+
+Writes the definition to the host's config folder (PARENT/UUID, mdevctl's JSON). Without
+-u, a UUID is made and printed. --auto starts the device whenever the host starts.
+
+  -u, --uuid UUID       the device's UUID
+  -p, --parent PARENT   its parent (see 'mdev types')
+  -t, --type TYPE       its mdev type
+  -a, --auto            start it when the host starts (default: manual)
+  --jsonfile FILE       the definition as mdevctl's JSON (mdev_type, start, attrs)
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        ...common,
+        type: { type: 'string', short: 't' },
+        auto: { type: 'boolean', short: 'a' },
+        jsonfile: { type: 'string' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const request: Args<'define'> = {};
+    const uuid = uuidOption(values.uuid);
+    if (uuid !== undefined) request.uuid = uuid;
+    const parent = parentOption(values.parent);
+    if (parent !== undefined) request.parent = parent;
+    const type = typeOption(values.type);
+    if (values.jsonfile !== undefined) {
+      if (type !== undefined || values.auto)
+        throw new UsageError('--jsonfile gives the type and start: not with -t or --auto');
+      if (parent === undefined) throw new UsageError('--jsonfile needs -p PARENT');
+      request.json = jsonFile(io, values.jsonfile);
+    } else {
+      if (type !== undefined) request.type = type;
+      if (values.auto) request.auto = true;
+      if (uuid === undefined && (parent === undefined || type === undefined))
+        throw new UsageError('give -p PARENT and -t TYPE (or -u UUID of a running device)');
+      if ((parent === undefined) !== (type === undefined))
+        throw new UsageError('give -p PARENT and -t TYPE together');
+    }
+    const result = await ask('define', io, controlPath(io, values.control), 'define', request);
+    if (result === null) return 1;
+    if (uuid === undefined) io.stdout.write(`${(result as { uuid: string }).uuid}\n`);
+    return 0;
+  },
+};
+
+export const undefine: Command = {
+  summary: 'remove a device definition from the host, like mdevctl undefine',
+  usage: `usage: mdev undefine -u UUID [-p PARENT] [--control PATH]
+
+Removes the definition (a running device keeps running).
+
+  -u, --uuid UUID       the device
+  -p, --parent PARENT   only its definition under this parent
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({ args, options: common, strict: true });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const uuid = uuidOption(values.uuid);
+    if (uuid === undefined) throw new UsageError('give -u UUID');
+    const request: Args<'undefine'> = { uuid };
+    const parent = parentOption(values.parent);
+    if (parent !== undefined) request.parent = parent;
+    const result = await ask('undefine', io, controlPath(io, values.control), 'undefine', request);
+    return result === null ? 1 : 0;
+  },
+};
+
+export const modify: Command = {
+  summary: 'change a device definition on the host, like mdevctl modify',
+  usage: `usage: mdev modify -u UUID [-p PARENT] [-t TYPE] [-a|--auto|-m|--manual]
+                  [--addattr NAME --value VALUE [--index N] | --delattr [--index N]]
+                  [--jsonfile FILE]
+
+Changes the definition; a running device is not changed until it is started again.
+
+  -u, --uuid UUID       the device
+  -p, --parent PARENT   its definition under this parent
+  -t, --type TYPE       a new mdev type
+  -a, --auto            start it when the host starts
+  -m, --manual          do not
+  --addattr NAME        add an attribute (with --value; at --index, default last)
+  --delattr             delete the attribute at --index (default the last)
+  --jsonfile FILE       replace the definition by mdevctl's JSON in FILE
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        ...common,
+        type: { type: 'string', short: 't' },
+        auto: { type: 'boolean', short: 'a' },
+        manual: { type: 'boolean', short: 'm' },
+        addattr: { type: 'string' },
+        value: { type: 'string' },
+        delattr: { type: 'boolean' },
+        index: { type: 'string' },
+        jsonfile: { type: 'string' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const uuid = uuidOption(values.uuid);
+    if (uuid === undefined) throw new UsageError('give -u UUID');
+    const request: Args<'modify'> = { uuid };
+    const parent = parentOption(values.parent);
+    if (parent !== undefined) request.parent = parent;
+    const type = typeOption(values.type);
+    if (type !== undefined) request.type = type;
+    if (values.auto && values.manual) throw new UsageError('give --auto or --manual, not both');
+    if (values.auto) request.auto = true;
+    if (values.manual) request.auto = false;
+    if (values.addattr !== undefined && values.delattr)
+      throw new UsageError('give --addattr or --delattr, not both');
+    if (values.addattr !== undefined) {
+      if (values.value === undefined) throw new UsageError('--addattr needs --value');
+      request.addattr = values.addattr;
+      request.value = values.value;
+    } else if (values.value !== undefined) {
+      throw new UsageError('--value goes with --addattr');
+    }
+    if (values.delattr) request.delattr = true;
+    if (values.index !== undefined) {
+      if (values.addattr === undefined && !values.delattr)
+        throw new UsageError('--index goes with --addattr or --delattr');
+      if (!/^\d+$/.test(values.index) || !Number.isSafeInteger(Number(values.index)))
+        throw new UsageError(`--index must be an integer >= 0, not "${values.index}"`);
+      request.index = Number(values.index);
+    }
+    if (values.jsonfile !== undefined) request.json = jsonFile(io, values.jsonfile);
+    const result = await ask('modify', io, controlPath(io, values.control), 'modify', request);
+    return result === null ? 1 : 0;
+  },
+};
+
+export const start: Command = {
+  summary: 'start a defined (or a transient) device on the host, like mdevctl start',
+  usage: `usage: mdev start -u UUID [-p PARENT]
+       mdev start [-u UUID] -p PARENT -t TYPE
+       mdev start [-u UUID] -p PARENT --jsonfile FILE
+
+Creates the device through its parent's sysfs 'create' file and writes its attributes. A
+device not defined runs until it is stopped or the host stops. Without -u, a UUID is made and
+printed.
+
+  -u, --uuid UUID       the device
+  -p, --parent PARENT   its parent
+  -t, --type TYPE       its mdev type (a transient device)
+  --jsonfile FILE       a transient device from mdevctl's JSON
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: { ...common, type: { type: 'string', short: 't' }, jsonfile: { type: 'string' } },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const request: Args<'start'> = {};
+    const uuid = uuidOption(values.uuid);
+    if (uuid !== undefined) request.uuid = uuid;
+    const parent = parentOption(values.parent);
+    if (parent !== undefined) request.parent = parent;
+    const type = typeOption(values.type);
+    if (type !== undefined) request.type = type;
+    if (values.jsonfile !== undefined) {
+      if (type !== undefined) throw new UsageError('--jsonfile gives the type: not with -t');
+      request.json = jsonFile(io, values.jsonfile);
+    }
+    if (
+      uuid === undefined &&
+      (parent === undefined || (type === undefined && values.jsonfile === undefined))
+    )
+      throw new UsageError('give -u UUID of a defined device, or -p PARENT and -t TYPE');
+    const result = await ask('start', io, controlPath(io, values.control), 'start', request);
+    if (result === null) return 1;
+    if (uuid === undefined) io.stdout.write(`${(result as { uuid: string }).uuid}\n`);
+    return 0;
+  },
+};
+
+export const stop: Command = {
+  summary: 'stop a running device on the host, like mdevctl stop',
+  usage: `usage: mdev stop -u UUID [--control PATH]
+
+Removes the device through its sysfs 'remove' file (its definition stays).
+
+  -u, --uuid UUID       the device
+${CONTROL_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseArgs({
+      args,
+      options: { uuid: common.uuid, control: common.control, help: common.help },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(this.usage!);
+      return 0;
+    }
+    const uuid = uuidOption(values.uuid);
+    if (uuid === undefined) throw new UsageError('give -u UUID');
+    const result = await ask('stop', io, controlPath(io, values.control), 'stop', { uuid });
+    return result === null ? 1 : 0;
+  },
+};

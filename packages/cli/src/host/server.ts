@@ -1,0 +1,191 @@
+import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { KernelError } from '@mdev/driver-core';
+import { type DeviceModel, errorText } from './model';
+import {
+  LineSplitter,
+  MAX_LINE,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  parseRequest,
+  type Reply,
+  replyLine,
+} from './protocol';
+
+/** How many clients may be connected at once; more are answered EBUSY and closed. */
+export const MAX_CLIENTS = 64;
+
+/** The host cannot start: another host listens, or the socket's folder is not private. */
+export class HostStartError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostStartError';
+  }
+}
+
+const uid = () => process.getuid?.() ?? -1;
+
+/** Resolves to whether something accepts connections on the socket at `path`. */
+export function socketIsLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ path });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Makes the socket's folder (mode 0700) if it is missing, checks that it is the user's own and
+ * closed to others, and clears a stale socket left by a host that died. HostStartError when a
+ * host listens there, when the path is not a socket, or when the folder is not private.
+ */
+export async function prepareControlPath(path: string): Promise<void> {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (st.uid !== uid() || (st.mode & 0o077) !== 0) {
+    throw new HostStartError(
+      `the control socket's folder ${dir} must be yours and closed to others (mode 0700)`,
+    );
+  }
+  let existing: ReturnType<typeof lstatSync> | undefined;
+  try {
+    existing = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!existing.isSocket()) throw new HostStartError(`${path} exists and is not a socket`);
+  if (await socketIsLive(path)) throw new HostStartError(`a host is listening on ${path}`);
+  // Nobody listens: the socket of a host that was killed. Take its place.
+  unlinkSync(path);
+}
+
+/** The outcome of the peer check: allowed, or refused with the reason. */
+export type PeerCheck = { allowed: true } | { allowed: false; reason: string };
+
+/**
+ * Whether the client on `socket` may use the host: only the host's own user may.
+ *
+ * The kernel already enforces most of it: connect(2) on a Unix socket needs write permission on
+ * the socket file, which is mode 0600 in a folder of mode 0700, both the host's user's. What this
+ * verifies today is that this is still so when the client arrives (nobody loosened the modes or
+ * swapped the file). The peer's own uid (SO_PEERCRED, unix(7)) is not reachable from Node
+ * without a native addon; once one is available, this is the one place to compare it with ours.
+ */
+export function checkPeer(_socket: Socket, path: string): PeerCheck {
+  try {
+    const sock = lstatSync(path);
+    const dir = statSync(dirname(path));
+    if (!sock.isSocket()) return { allowed: false, reason: `${path} is no longer a socket` };
+    if (sock.uid !== uid() || (sock.mode & 0o077) !== 0)
+      return { allowed: false, reason: `${path} is no longer private to uid ${uid()}` };
+    if (dir.uid !== uid() || (dir.mode & 0o077) !== 0)
+      return { allowed: false, reason: `${dirname(path)} is no longer private to uid ${uid()}` };
+    return { allowed: true };
+  } catch (err) {
+    return { allowed: false, reason: `cannot check ${path}: ${errorText(err)}` };
+  }
+}
+
+/**
+ * The control socket of `mdev host`: requests in, replies out; nothing a client sends stops
+ * it.
+ */
+export class ControlServer {
+  private readonly server: Server;
+  private readonly clients = new Set<Socket>();
+
+  constructor(
+    readonly path: string,
+    private readonly model: DeviceModel,
+    private readonly log: (line: string) => void,
+  ) {
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /** Listens on `path` (prepared by `prepareControlPath`); the socket file is made mode 0600. */
+  async listen(): Promise<void> {
+    // The socket file is created by bind(2) with the mode 0777 & ~umask: mask everything but the
+    // owner's bits so that it is never open to others, not even between bind and chmod.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen({ path: this.path }, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(umask);
+    }
+  }
+
+  /** Stops listening, drops every client and removes the socket file. */
+  async close(): Promise<void> {
+    for (const c of this.clients) c.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // Already gone (server.close unlinks it on some platforms).
+    }
+  }
+
+  private accept(socket: Socket): void {
+    const send = (reply: Reply) => {
+      if (!socket.destroyed && !socket.write(replyLine(reply))) socket.pause();
+    };
+    const fail = (id: Reply['id'], code: string, message: string) =>
+      send({ version: PROTOCOL_VERSION, id, ok: false, error: { code, message } });
+    socket.on('error', () => {
+      // A client that went away mid-reply: nothing to tell it.
+    });
+    const peer = checkPeer(socket, this.path);
+    if (!peer.allowed) {
+      this.log(`client refused: ${peer.reason}`);
+      fail(null, 'EACCES', 'refused');
+      socket.end();
+      return;
+    }
+    if (this.clients.size >= MAX_CLIENTS) {
+      fail(null, 'EBUSY', `${MAX_CLIENTS} clients are connected already`);
+      socket.end();
+      return;
+    }
+    this.clients.add(socket);
+    socket.on('close', () => this.clients.delete(socket));
+    // A client that does not read its replies stops being read from, so it cannot make the host
+    // hold an unbounded backlog of them.
+    socket.on('drain', () => socket.resume());
+    const lines = new LineSplitter(
+      MAX_LINE,
+      (line) => {
+        if (line.trim() === '') return;
+        let id: Reply['id'] = null;
+        try {
+          const req = parseRequest(line);
+          id = req.id;
+          const result = this.model.handle(req.verb, req.args);
+          send({ version: PROTOCOL_VERSION, id, ok: true, result: result ?? null });
+        } catch (err) {
+          if (err instanceof ProtocolError) fail(err.id, err.code, err.message);
+          else if (KernelError.is(err)) fail(id, err.code, err.message);
+          else {
+            const code = (err as { code?: unknown })?.code;
+            fail(id, typeof code === 'string' ? code : 'EIO', errorText(err));
+          }
+        }
+      },
+      () => {
+        fail(null, 'EMSGSIZE', `a request line is at most ${MAX_LINE} bytes`);
+        socket.end();
+      },
+    );
+    socket.on('data', (chunk: Buffer) => lines.push(chunk));
+  }
+}
