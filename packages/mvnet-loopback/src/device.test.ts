@@ -109,7 +109,7 @@ describe('mvnet_loopback', () => {
   it('takes the MAC and MTU provisioned for a UUID at its next creation only', () => {
     const mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
     mvnet.provision(UUID, { mac: Uint8Array.from(mac), mtu: 9000 });
-    sysfs.write(`${TYPE}/create`, UUID);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, UUID);
     const cfg = new Uint8Array(12);
     const ops = mdevVirtioGetOps(mdevDevices()[0]!);
     ops.getConfig(mdevDevices()[0]!, 0, cfg);
@@ -117,7 +117,7 @@ describe('mvnet_loopback', () => {
     expect([cfg[10], cfg[11]]).toEqual([9000 & 0xff, 9000 >> 8]); // mtu, le16
     sysfs.write(`/sys/bus/mdev_virtio/devices/${UUID}/remove`, '1');
     // Created again without provisioning: a random MAC and the default MTU.
-    sysfs.write(`${TYPE}/create`, UUID);
+    sysfs.write(`${MVNET_TYPE_PATH}/create`, UUID);
     ops.getConfig(mdevDevices()[0]!, 0, cfg);
     expect([...cfg.subarray(0, 6)]).not.toEqual(mac);
     expect([cfg[10], cfg[11]]).toEqual([1500 & 0xff, 1500 >> 8]);
