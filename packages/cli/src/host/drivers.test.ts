@@ -1,23 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type HostProcess, mdev, PKG, startHost, stopHost, tempDir } from '../testing/host';
+import { describe, expect, it } from 'vitest';
+import { hostFixture, mdev, PKG, stopHost } from '../testing/host';
 
-const root = tempDir();
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-function paths() {
-  const dir = join(root, `t${n++}`);
-  mkdirSync(dir, { mode: 0o700 });
-  return { control: join(dir, 'run', 'control.sock'), config: join(dir, 'config') };
-}
-
-const hosts: HostProcess[] = [];
-afterEach(async () => {
-  for (const h of hosts.splice(0)) await stopHost(h, 'SIGKILL');
-});
+const { paths, host } = hostFixture();
 
 const fixture = (name: string) =>
   fileURLToPath(new URL(`../testing/drivers/${name}.ts`, import.meta.url));
@@ -27,17 +14,16 @@ const VENDOR_VF = fileURLToPath(
 
 describe('mdev host --driver: vendor parent drivers as modules', () => {
   it('reports a driver that throws (on import, in its init, in its parent) and goes on', async () => {
-    const { control, config } = paths();
+    const { control, config, dir } = paths();
     const drivers = ['throws-on-load', 'throws-in-init', 'parent-fails', 'no-such-driver'];
-    const h = await startHost(
+    const h = await host(
       control,
       config,
       drivers.flatMap((d) => [
         '--driver',
-        d === 'no-such-driver' ? join(root, 'nope.js') : fixture(d),
+        d === 'no-such-driver' ? join(dir, 'nope.js') : fixture(d),
       ]),
     );
-    hosts.push(h);
     const log = h.stderr();
     expect(log).toMatch(/driver \S+throws-on-load\.ts failed to load: this driver cannot load/);
     expect(log).toMatch(/driver \S+throws-in-init\.ts failed to load: no such card/);
@@ -58,8 +44,7 @@ describe('mdev host --driver: vendor parent drivers as modules', () => {
 
   it('loads examples/vendor-vf: its parent, its type, its devices', async () => {
     const { control, config } = paths();
-    const h = await startHost(control, config, ['--driver', VENDOR_VF]);
-    hosts.push(h);
+    const h = await host(control, config, ['--driver', VENDOR_VF]);
     const c = ['--control', control];
     const types = await mdev(['types', '-p', 'vendor_vf', ...c]);
     expect(types.out).toMatch(/^vendor_vf\n {2}vendor_vf-net\n/);
@@ -74,8 +59,7 @@ describe('mdev host --driver: vendor parent drivers as modules', () => {
     expect(await stopHost(h, 'SIGTERM')).toEqual({ code: 0, signal: null });
     expect(h.stderr()).toContain(`stopped ${U}`);
     // Started again with the driver, the --auto VF is back.
-    const again = await startHost(control, config, ['--driver', VENDOR_VF]);
-    hosts.push(again);
+    const _again = await host(control, config, ['--driver', VENDOR_VF]);
     expect((await mdev(['list', ...c])).out).toBe(`${U} vendor_vf vendor_vf-net auto (defined)\n`);
   });
 

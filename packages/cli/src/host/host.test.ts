@@ -1,40 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  type HostProcess,
-  mdev,
-  RawClient,
-  spawnHost,
-  startHost,
-  stopHost,
-  tempDir,
-} from '../testing/host';
+import { describe, expect, it } from 'vitest';
+import { hostFixture, mdev, RawClient, spawnHost, stopHost } from '../testing/host';
 import { checkPeer } from './server';
+
+const { paths, host } = hostFixture();
 
 const MVNET = ['-p', 'mvnet_loopback', '-t', 'mvnet_loopback-virtio'];
 const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
-
-const root = tempDir();
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-/** A control socket path and a config folder of their own for one test. */
-function paths() {
-  const dir = join(root, `t${n++}`);
-  mkdirSync(dir, { mode: 0o700 });
-  return { control: join(dir, 'run', 'control.sock'), config: join(dir, 'config') };
-}
-
-const hosts: HostProcess[] = [];
-afterEach(async () => {
-  for (const h of hosts.splice(0)) await stopHost(h, 'SIGKILL');
-});
-async function host(control: string, config: string, extra: string[] = []) {
-  const h = await startHost(control, config, extra);
-  hosts.push(h);
-  return h;
-}
 
 describe('mdev host: the control socket', () => {
   it('is owner-only: socket mode 0600 in a folder of mode 0700, made by the host', async () => {
@@ -73,11 +47,11 @@ describe('mdev host: the control socket', () => {
   // Another user's client, where the tests run as root and can start one as nobody (65534).
   const asRoot = process.getuid?.() === 0;
   it.skipIf(!asRoot)('a client of another user cannot connect (EACCES)', async () => {
-    const { control, config } = paths();
+    const { control, config, dir } = paths();
     // Every folder above the host's own is open to nobody: only the host's folder (0700) and
     // socket (0600) keep it out.
-    chmodSync(root, 0o755);
-    chmodSync(join(control, '..', '..'), 0o755);
+    chmodSync(join(dir, '..'), 0o755);
+    chmodSync(dir, 0o755);
     await host(control, config);
     const script = `require('net').connect(${JSON.stringify(control)})
       .on('connect', () => { console.log('connected'); process.exit(0); })

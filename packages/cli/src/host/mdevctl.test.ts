@@ -1,18 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  type HostProcess,
-  mdev,
-  PKG,
-  RawClient,
-  startHost,
-  stopHost,
-  tempDir,
-} from '../testing/host';
+import { describe, expect, it } from 'vitest';
+import { hostFixture, mdev, PKG, RawClient, stopHost } from '../testing/host';
 import { parseDefinitionJson, UUID_RE } from './store';
+
+const { paths, host } = hostFixture();
 
 const MVNET_PARENT = 'mvnet_loopback';
 const MVNET_TYPE = 'mvnet_loopback-virtio';
@@ -20,25 +14,6 @@ const MVNET = ['-p', MVNET_PARENT, '-t', MVNET_TYPE];
 const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const U2 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
 const U3 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1003';
-
-const root = tempDir();
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-function paths() {
-  const dir = join(root, `t${n++}`);
-  mkdirSync(dir, { mode: 0o700 });
-  return { control: join(dir, 'run', 'control.sock'), config: join(dir, 'config'), dir };
-}
-
-const hosts: HostProcess[] = [];
-afterEach(async () => {
-  for (const h of hosts.splice(0)) await stopHost(h, 'SIGKILL');
-});
-async function host(control: string, config: string, extra: string[] = []) {
-  const h = await startHost(control, config, extra);
-  hosts.push(h);
-  return h;
-}
 
 describe('mdevctl verbs against a running host', () => {
   it('define, list, start, modify, stop, undefine as mdevctl spells and prints them', async () => {

@@ -1,21 +1,8 @@
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type HostProcess, mdev, RawClient, startHost, stopHost, tempDir } from '../testing/host';
+import { describe, expect, it } from 'vitest';
+import { hostFixture, mdev, RawClient } from '../testing/host';
 import { featureNames } from './vdpa';
 
-const root = tempDir();
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let n = 0;
-function paths() {
-  const dir = join(root, `t${n++}`);
-  mkdirSync(dir, { mode: 0o700 });
-  return { control: join(dir, 'run', 'control.sock'), config: join(dir, 'config') };
-}
-const hosts: HostProcess[] = [];
-afterEach(async () => {
-  for (const h of hosts.splice(0)) await stopHost(h, 'SIGKILL');
-});
+const { paths, host } = hostFixture();
 
 describe('vdpa verbs against a running host', () => {
   it('names features as vdpa prints them, lowest bit first', () => {
@@ -34,7 +21,7 @@ describe('vdpa verbs against a running host', () => {
 
   it('dev add with mac and mtu reaches the config space; show, config show, del', async () => {
     const { control, config } = paths();
-    hosts.push(await startHost(control, config));
+    await host(control, config);
     const c = ['--control', control];
     expect((await mdev(['mgmtdev', 'show', ...c])).out).toBe(
       'mvnet_loopback:\n  supported_classes net\n',
@@ -113,7 +100,7 @@ describe('vdpa verbs against a running host', () => {
 
   it('a MAC given to a creation that fails is not given to the next creation of the UUID', async () => {
     const { control, config } = paths();
-    hosts.push(await startHost(control, config));
+    await host(control, config);
     const c = ['--control', control];
     const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
     const mvnet = ['-p', 'mvnet_loopback', '-t', 'mvnet_loopback-virtio'];
@@ -142,7 +129,7 @@ describe('vdpa verbs against a running host', () => {
 
   it('refuses what it cannot do with an error, and a command line it cannot run with exit 2', async () => {
     const { control, config } = paths();
-    hosts.push(await startHost(control, config));
+    await host(control, config);
     const c = ['--control', control];
     const add = ['dev', 'add', 'name', 'v'];
     for (const [args, code] of [

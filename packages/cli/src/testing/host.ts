@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach } from 'vitest';
 import { main } from '../cli';
 import { capture } from './capture';
 
@@ -13,6 +14,34 @@ export const PKG = fileURLToPath(new URL('../..', import.meta.url));
 /** A fresh private folder (mode 0700, as mkdtemp makes it). */
 export function tempDir(prefix = 'mdev-host-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * The setup the host tests share: a private folder for the file, a control socket path and a
+ * config folder of their own for each test (`paths()`), and hosts started with `host()` that are
+ * killed after each test. Call it at the top level of a test file: it registers the hooks.
+ */
+export function hostFixture() {
+  const root = tempDir();
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  let n = 0;
+  const hosts: HostProcess[] = [];
+  afterEach(async () => {
+    for (const h of hosts.splice(0)) await stopHost(h, 'SIGKILL');
+  });
+  return {
+    paths() {
+      const dir = join(root, `t${n++}`);
+      mkdirSync(dir, { mode: 0o700 });
+      return { control: join(dir, 'run', 'control.sock'), config: join(dir, 'config'), dir };
+    },
+    /** Starts a host and has it killed after the test. */
+    async host(control: string, config: string, extra: string[] = []) {
+      const h = await startHost(control, config, extra);
+      hosts.push(h);
+      return h;
+    },
+  };
 }
 
 /** A `mdev host` process: its child, what it wrote on stderr so far, and its end. */
