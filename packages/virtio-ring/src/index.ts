@@ -17,6 +17,7 @@ export {
   offsetDmaOps,
 } from './dma';
 export { EFAULT, EINVAL, EIO, ELOOP, ENOMEM, ENOSPC, EPROTO } from './errno';
+export { type ForwardResult, RingForward } from './forward';
 export {
   alignUp,
   joinAddr64,

@@ -1,40 +1,43 @@
 import { type DmaMapOps, isDirectDma } from './dma';
 import { EIO, ENOMEM, ENOSPC } from './errno';
+import * as layout from './layout';
 import {
-  storeAddr64,
   VIRTQUEUE_MAX_SIZE,
   VRING_AVAIL_ALIGN_SIZE,
-  VRING_AVAIL_F_NO_INTERRUPT,
-  VRING_AVAIL16_FLAGS,
-  VRING_AVAIL16_IDX,
-  VRING_AVAIL16_RING,
   VRING_DESC_ALIGN_SIZE,
-  VRING_DESC_F_INDIRECT,
-  VRING_DESC_F_NEXT,
-  VRING_DESC_F_WRITE,
   VRING_DESC_SIZE,
-  VRING_DESC_WORDS16,
-  VRING_DESC_WORDS32,
-  VRING_DESC16_FLAGS,
-  VRING_DESC16_NEXT,
-  VRING_DESC32_ADDR_LO,
-  VRING_DESC32_LEN,
   VRING_USED_ALIGN_SIZE,
-  VRING_USED_ELEM_WORDS32,
-  VRING_USED_F_NO_NOTIFY,
-  VRING_USED16_FLAGS,
-  VRING_USED16_IDX,
-  VRING_USED32_ELEM_ID,
-  VRING_USED32_ELEM_LEN,
-  VRING_USED32_RING,
-  vringAvailEvent16,
   vringAvailSize,
   vringDescSize,
   vringNeedEvent,
-  vringUsedEvent16,
   vringUsedSize,
 } from './layout';
 import { type GuestMemory, HOST_LITTLE_ENDIAN, loadIndex, MAX_ADDR, storeIndex } from './memory';
+
+// The layout's word offsets and flags, copied into module constants: every use of an imported
+// binding is a load through its module cell and a hole check (about 7 instructions), and these
+// are used a few dozen times a frame; a module constant costs next to nothing.
+const storeAddr64 = layout.storeAddr64;
+const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
+const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
+const VRING_AVAIL16_IDX = layout.VRING_AVAIL16_IDX;
+const VRING_AVAIL16_RING = layout.VRING_AVAIL16_RING;
+const VRING_DESC_F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
+const VRING_DESC_F_NEXT = layout.VRING_DESC_F_NEXT;
+const VRING_DESC_F_WRITE = layout.VRING_DESC_F_WRITE;
+const VRING_DESC_WORDS16 = layout.VRING_DESC_WORDS16;
+const VRING_DESC_WORDS32 = layout.VRING_DESC_WORDS32;
+const VRING_DESC16_FLAGS = layout.VRING_DESC16_FLAGS;
+const VRING_DESC16_NEXT = layout.VRING_DESC16_NEXT;
+const VRING_DESC32_ADDR_LO = layout.VRING_DESC32_ADDR_LO;
+const VRING_DESC32_LEN = layout.VRING_DESC32_LEN;
+const VRING_USED_ELEM_WORDS32 = layout.VRING_USED_ELEM_WORDS32;
+const VRING_USED_F_NO_NOTIFY = layout.VRING_USED_F_NO_NOTIFY;
+const VRING_USED16_FLAGS = layout.VRING_USED16_FLAGS;
+const VRING_USED16_IDX = layout.VRING_USED16_IDX;
+const VRING_USED32_ELEM_ID = layout.VRING_USED32_ELEM_ID;
+const VRING_USED32_ELEM_LEN = layout.VRING_USED32_ELEM_LEN;
+const VRING_USED32_RING = layout.VRING_USED32_RING;
 
 /** One scatter-gather element: a CPU address in guest memory and a length. */
 export interface Sg {
@@ -111,6 +114,9 @@ export class Virtqueue<T = unknown> {
   private readonly avail16: Uint16Array;
   private readonly used16: Uint16Array;
   private readonly used32: Uint32Array;
+  // Where used_event (driver area) and avail_event (device area) are, in 16-bit words.
+  private readonly usedEvent16: number;
+  private readonly availEvent16: number;
 
   // Driver-private shadow of every descriptor (the device may scribble on the table). Address,
   // length and flags are kept only for unmapping, so not with direct DMA; `extraNext` is the free
@@ -173,6 +179,8 @@ export class Virtqueue<T = unknown> {
     this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
     this.used16 = new Uint16Array(u.buffer, u.byteOffset, u.length >> 1);
     this.used32 = new Uint32Array(u.buffer, u.byteOffset, (u.length - 2) >> 2);
+    this.usedEvent16 = layout.vringUsedEvent16(num);
+    this.availEvent16 = layout.vringAvailEvent16(num);
     this.extraAddr = new Float64Array(num);
     this.extraLen = new Uint32Array(num);
     this.extraFlags = new Uint16Array(num);
@@ -508,7 +516,7 @@ export class Virtqueue<T = unknown> {
     this.numAdded = 0;
     // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
     if (this.eventIdx === true) {
-      const availEvent = loadIndex(this.memory, this.used16, vringAvailEvent16(this.num));
+      const availEvent = loadIndex(this.memory, this.used16, this.availEvent16);
       return vringNeedEvent(availEvent, newIdx, old);
     }
     return (loadIndex(this.memory, this.used16, VRING_USED16_FLAGS) & VRING_USED_F_NO_NOTIFY) === 0;
@@ -583,7 +591,7 @@ export class Virtqueue<T = unknown> {
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
     if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx === true) {
       // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
-      storeIndex(this.memory, this.avail16, vringUsedEvent16(this.num), this.lastUsedIdx);
+      storeIndex(this.memory, this.avail16, this.usedEvent16, this.lastUsedIdx);
     }
     this.lastLen = len;
     return token;
@@ -638,12 +646,7 @@ export class Virtqueue<T = unknown> {
     this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
     if (this.eventIdx) {
       // With EVENT_IDX the flag is not read; park used_event as far from the device as possible.
-      storeIndex(
-        this.memory,
-        this.avail16,
-        vringUsedEvent16(this.num),
-        (this.lastUsedIdx + 0x8000) & 0xffff,
-      );
+      storeIndex(this.memory, this.avail16, this.usedEvent16, (this.lastUsedIdx + 0x8000) & 0xffff);
     } else {
       storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
@@ -661,7 +664,7 @@ export class Virtqueue<T = unknown> {
         storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
     // virtio_mb (via the atomic store): used_event is visible before poll() reads used->idx.
-    storeIndex(this.memory, this.avail16, vringUsedEvent16(this.num), this.lastUsedIdx);
+    storeIndex(this.memory, this.avail16, this.usedEvent16, this.lastUsedIdx);
     return this.lastUsedIdx;
   }
 
@@ -688,12 +691,7 @@ export class Virtqueue<T = unknown> {
         storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
     const bufs = (((this.availIdxShadow - this.lastUsedIdx) & 0xffff) * 3) >> 2;
-    storeIndex(
-      this.memory,
-      this.avail16,
-      vringUsedEvent16(this.num),
-      (this.lastUsedIdx + bufs) & 0xffff,
-    );
+    storeIndex(this.memory, this.avail16, this.usedEvent16, (this.lastUsedIdx + bufs) & 0xffff);
     return (
       ((loadIndex(this.memory, this.used16, VRING_USED16_IDX) - this.lastUsedIdx) & 0xffff) <= bufs
     );

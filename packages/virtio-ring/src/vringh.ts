@@ -1,37 +1,40 @@
 import { type ByteOps, byteOpsOf } from './bytes';
 import { EFAULT, EINVAL, ELOOP, EPROTO } from './errno';
+import * as layout from './layout';
 import {
-  loadAddr64,
   VIRTQUEUE_MAX_SIZE,
-  VRING_AVAIL_F_NO_INTERRUPT,
-  VRING_AVAIL16_FLAGS,
-  VRING_AVAIL16_IDX,
-  VRING_AVAIL16_RING,
-  VRING_DESC_F_INDIRECT,
-  VRING_DESC_F_NEXT,
-  VRING_DESC_F_WRITE,
   VRING_DESC_SIZE,
-  VRING_DESC_WORDS16,
-  VRING_DESC_WORDS32,
-  VRING_DESC16_FLAGS,
-  VRING_DESC16_NEXT,
-  VRING_DESC32_ADDR_LO,
-  VRING_DESC32_LEN,
-  VRING_USED_ELEM_WORDS32,
-  VRING_USED_F_NO_NOTIFY,
-  VRING_USED16_FLAGS,
-  VRING_USED16_IDX,
-  VRING_USED32_ELEM_ID,
-  VRING_USED32_ELEM_LEN,
-  VRING_USED32_RING,
-  vringAvailEvent16,
   vringAvailSize,
   vringDescSize,
   vringNeedEvent,
-  vringUsedEvent16,
   vringUsedSize,
 } from './layout';
 import { type AddressSpace, loadIndex, MAX_ADDR, storeIndex, type Translation } from './memory';
+
+// The layout's word offsets and flags, copied into module constants: every use of an imported
+// binding is a load through its module cell and a hole check (about 7 instructions), and these
+// are used a few dozen times a frame; a module constant costs next to nothing.
+const loadAddr64 = layout.loadAddr64;
+const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
+const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
+const VRING_AVAIL16_IDX = layout.VRING_AVAIL16_IDX;
+const VRING_AVAIL16_RING = layout.VRING_AVAIL16_RING;
+const VRING_DESC_F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
+const VRING_DESC_F_NEXT = layout.VRING_DESC_F_NEXT;
+const VRING_DESC_F_WRITE = layout.VRING_DESC_F_WRITE;
+const VRING_DESC_WORDS16 = layout.VRING_DESC_WORDS16;
+const VRING_DESC_WORDS32 = layout.VRING_DESC_WORDS32;
+const VRING_DESC16_FLAGS = layout.VRING_DESC16_FLAGS;
+const VRING_DESC16_NEXT = layout.VRING_DESC16_NEXT;
+const VRING_DESC32_ADDR_LO = layout.VRING_DESC32_ADDR_LO;
+const VRING_DESC32_LEN = layout.VRING_DESC32_LEN;
+const VRING_USED_ELEM_WORDS32 = layout.VRING_USED_ELEM_WORDS32;
+const VRING_USED_F_NO_NOTIFY = layout.VRING_USED_F_NO_NOTIFY;
+const VRING_USED16_FLAGS = layout.VRING_USED16_FLAGS;
+const VRING_USED16_IDX = layout.VRING_USED16_IDX;
+const VRING_USED32_ELEM_ID = layout.VRING_USED32_ELEM_ID;
+const VRING_USED32_ELEM_LEN = layout.VRING_USED32_ELEM_LEN;
+const VRING_USED32_RING = layout.VRING_USED32_RING;
 
 const U32 = 0x1_0000_0000;
 /** Frames up to this many bytes are copied by words in JS rather than by copyWithin. */
@@ -154,6 +157,9 @@ export class Vringh {
   private avail16: Uint16Array = new Uint16Array(0);
   private used16: Uint16Array = new Uint16Array(0);
   private used32: Uint32Array = new Uint32Array(0);
+  // Where used_event (driver area) and avail_event (device area) are, in 16-bit words.
+  private usedEvent16 = 0;
+  private availEvent16 = 0;
   private lastAvail = 0;
   // The avail index as last read (vhost's avail_idx): read again only once the device has
   // caught up with it, so a batch of chains costs one read of the shared word.
@@ -200,6 +206,8 @@ export class Vringh {
     if (!d || !a || !u) return -EINVAL;
     this.num = num;
     this.eventIdx = cfg.eventIdx;
+    this.usedEvent16 = layout.vringUsedEvent16(num);
+    this.availEvent16 = layout.vringAvailEvent16(num);
     this.desc32 = new Uint32Array(d.buffer, d.byteOffset, d.length >> 2);
     this.desc16 = new Uint16Array(d.buffer, d.byteOffset, d.length >> 1);
     this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
@@ -579,7 +587,7 @@ export class Vringh {
         : 0;
     }
     if (completed > 0xffff) return 1;
-    const usedEvent = loadIndex(this.space, this.avail16, vringUsedEvent16(this.num));
+    const usedEvent = loadIndex(this.space, this.avail16, this.usedEvent16);
     return vringNeedEvent(usedEvent, newUsed, oldUsed) ? 1 : 0;
   }
 
@@ -590,7 +598,7 @@ export class Vringh {
   notifyEnable(): boolean {
     if (this.ready !== true) return true;
     if (this.eventIdx === true)
-      storeIndex(this.space, this.used16, vringAvailEvent16(this.num), this.lastAvail);
+      storeIndex(this.space, this.used16, this.availEvent16, this.lastAvail);
     else storeIndex(this.space, this.used16, VRING_USED16_FLAGS, 0);
     // virtio_mb: the store above is ordered before re-reading avail->idx.
     return loadIndex(this.space, this.avail16, VRING_AVAIL16_IDX) === this.lastAvail;
