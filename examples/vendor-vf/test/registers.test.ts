@@ -47,7 +47,7 @@ import {
   VIRTIO_NET_F_MAC,
 } from '@mdev/virtio';
 import { GuestMemory, vringLayout } from '@mdev/virtio-ring';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const MAC = Uint8Array.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 const BASE = 0x10_0000;
@@ -95,6 +95,27 @@ function programQueue(bar: VfBar, q: number, num: number, at: number) {
   bar.write32(VIRTIO_PCI_COMMON_Q_USEDLO, at + l.used);
   bar.write32(VIRTIO_PCI_COMMON_Q_USEDHI, 0);
   return { desc: at + l.desc, avail: at + l.avail, used: at + l.used };
+}
+
+/**
+ * Runs `fn` with process warnings captured instead of printed; returns what reads them (the
+ * engine's warnings may come with the first BAR read after `fn`, so they are read until then).
+ */
+function captureWarnings(fn: () => void): () => string[] {
+  const got: string[] = [];
+  const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w) => {
+    got.push(typeof w === 'string' ? w : w.message);
+  });
+  try {
+    fn();
+  } catch (err) {
+    spy.mockRestore();
+    throw err;
+  }
+  return () => {
+    spy.mockRestore();
+    return got;
+  };
 }
 
 describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
@@ -263,8 +284,11 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     writeDriverFeatures(bar, VF_FEATURES);
     bar.write8(VIRTIO_PCI_COMMON_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
     programQueue(bar, 0, 64, 0x7000_0000); // no host memory there
-    bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    const warned = captureWarnings(() => bar.write16(VIRTIO_PCI_COMMON_Q_ENABLE, 1));
     expect(bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE)).toBe(0);
+    expect(warned()).toEqual([
+      'vendor_vf: queue 0 cannot be enabled (rings out of reach); the device needs a reset',
+    ]);
     expect(bar.read8(VIRTIO_PCI_COMMON_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(
       VIRTIO_CONFIG_S_NEEDS_RESET,
     );
@@ -368,7 +392,10 @@ describe('the VF register file (virtio 1.2, 4.1.4.3)', () => {
     const shared = allocVfShared();
     const bar = new VfBar(shared, null, 50);
     bar.write8(VIRTIO_PCI_COMMON_STATUS, 1); // nobody applies it
-    expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0xff);
+    const warned = captureWarnings(() => expect(bar.read8(VIRTIO_PCI_COMMON_STATUS)).toBe(0xff));
+    expect(warned()).toEqual([
+      'vendor_vf: the VF did not complete posted writes; it is treated as gone',
+    ]);
     expect(bar.read32(VIRTIO_PCI_COMMON_DF)).toBe(0xffffffff);
     expect(bar.gone).toBe(true);
   });

@@ -521,7 +521,7 @@ describe('device-side ranges a guest may hand over', () => {
   it('walks a misaligned 8 MiB indirect table at the cost of the descriptors walked', () => {
     const memory = new GuestMemory();
     const region = memory.addRegion(BASE, new ArrayBuffer(16 << 20));
-    const whole = new CountingBytes(region.buffer);
+    const whole = new CountingBytes(region.buffer as ArrayBuffer);
     const space = {
       shared: false,
       translate(addr: number, len: number, out: { u8: Uint8Array; offset: number }) {

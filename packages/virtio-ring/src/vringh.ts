@@ -72,26 +72,6 @@ export class VringhIov {
     this.total = 0;
   }
 
-  /** @internal */
-  push(buf: Uint8Array, off: number, len: number, addr: number): void {
-    if (this.used === this.off.length) this.grow();
-    const n = this.used++;
-    this.buf[n] = buf;
-    this.off[n] = off;
-    this.len[n] = len;
-    this.addr[n] = addr;
-    this.total += len;
-  }
-
-  private grow(): void {
-    const cap = this.off.length * 2;
-    for (const key of ['off', 'len', 'addr'] as const) {
-      const next = new Float64Array(cap);
-      next.set(this[key]);
-      this[key] = next;
-    }
-  }
-
   /**
    * Writes `value` as a little-endian u16 at byte `at` of the chain, across segments if it must
    * (a device rewriting a header field in place, say num_buffers). False, writing nothing, when
@@ -421,7 +401,7 @@ export class Vringh {
   private pushRange(iov: VringhIov, addr: number, len: number): number {
     if (addr > MAX_ADDR - len) return -EINVAL;
     if (this.space.translate(addr, len, this.t)) {
-      iov.push(this.t.u8, this.t.offset, len, addr);
+      pushSegment(iov, this.t.u8, this.t.offset, len, addr);
       return 0;
     }
     if (len === 0) return -EINVAL;
@@ -431,7 +411,7 @@ export class Vringh {
       if (!this.space.translate(addr, 1, this.t)) return -EINVAL;
       const n = Math.min(len, this.t.u8.length - this.t.offset);
       if (!this.space.translate(addr, n, this.t)) return -EINVAL;
-      iov.push(this.t.u8, this.t.offset, n, addr);
+      pushSegment(iov, this.t.u8, this.t.offset, n, addr);
       addr += n;
       len -= n;
     }
@@ -609,6 +589,33 @@ export class Vringh {
     if (this.ready === true && this.eventIdx !== true)
       storeIndex(this.space, this.used16, VRING_USED16_FLAGS, VRING_USED_F_NO_NOTIFY);
   }
+}
+
+/**
+ * Appends a segment to `iov`. A module function, not a method: only the chain walk fills an iov,
+ * and what is not exported is not in the published types.
+ */
+function pushSegment(
+  iov: VringhIov,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  addr: number,
+): void {
+  if (iov.used === iov.off.length) {
+    const cap = iov.off.length * 2;
+    for (const key of ['off', 'len', 'addr'] as const) {
+      const next = new Float64Array(cap);
+      next.set(iov[key]);
+      iov[key] = next;
+    }
+  }
+  const n = iov.used++;
+  iov.buf[n] = buf;
+  iov.off[n] = off;
+  iov.len[n] = len;
+  iov.addr[n] = addr;
+  iov.total += len;
 }
 
 function advance(iov: VringhIov, n: number): void {
