@@ -1,7 +1,8 @@
 /**
- * Doorbell and interrupt words for a device datapath in another thread (DESIGN 3.4): a 32-bit
- * counter in a SharedArrayBuffer that one side bumps and the other waits on with Atomics.wait
- * (a worker) or Atomics.waitAsync (a main thread that must not block).
+ * Doorbell and interrupt words for a device datapath in another thread (the concurrency model
+ * in docs/ARCHITECTURE.md): a 32-bit counter in a SharedArrayBuffer that one side bumps and the
+ * other waits on with Atomics.wait (a worker) or Atomics.waitAsync (a main thread that must not
+ * block).
  *
  * The race-free wait is: `seen = w.load()`, then re-check the ring (after re-enabling
  * notifications), then `w.wait(seen, ms)`; a signal between the two returns at once.

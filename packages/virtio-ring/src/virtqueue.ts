@@ -581,8 +581,9 @@ export class Virtqueue<T = unknown> {
       return undefined;
     }
     // Stricter than mainline Linux, which trusts the length and leaves it to drivers (the 5.16
-    // check was reverted): here a device is untrusted (DESIGN 3.1), and a length past what the
-    // driver offered to be written would make the driver read bytes the device never wrote.
+    // check was reverted): here a device is untrusted (the error model in docs/ARCHITECTURE.md),
+    // and a length past what the driver offered to be written would make the driver read bytes
+    // the device never wrote.
     if (len > this.inBytes[id]!) {
       this.markBroken(`used len ${len} beyond the ${this.inBytes[id]} writable bytes of ${id}`);
       return undefined;
