@@ -267,11 +267,10 @@ export class Vringh {
     }
     const head = this.avail16[VRING_AVAIL16_RING + (this.lastAvail & (this.num - 1))]!;
     if (head >= this.num) return this.fail(-EINVAL); // "Guest says index %u > %u is available"
+    const flags = this.desc16[head * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS]!;
     const err =
-      (this.desc16[head * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS]! &
-        (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) ===
-      0
-        ? this.walkOne(head, riov, wiov)
+      (flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) === 0
+        ? this.walkOne(head, flags, riov, wiov)
         : this.walk(head, riov, wiov);
     if (err < 0) return this.fail(err);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
@@ -280,8 +279,13 @@ export class Vringh {
   }
 
   // walk() for a chain of one direct descriptor (a whole frame or receive buffer), the common
-  // case, with the same checks.
-  private walkOne(head: number, riov: VringhIov | null, wiov: VringhIov | null): number {
+  // case, with the same checks; `flags` are the descriptor's, as getDesc read them.
+  private walkOne(
+    head: number,
+    flags: number,
+    riov: VringhIov | null,
+    wiov: VringhIov | null,
+  ): number {
     riov?.reset();
     wiov?.reset();
     const d = head * VRING_DESC_WORDS32;
@@ -289,7 +293,6 @@ export class Vringh {
     const len = this.desc32[d + VRING_DESC32_LEN]!;
     // A 64-bit address above 2^53 - 1 cannot be a valid address here (see MAX_ADDR).
     if (addr < 0) return -EINVAL;
-    const flags = this.desc16[head * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS]!;
     const iov = flags & VRING_DESC_F_WRITE ? wiov : riov;
     if (iov === null) return -EPROTO; // "Unexpected writable/readable desc"
     return this.pushRange(iov, addr, len);
