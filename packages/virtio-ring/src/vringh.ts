@@ -609,20 +609,23 @@ function pushSegment(
   len: number,
   addr: number,
 ): void {
-  if (iov.used === iov.off.length) {
-    const cap = iov.off.length * 2;
-    for (const key of ['off', 'len', 'addr'] as const) {
-      const next = new Float64Array(cap);
-      next.set(iov[key]);
-      iov[key] = next;
-    }
-  }
+  if (iov.used === iov.off.length) growIov(iov);
   const n = iov.used++;
   iov.buf[n] = buf;
   iov.off[n] = off;
   iov.len[n] = len;
   iov.addr[n] = addr;
   iov.total += len;
+}
+
+// Apart from pushSegment, which is inlined into the walk: this is rare and not small.
+function growIov(iov: VringhIov): void {
+  const cap = iov.off.length * 2;
+  for (const key of ['off', 'len', 'addr'] as const) {
+    const next = new Float64Array(cap);
+    next.set(iov[key]);
+    iov[key] = next;
+  }
 }
 
 function advance(iov: VringhIov, n: number): void {
