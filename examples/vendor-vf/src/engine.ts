@@ -26,9 +26,11 @@ import {
 import {
   type AddressSpace,
   HOST_LITTLE_ENDIAN,
+  joinAddr64,
+  RingForward,
   type Translation,
+  VRING_USED_IDX,
   Vringh,
-  VringhIov,
 } from '@mdev/virtio-ring';
 import { VF_FEATURES } from './features';
 import {
@@ -130,8 +132,8 @@ class EngineQueue {
 
 /** A 64-bit area address from its two halves; NaN when it does not fit a JS number exactly. */
 function addr64(halves: number[]): number {
-  const hi = halves[1]!;
-  return hi > 0x1fffff ? Number.NaN : hi * 2 ** 32 + halves[0]!;
+  const addr = joinAddr64(halves[0]!, halves[1]!);
+  return addr < 0 ? Number.NaN : addr;
 }
 
 const isPow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
@@ -162,8 +164,7 @@ export class VfEngine {
   private qSelect = 0;
   private linkUp = true;
   private raised = false;
-  private readonly r = new VringhIov();
-  private readonly w = new VringhIov();
+  private readonly fwd = new RingForward();
 
   constructor(shared: VfShared, space: AddressSpace, init: VfInit) {
     if (!isPow2(init.queueMax) || init.queueMax < 2 || init.queueMax > 32768) {
@@ -185,6 +186,9 @@ export class VfEngine {
       () => new EngineQueue(init.queueMax, space),
     );
     this.stats = Object.fromEntries(VF_STAT_NAMES.map((n) => [n, 0])) as Record<VfStatName, number>;
+    // The header is copied as the driver wrote it, except num_buffers: virtio 1.2 5.1.6.4.1 has
+    // the device set it (1: one buffer a frame); a driver's TX header carries 0 there.
+    this.fwd.numBuffersAt = VIRTIO_NET_HDR_NUM_BUFFERS;
     this.powerOn();
   }
 
@@ -270,7 +274,7 @@ export class VfEngine {
     const lastAvail = q.enabled ? q.vrh.getLastAvailIdx() : q.lastAvail;
     // last_used_idx is the used index the VF last published in the ring.
     let lastUsed = 0;
-    if (q.enabled && this.space.translate(addr64(q.used) + 2, 2, this.t)) {
+    if (q.enabled && this.space.translate(addr64(q.used) + VRING_USED_IDX, 2, this.t)) {
       lastUsed = this.t.u8[this.t.offset]! | (this.t.u8[this.t.offset + 1]! << 8);
     }
     Atomics.store(this.bar16, (base + VF_QUEUE_STATE_LAST_AVAIL) >> 1, lastAvail);
@@ -520,10 +524,12 @@ export class VfEngine {
   private starvedSince = 0;
 
   /**
-   * Moves up to `budget` frames from TX to RX; another look at a ring that changed while kicks
-   * were being asked for counts as one too. 'more' when the budget ran out, 'idle' when the TX
-   * ring is empty or the device is not running. Only between DRIVER_OK and a reset or
-   * DEVICE_NEEDS_RESET (3.1.1: no buffers are used before DRIVER_OK).
+   * Moves frames from TX to RX, each into one receive buffer, with @mdev/virtio-ring's forward
+   * step: at most `budget` looks at the TX ring (`RingForward` says what counts; a driver that
+   * moves avail->idx back and forth must not keep the VF in here, away from its registers).
+   * 'more' when the budget ran out, 'idle' when the TX ring is empty or the device is not running.
+   * Only between DRIVER_OK and a reset or DEVICE_NEEDS_RESET (3.1.1: no buffers are used before
+   * DRIVER_OK).
    */
   run(budget = this.init.budget): 'idle' | 'more' | 'starved' {
     const rx = this.queues[VF_RX_QUEUE]!;
@@ -536,87 +542,25 @@ export class VfEngine {
     ) {
       return 'idle';
     }
-    const { r, w, stats } = this;
-    const txv = tx.vrh;
-    const rxv = rx.vrh;
-    let result: 'idle' | 'more' | 'broken' | 'starved' = 'idle';
+    const { fwd, stats } = this;
     // The VF's receive FIFO: a frame that finds no receive buffer waits for the driver to post
     // one (it is on another thread and may be a moment late) and is dropped only after
     // RX_GRACE_MS, as a NIC drops when its FIFO overflows.
     const hold = this.starvedSince === 0 || performance.now() - this.starvedSince < RX_GRACE_MS;
-    let broken = '';
-    let n = 0;
-    txv.notifyDisable();
-    for (;;) {
-      if (n === budget) {
-        result = 'more';
-        break;
-      }
-      const got = txv.getDesc(r, null);
-      if (got === 0) {
-        // Ask for a kick, then look again: a frame added meanwhile would get no kick.
-        if (txv.notifyEnable()) break;
-        txv.notifyDisable();
-        // Each look counts against the budget: a driver that moves avail->idx back and forth
-        // must not keep the VF in here, away from its registers.
-        n++;
-        continue;
-      }
-      if (got < 0) {
-        result = 'broken';
-        broken = `TX ring fault (errno ${got})`;
-        break;
-      }
-      n++;
-      const len = r.total;
-      let rgot = rxv.getDesc(null, w);
-      if (rgot === 0 && hold) {
-        // Ask for a kick when a receive buffer comes, and look once more.
-        if (!rxv.notifyEnable()) {
-          rxv.notifyDisable();
-          rgot = rxv.getDesc(null, w);
-        }
-        if (rgot === 0) {
-          txv.abandon(1);
-          result = 'starved';
-          break;
-        }
-      }
-      if (rgot < 0) {
-        txv.abandon(1);
-        result = 'broken';
-        broken = `RX ring fault (errno ${rgot})`;
-        break;
-      }
-      stats.tx_packets++;
-      stats.tx_bytes += len;
-      if (rgot === 0) {
-        // No receive buffer: the frame is dropped on the wire, the TX buffer still comes back.
-        txv.complete(txv.head, 0);
-        stats.tx_dropped++;
-        continue;
-      }
-      if (w.total < len) {
-        // The frame does not fit the receive buffer: cut short, it would look like a real shorter
-        // frame, so the buffer goes back unused and the frame is dropped (counted here).
-        rxv.abandon(1);
-        txv.complete(txv.head, 0);
-        stats.rx_truncated++;
-        continue;
-      }
-      const written = txv.copy(r, w);
-      // The header is copied as the driver wrote it, except num_buffers: virtio 1.2 5.1.6.4.1
-      // has the device set it (1: one buffer a frame); a driver's TX header carries 0 there.
-      if (written >= VIRTIO_NET_HDR_NUM_BUFFERS + 2) w.storeLe16(VIRTIO_NET_HDR_NUM_BUFFERS, 1);
-      // complete() publishes the used element after the frame bytes (a release store).
-      txv.complete(txv.head, 0);
-      rxv.complete(rxv.head, written);
-      stats.rx_packets++;
-      stats.rx_bytes += written;
+    const result = fwd.run(tx.vrh, rx.vrh, budget, hold);
+    stats.tx_packets += fwd.txChains;
+    stats.tx_bytes += fwd.txBytes;
+    // No receive buffer: the frame is dropped on the wire, the TX buffer still comes back.
+    stats.tx_dropped += fwd.noRxBuffer;
+    // Too large for the receive buffer: cut short, it would look like a real shorter frame.
+    stats.rx_truncated += fwd.oversize;
+    stats.rx_packets += fwd.rxFrames;
+    stats.rx_bytes += fwd.rxBytes;
+    if (result === 'broken') {
+      this.deviceError(`${fwd.brokenRing.toUpperCase()} ring fault (errno ${fwd.error})`);
     }
-    if (result === 'broken') this.deviceError(broken);
-    if (txv.needNotify() === 1) this.raise(tx.msix, VIRTIO_PCI_ISR_QUEUE);
-    if (rxv.needNotify() === 1) this.raise(rx.msix, VIRTIO_PCI_ISR_QUEUE);
+    if (fwd.txNotify) this.raise(tx.msix, VIRTIO_PCI_ISR_QUEUE);
+    if (fwd.rxNotify) this.raise(rx.msix, VIRTIO_PCI_ISR_QUEUE);
     if (result === 'starved') {
       if (this.starvedSince === 0) this.starvedSince = performance.now();
       return 'starved';

@@ -161,7 +161,13 @@ function serveRequests(): void {
   }
 }
 
-/** Runs every active slot once; returns 'busy', 'starved' (someone waits for RX) or 'idle'. */
+/**
+ * Runs every active slot once, in turn; returns 'busy', 'starved' (someone waits for RX) or
+ * 'idle'. A slot's run is bounded whatever its driver does: at most `budget` looks at its TX ring
+ * (RingForward counts every look), and a chain costs what is walked. So one device cannot keep
+ * the others of its parent waiting for more than one bounded run each turn, and each slot's
+ * interrupts go out as soon as its run is over, not after the other slots' runs.
+ */
 function runSlots(): 'busy' | 'starved' | 'idle' {
   let state: 'busy' | 'starved' | 'idle' = 'idle';
   for (const [slot, s] of slots) {
@@ -172,20 +178,20 @@ function runSlots(): 'busy' | 'starved' | 'idle' {
     if (result === 'starved') {
       if (s.starvedSince === 0) s.starvedSince = performance.now();
       if (state === 'idle') state = 'starved';
-      continue;
+    } else {
+      s.starvedSince = 0;
+      if (result === 'more') state = 'busy';
+      else if (result === 'broken') {
+        // The queues stop until the driver resets the device; the main thread sets NEEDS_RESET.
+        s.active = false;
+        for (const vq of s.vqs) vq.ready = false;
+        raise(slot, PENDING_BROKEN);
+      }
     }
-    s.starvedSince = 0;
-    if (result === 'more') state = 'busy';
-    else if (result === 'broken') {
-      // The queues stop until the driver resets the device; the main thread sets NEEDS_RESET.
-      s.active = false;
-      for (const vq of s.vqs) vq.ready = false;
-      raise(slot, PENDING_BROKEN);
+    if (raised) {
+      raised = false;
+      irq.signal();
     }
-  }
-  if (raised) {
-    raised = false;
-    irq.signal();
   }
   return state;
 }

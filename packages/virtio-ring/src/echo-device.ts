@@ -1,7 +1,8 @@
+import { RingForward } from './forward';
 import type { SharedMemoryDescriptor } from './memory';
 import { GuestMemory } from './memory';
 import { NotifyWord } from './notify';
-import { Vringh, VringhIov } from './vringh';
+import { Vringh } from './vringh';
 
 /** What a datapath worker needs to serve one queue (all of it structured-cloneable). */
 export interface EchoDeviceParams {
@@ -31,9 +32,9 @@ export const CONTROL_SIZE = 12;
 
 /**
  * A device datapath for tests and benchmarks: every chain's readable bytes are copied into its
- * writable segments (a loopback), and the chain completes with the bytes written. Runs until
- * the stop word is set or the ring breaks; blocks on the doorbell when idle, so it belongs in a
- * worker thread.
+ * writable segments (a loopback), and the chain completes with the bytes written: the forward
+ * step with one ring for both ends. Runs until the stop word is set or the ring breaks; blocks on
+ * the doorbell when idle, so it belongs in a worker thread.
  */
 export function runEchoDevice(p: EchoDeviceParams): EchoDeviceResult {
   const memory = GuestMemory.fromShared(p.memory);
@@ -44,32 +45,22 @@ export function runEchoDevice(p: EchoDeviceParams): EchoDeviceResult {
   const doorbell = new NotifyWord(p.control, CONTROL_DOORBELL);
   const irq = new NotifyWord(p.control, CONTROL_INTERRUPT);
   const stop = new Int32Array(p.control, CONTROL_STOP, 1);
+  // The interrupt is checked after every run, so a run's budget is the batch.
   const batch = p.batch ?? 64;
-  const r = new VringhIov();
-  const w = new VringhIov();
-  vrh.notifyDisable();
+  const fwd = new RingForward();
   while (Atomics.load(stop, 0) === 0) {
-    let n = 0;
-    let rc = vrh.getDesc(r, w);
-    for (; rc === 1; rc = vrh.getDesc(r, w)) {
-      const len = vrh.copy(r, w);
-      vrh.complete(vrh.head, len);
-      result.chains++;
-      result.bytes += len;
-      if (++n === batch) {
-        n = 0;
-        if (vrh.needNotify() === 1) irq.signal();
-      }
-    }
-    if (vrh.needNotify() === 1) irq.signal();
-    if (rc < 0) {
-      result.error = rc;
+    // Read the doorbell count before looking at the ring: a kick after this ends the wait below.
+    const seen = doorbell.load();
+    const rc = fwd.run(vrh, vrh, batch);
+    result.chains += fwd.txChains;
+    result.bytes += fwd.rxBytes;
+    if (fwd.txNotify) irq.signal();
+    if (rc === 'broken') {
+      result.error = fwd.error;
       break;
     }
-    // Idle: read the doorbell count, ask for kicks, re-check the ring, then sleep until a kick.
-    const seen = doorbell.load();
-    if (vrh.notifyEnable()) doorbell.wait(seen, 100);
-    vrh.notifyDisable();
+    // Idle: kicks are asked for and the ring was found empty after; sleep until a kick.
+    if (rc === 'idle') doorbell.wait(seen, 100);
   }
   return result;
 }

@@ -387,7 +387,7 @@ describe('device-side vringh, hardened walk', () => {
     expect(dev.getDesc(new VringhIov(), new VringhIov())).toBe(-ELOOP);
   });
 
-  it('reads a misaligned indirect table from a private copy', () => {
+  it('reads a misaligned indirect table where it lies', () => {
     const { ring, dev, buf, memory } = raw();
     const table = buf + 0x104; // 4-byte aligned, not 16
     memory.view(buf, 6).set([1, 2, 3, 4, 5, 6]);
@@ -500,5 +500,131 @@ describe('device-side vringh, hardened walk', () => {
       { id: 1, len: 2 },
       { id: 2, len: 3 },
     ]);
+  });
+});
+
+describe('device-side ranges a guest may hand over', () => {
+  // A view whose subarray() and slice() count the bytes they span: how much of guest memory
+  // the device copied or carved out while it walked a chain.
+  class CountingBytes extends Uint8Array {
+    static spanned = 0;
+    override subarray(begin = 0, end = this.length) {
+      CountingBytes.spanned += end - begin;
+      return super.subarray(begin, end);
+    }
+    override slice(begin = 0, end = this.length) {
+      CountingBytes.spanned += end - begin;
+      return super.slice(begin, end);
+    }
+  }
+
+  it('walks a misaligned 8 MiB indirect table at the cost of the descriptors walked', () => {
+    const memory = new GuestMemory();
+    const region = memory.addRegion(BASE, new ArrayBuffer(16 << 20));
+    const whole = new CountingBytes(region.buffer as ArrayBuffer);
+    const space = {
+      shared: false,
+      translate(addr: number, len: number, out: { u8: Uint8Array; offset: number }) {
+        if (!memory.translate(addr, len, out)) return false;
+        out.u8 = whole;
+        return true;
+      },
+    };
+    const ring = new RawRing(memory, BASE, 8);
+    const table = BASE + 0x10_0008; // 8 bytes past a 16-byte boundary: no word view fits it
+    const data = BASE + 0x8000;
+    const tableLen = 8 << 20;
+    ring.setDesc(0, table, tableLen, VRING_DESC_F_INDIRECT, 0);
+    ring.setDesc(0, data, 24, VRING_DESC_F_NEXT, 1, table);
+    ring.setDesc(1, data + 64, 40, VRING_DESC_F_WRITE, 0, table);
+    memory.write(
+      data,
+      Uint8Array.from({ length: 24 }, (_, i) => i + 1),
+    );
+    const dev = new Vringh(space);
+    expect(dev.init({ ...ring, eventIdx: false })).toBe(0);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    CountingBytes.spanned = 0;
+    for (let k = 0; k < 100; k++) {
+      ring.offer(0);
+      expect(dev.getDesc(r, w)).toBe(1);
+      expect([r.used, r.total, w.used, w.total]).toEqual([1, 24, 1, 40]);
+      dev.complete(0, 0);
+    }
+    // Two descriptors walked a chain; the table's 8 MiB are neither copied nor sliced.
+    expect(CountingBytes.spanned).toBeLessThan(4096);
+    const got = new Uint8Array(24);
+    expect(dev.pull(r, got)).toBe(24);
+    expect(got).toEqual(Uint8Array.from({ length: 24 }, (_, i) => i + 1));
+  });
+
+  it('reads every descriptor of a misaligned indirect table as the driver wrote it', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new ArrayBuffer(1 << 20));
+    const ring = new RawRing(memory, BASE, 8);
+    const table = BASE + 0x8004;
+    const data = BASE + 0x9000;
+    ring.setDesc(0, table, 5 * 16, VRING_DESC_F_INDIRECT, 0);
+    // Out of order through `next`, readable then writable.
+    ring.setDesc(0, data, 3, VRING_DESC_F_NEXT, 3, table);
+    ring.setDesc(3, data + 16, 5, VRING_DESC_F_NEXT, 1, table);
+    ring.setDesc(1, data + 32, 7, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 4, table);
+    ring.setDesc(4, data + 48, 9, VRING_DESC_F_WRITE, 0, table);
+    ring.offer(0);
+    const dev = new Vringh(memory);
+    expect(dev.init({ ...ring, eventIdx: false })).toBe(0);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    expect(dev.getDesc(r, w)).toBe(1);
+    expect([...r.addr.subarray(0, r.used)]).toEqual([data, data + 16]);
+    expect([...r.len.subarray(0, r.used)]).toEqual([3, 5]);
+    expect([...w.addr.subarray(0, w.used)]).toEqual([data + 32, data + 48]);
+    expect([...w.len.subarray(0, w.used)]).toEqual([7, 9]);
+  });
+
+  it('splits a buffer over two adjacent memory regions into a segment each', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new ArrayBuffer(0x1_0000));
+    memory.addRegion(BASE + 0x1_0000, new ArrayBuffer(0x1_0000));
+    const ring = new RawRing(memory, BASE, 8);
+    const span = BASE + 0x1_0000 - 10; // 10 bytes in the first region, 20 in the second
+    const bytes = Uint8Array.from({ length: 30 }, (_, i) => 100 + i);
+    memory.write(span, bytes.subarray(0, 10));
+    memory.write(BASE + 0x1_0000, bytes.subarray(10));
+    ring.setDesc(0, span, 30, 0, 0);
+    ring.setDesc(1, span - 0x100, 0x200, VRING_DESC_F_WRITE, 0);
+    ring.offer(0);
+    ring.offer(1);
+    const dev = new Vringh(memory);
+    expect(dev.init({ ...ring, eventIdx: false })).toBe(0);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    expect(dev.getDesc(r, null)).toBe(1);
+    expect([r.used, r.total, ...r.len.subarray(0, 2)]).toEqual([2, 30, 10, 20]);
+    const got = new Uint8Array(30);
+    expect(dev.pull(r, got)).toBe(30);
+    expect(got).toEqual(bytes);
+    // A writable one, through a chain of the same walk, and filled across the boundary.
+    expect(dev.getDesc(null, w)).toBe(1);
+    expect([w.used, w.total]).toEqual([2, 0x200]);
+    r.reset();
+    expect(dev.push(w, new Uint8Array(0x200).fill(7))).toBe(0x200);
+    expect(memory.read(span - 0x100, 0x100 + 10)).toEqual(new Uint8Array(0x10a).fill(7));
+    expect(memory.read(BASE + 0x1_0000, 0x100 - 10)).toEqual(new Uint8Array(0xf6).fill(7));
+    expect(dev.broken).toBe(false);
+  });
+
+  it('still refuses a buffer that runs past the last region', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new ArrayBuffer(0x1_0000));
+    memory.addRegion(BASE + 0x1_0000, new ArrayBuffer(0x1_0000));
+    const ring = new RawRing(memory, BASE, 8);
+    ring.setDesc(0, BASE + 0x2_0000 - 10, 30, 0, 0);
+    ring.offer(0);
+    const dev = new Vringh(memory);
+    expect(dev.init({ ...ring, eventIdx: false })).toBe(0);
+    expect(dev.getDesc(new VringhIov(), null)).toBe(-EINVAL);
+    expect(dev.error).toBe(-EINVAL);
   });
 });

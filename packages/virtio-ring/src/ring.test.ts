@@ -10,7 +10,7 @@ import {
   vringSize,
 } from './layout';
 import { GuestMemory, OffsetAddressSpace } from './memory';
-import { countViewReads } from './testing';
+import { countViewReads, RawRing } from './testing';
 import { Virtqueue } from './virtqueue';
 import { Vringh, VringhIov } from './vringh';
 
@@ -68,11 +68,20 @@ describe('layout', () => {
 
 describe('VringhIov.storeLe16', () => {
   it('writes a little-endian u16 at a chain offset, across segments, and refuses past the end', () => {
-    const a = new Uint8Array(16);
-    const b = new Uint8Array(16);
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new ArrayBuffer(1 << 16));
+    const ring = new RawRing(memory, BASE, 4);
+    const A = BASE + 0x8000;
+    const B = BASE + 0x9000;
+    ring.setDesc(0, A + 4, 11, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1); // chain bytes 0-10
+    ring.setDesc(1, B + 2, 5, VRING_DESC_F_WRITE, 0); // chain bytes 11-15
+    ring.offer(0);
+    const dev = new Vringh(memory);
+    expect(dev.init({ ...ring, eventIdx: false })).toBe(0);
     const iov = new VringhIov();
-    iov.push(a, 4, 11, 0); // chain bytes 0-10 are a[4..14]
-    iov.push(b, 2, 5, 0); // chain bytes 11-15 are b[2..6]
+    expect(dev.getDesc(null, iov)).toBe(1);
+    const a = memory.view(A, 16);
+    const b = memory.view(B, 16);
     expect(iov.storeLe16(2, 0x1234)).toBe(true);
     expect([a[6], a[7]]).toEqual([0x34, 0x12]);
     expect(iov.storeLe16(10, 0xabcd)).toBe(true); // straddles: a[14], then b[2]

@@ -1,22 +1,43 @@
 import { type DmaMapOps, isDirectDma } from './dma';
 import { EIO, ENOMEM, ENOSPC } from './errno';
+import * as layout from './layout';
 import {
   VIRTQUEUE_MAX_SIZE,
   VRING_AVAIL_ALIGN_SIZE,
-  VRING_AVAIL_F_NO_INTERRUPT,
   VRING_DESC_ALIGN_SIZE,
-  VRING_DESC_F_INDIRECT,
-  VRING_DESC_F_NEXT,
-  VRING_DESC_F_WRITE,
   VRING_DESC_SIZE,
   VRING_USED_ALIGN_SIZE,
-  VRING_USED_F_NO_NOTIFY,
   vringAvailSize,
   vringDescSize,
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
 import { type GuestMemory, HOST_LITTLE_ENDIAN, loadIndex, MAX_ADDR, storeIndex } from './memory';
+
+// The layout's word offsets and flags, copied into module constants: every use of an imported
+// binding is a load through its module cell and a hole check (about 7 instructions), and these
+// are used a few dozen times a frame; a module constant costs next to nothing.
+const storeAddr64 = layout.storeAddr64;
+const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
+const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
+const VRING_AVAIL16_IDX = layout.VRING_AVAIL16_IDX;
+const VRING_AVAIL16_RING = layout.VRING_AVAIL16_RING;
+const VRING_DESC_F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
+const VRING_DESC_F_NEXT = layout.VRING_DESC_F_NEXT;
+const VRING_DESC_F_WRITE = layout.VRING_DESC_F_WRITE;
+const VRING_DESC_WORDS16 = layout.VRING_DESC_WORDS16;
+const VRING_DESC_WORDS32 = layout.VRING_DESC_WORDS32;
+const VRING_DESC16_FLAGS = layout.VRING_DESC16_FLAGS;
+const VRING_DESC16_NEXT = layout.VRING_DESC16_NEXT;
+const VRING_DESC32_ADDR_LO = layout.VRING_DESC32_ADDR_LO;
+const VRING_DESC32_LEN = layout.VRING_DESC32_LEN;
+const VRING_USED_ELEM_WORDS32 = layout.VRING_USED_ELEM_WORDS32;
+const VRING_USED_F_NO_NOTIFY = layout.VRING_USED_F_NO_NOTIFY;
+const VRING_USED16_FLAGS = layout.VRING_USED16_FLAGS;
+const VRING_USED16_IDX = layout.VRING_USED16_IDX;
+const VRING_USED32_ELEM_ID = layout.VRING_USED32_ELEM_ID;
+const VRING_USED32_ELEM_LEN = layout.VRING_USED32_ELEM_LEN;
+const VRING_USED32_RING = layout.VRING_USED32_RING;
 
 /** One scatter-gather element: a CPU address in guest memory and a length. */
 export interface Sg {
@@ -93,6 +114,9 @@ export class Virtqueue<T = unknown> {
   private readonly avail16: Uint16Array;
   private readonly used16: Uint16Array;
   private readonly used32: Uint32Array;
+  // Where used_event (driver area) and avail_event (device area) are, in 16-bit words.
+  private readonly usedEvent16: number;
+  private readonly availEvent16: number;
 
   // Driver-private shadow of every descriptor (the device may scribble on the table). Address,
   // length and flags are kept only for unmapping, so not with direct DMA; `extraNext` is the free
@@ -155,6 +179,8 @@ export class Virtqueue<T = unknown> {
     this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
     this.used16 = new Uint16Array(u.buffer, u.byteOffset, u.length >> 1);
     this.used32 = new Uint32Array(u.buffer, u.byteOffset, (u.length - 2) >> 2);
+    this.usedEvent16 = layout.vringUsedEvent16(num);
+    this.availEvent16 = layout.vringAvailEvent16(num);
     this.extraAddr = new Float64Array(num);
     this.extraLen = new Uint32Array(num);
     this.extraFlags = new Uint16Array(num);
@@ -371,11 +397,10 @@ export class Virtqueue<T = unknown> {
         const flags =
           (k < outNum ? 0 : VRING_DESC_F_WRITE) | (k + 1 < total ? VRING_DESC_F_NEXT : 0);
         const dmaAddr = this.sgDma[k]!;
-        t32[k * 4] = dmaAddr % U32;
-        t32[k * 4 + 1] = Math.floor(dmaAddr / U32);
-        t32[k * 4 + 2] = this.sgLen[k]!;
-        t16[k * 8 + 6] = flags;
-        t16[k * 8 + 7] = k + 1 < total ? k + 1 : 0;
+        storeAddr64(t32, k * VRING_DESC_WORDS32 + VRING_DESC32_ADDR_LO, dmaAddr);
+        t32[k * VRING_DESC_WORDS32 + VRING_DESC32_LEN] = this.sgLen[k]!;
+        t16[k * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS] = flags;
+        t16[k * VRING_DESC_WORDS16 + VRING_DESC16_NEXT] = k + 1 < total ? k + 1 : 0;
         if (mapAddr !== undefined) {
           mapAddr[k] = dmaAddr;
           mapLen![k] = this.sgLen[k]!;
@@ -456,13 +481,11 @@ export class Virtqueue<T = unknown> {
   }
 
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
-    const w = i * 4;
-    const lo = dmaAddr >>> 0; // ToUint32: the low half, exact for integers below 2^53
-    this.desc32[w] = lo;
-    this.desc32[w + 1] = (dmaAddr - lo) / U32;
-    this.desc32[w + 2] = len;
-    this.desc16[i * 8 + 6] = flags;
-    this.desc16[i * 8 + 7] = next;
+    const w = i * VRING_DESC_WORDS32;
+    storeAddr64(this.desc32, w + VRING_DESC32_ADDR_LO, dmaAddr);
+    this.desc32[w + VRING_DESC32_LEN] = len;
+    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS] = flags;
+    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_NEXT] = next;
     this.extraNext[i] = next;
     if (this.direct === true) return;
     this.extraAddr[i] = dmaAddr;
@@ -472,10 +495,10 @@ export class Virtqueue<T = unknown> {
 
   private publish(head: number): void {
     const mask = this.num - 1;
-    this.avail16[2 + (this.availIdxShadow & mask)] = head;
+    this.avail16[VRING_AVAIL16_RING + (this.availIdxShadow & mask)] = head;
     this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
     // virtio_wmb: the descriptor and ring entry above are written before the index that exposes them.
-    storeIndex(this.memory, this.avail16, 1, this.availIdxShadow);
+    storeIndex(this.memory, this.avail16, VRING_AVAIL16_IDX, this.availIdxShadow);
     // 0xffff adds without a kick would make the index arithmetic of kickPrepare ambiguous:
     // kick now, as virtqueue_add_split does ("very unlikely, but theoretically possible").
     if (++this.numAdded === 0xffff) this.kick();
@@ -493,10 +516,10 @@ export class Virtqueue<T = unknown> {
     this.numAdded = 0;
     // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
     if (this.eventIdx === true) {
-      const availEvent = loadIndex(this.memory, this.used16, 2 + this.num * 4);
+      const availEvent = loadIndex(this.memory, this.used16, this.availEvent16);
       return vringNeedEvent(availEvent, newIdx, old);
     }
-    return (loadIndex(this.memory, this.used16, 0) & VRING_USED_F_NO_NOTIFY) === 0;
+    return (loadIndex(this.memory, this.used16, VRING_USED16_FLAGS) & VRING_USED_F_NO_NOTIFY) === 0;
   }
 
   /** Mirrors virtqueue_notify(): calls the transport's kick; a failed kick breaks the queue. */
@@ -518,7 +541,7 @@ export class Virtqueue<T = unknown> {
   /** Whether the device has used buffers not yet taken (more_used_split). */
   moreUsed(): boolean {
     if (this.deleted) return false;
-    return this.lastUsedIdx !== loadIndex(this.memory, this.used16, 1);
+    return this.lastUsedIdx !== loadIndex(this.memory, this.used16, VRING_USED16_IDX);
   }
 
   /**
@@ -537,7 +560,7 @@ export class Virtqueue<T = unknown> {
   getBufToken(): T | undefined {
     if (this.broken === true) return undefined;
     // virtio_rmb: the used index is read (acquire) before the used element it covers.
-    const usedIdx = loadIndex(this.memory, this.used16, 1);
+    const usedIdx = loadIndex(this.memory, this.used16, VRING_USED16_IDX);
     if (this.lastUsedIdx === usedIdx) return undefined;
     if (((usedIdx - this.lastUsedIdx) & 0xffff) > this.num) {
       // More used than the ring can have had in flight: the device is lying about the index.
@@ -545,8 +568,9 @@ export class Virtqueue<T = unknown> {
       return undefined;
     }
     const slot = this.lastUsedIdx & (this.num - 1);
-    const id = this.used32[1 + slot * 2]!;
-    const len = this.used32[2 + slot * 2]!;
+    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+    const id = this.used32[e + VRING_USED32_ELEM_ID]!;
+    const len = this.used32[e + VRING_USED32_ELEM_LEN]!;
     if (id >= this.num) {
       this.markBroken(`used id ${id} out of range`);
       return undefined;
@@ -567,7 +591,7 @@ export class Virtqueue<T = unknown> {
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
     if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx === true) {
       // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
-      storeIndex(this.memory, this.avail16, 2 + this.num, this.lastUsedIdx);
+      storeIndex(this.memory, this.avail16, this.usedEvent16, this.lastUsedIdx);
     }
     this.lastLen = len;
     return token;
@@ -622,9 +646,9 @@ export class Virtqueue<T = unknown> {
     this.availFlagsShadow |= VRING_AVAIL_F_NO_INTERRUPT;
     if (this.eventIdx) {
       // With EVENT_IDX the flag is not read; park used_event as far from the device as possible.
-      storeIndex(this.memory, this.avail16, 2 + this.num, (this.lastUsedIdx + 0x8000) & 0xffff);
+      storeIndex(this.memory, this.avail16, this.usedEvent16, (this.lastUsedIdx + 0x8000) & 0xffff);
     } else {
-      storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
+      storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
   }
 
@@ -636,17 +660,18 @@ export class Virtqueue<T = unknown> {
     if (this.deleted) return this.lastUsedIdx;
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
-      if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
+      if (!this.eventIdx)
+        storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
     // virtio_mb (via the atomic store): used_event is visible before poll() reads used->idx.
-    storeIndex(this.memory, this.avail16, 2 + this.num, this.lastUsedIdx);
+    storeIndex(this.memory, this.avail16, this.usedEvent16, this.lastUsedIdx);
     return this.lastUsedIdx;
   }
 
   /** Mirrors virtqueue_poll(): whether buffers were used since `enableCbPrepare` returned `last`. */
   poll(last: number): boolean {
     if (this.broken === true) return false;
-    return loadIndex(this.memory, this.used16, 1) !== last;
+    return loadIndex(this.memory, this.used16, VRING_USED16_IDX) !== last;
   }
 
   /** Mirrors virtqueue_enable_cb(): false when buffers are pending (the caller should poll again). */
@@ -662,11 +687,14 @@ export class Virtqueue<T = unknown> {
     if (this.deleted) return true;
     if (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) {
       this.availFlagsShadow &= ~VRING_AVAIL_F_NO_INTERRUPT;
-      if (!this.eventIdx) storeIndex(this.memory, this.avail16, 0, this.availFlagsShadow);
+      if (!this.eventIdx)
+        storeIndex(this.memory, this.avail16, VRING_AVAIL16_FLAGS, this.availFlagsShadow);
     }
     const bufs = (((this.availIdxShadow - this.lastUsedIdx) & 0xffff) * 3) >> 2;
-    storeIndex(this.memory, this.avail16, 2 + this.num, (this.lastUsedIdx + bufs) & 0xffff);
-    return ((loadIndex(this.memory, this.used16, 1) - this.lastUsedIdx) & 0xffff) <= bufs;
+    storeIndex(this.memory, this.avail16, this.usedEvent16, (this.lastUsedIdx + bufs) & 0xffff);
+    return (
+      ((loadIndex(this.memory, this.used16, VRING_USED16_IDX) - this.lastUsedIdx) & 0xffff) <= bufs
+    );
   }
 
   /**
@@ -691,7 +719,7 @@ export class Virtqueue<T = unknown> {
       if (token === undefined) continue;
       this.detach(head);
       this.availIdxShadow = (this.availIdxShadow - 1) & 0xffff;
-      storeIndex(this.memory, this.avail16, 1, this.availIdxShadow);
+      storeIndex(this.memory, this.avail16, VRING_AVAIL16_IDX, this.availIdxShadow);
       return token;
     }
     return undefined;

@@ -1,19 +1,40 @@
 import { type ByteOps, byteOpsOf } from './bytes';
 import { EFAULT, EINVAL, ELOOP, EPROTO } from './errno';
+import * as layout from './layout';
 import {
   VIRTQUEUE_MAX_SIZE,
-  VRING_AVAIL_F_NO_INTERRUPT,
-  VRING_DESC_F_INDIRECT,
-  VRING_DESC_F_NEXT,
-  VRING_DESC_F_WRITE,
   VRING_DESC_SIZE,
-  VRING_USED_F_NO_NOTIFY,
   vringAvailSize,
   vringDescSize,
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
 import { type AddressSpace, loadIndex, MAX_ADDR, storeIndex, type Translation } from './memory';
+
+// The layout's word offsets and flags, copied into module constants: every use of an imported
+// binding is a load through its module cell and a hole check (about 7 instructions), and these
+// are used a few dozen times a frame; a module constant costs next to nothing.
+const loadAddr64 = layout.loadAddr64;
+const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
+const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
+const VRING_AVAIL16_IDX = layout.VRING_AVAIL16_IDX;
+const VRING_AVAIL16_RING = layout.VRING_AVAIL16_RING;
+const VRING_DESC_F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
+const VRING_DESC_F_NEXT = layout.VRING_DESC_F_NEXT;
+const VRING_DESC_F_WRITE = layout.VRING_DESC_F_WRITE;
+const VRING_DESC_WORDS16 = layout.VRING_DESC_WORDS16;
+const VRING_DESC_WORDS32 = layout.VRING_DESC_WORDS32;
+const VRING_DESC16_FLAGS = layout.VRING_DESC16_FLAGS;
+const VRING_DESC16_NEXT = layout.VRING_DESC16_NEXT;
+const VRING_DESC32_ADDR_LO = layout.VRING_DESC32_ADDR_LO;
+const VRING_DESC32_LEN = layout.VRING_DESC32_LEN;
+const VRING_USED_ELEM_WORDS32 = layout.VRING_USED_ELEM_WORDS32;
+const VRING_USED_F_NO_NOTIFY = layout.VRING_USED_F_NO_NOTIFY;
+const VRING_USED16_FLAGS = layout.VRING_USED16_FLAGS;
+const VRING_USED16_IDX = layout.VRING_USED16_IDX;
+const VRING_USED32_ELEM_ID = layout.VRING_USED32_ELEM_ID;
+const VRING_USED32_ELEM_LEN = layout.VRING_USED32_ELEM_LEN;
+const VRING_USED32_RING = layout.VRING_USED32_RING;
 
 const U32 = 0x1_0000_0000;
 /** Frames up to this many bytes are copied by words in JS rather than by copyWithin. */
@@ -49,26 +70,6 @@ export class VringhIov {
     this.i = 0;
     this.consumed = 0;
     this.total = 0;
-  }
-
-  /** @internal */
-  push(buf: Uint8Array, off: number, len: number, addr: number): void {
-    if (this.used === this.off.length) this.grow();
-    const n = this.used++;
-    this.buf[n] = buf;
-    this.off[n] = off;
-    this.len[n] = len;
-    this.addr[n] = addr;
-    this.total += len;
-  }
-
-  private grow(): void {
-    const cap = this.off.length * 2;
-    for (const key of ['off', 'len', 'addr'] as const) {
-      const next = new Float64Array(cap);
-      next.set(this[key]);
-      this[key] = next;
-    }
   }
 
   /**
@@ -136,6 +137,9 @@ export class Vringh {
   private avail16: Uint16Array = new Uint16Array(0);
   private used16: Uint16Array = new Uint16Array(0);
   private used32: Uint32Array = new Uint32Array(0);
+  // Where used_event (driver area) and avail_event (device area) are, in 16-bit words.
+  private usedEvent16 = 0;
+  private availEvent16 = 0;
   private lastAvail = 0;
   // The avail index as last read (vhost's avail_idx): read again only once the device has
   // caught up with it, so a batch of chains costs one read of the shared word.
@@ -155,10 +159,10 @@ export class Vringh {
   private opsView: Uint8Array | null = null;
   private ops: ByteOps | null = null;
   private opsBase = 0;
-  // Private copy of a misaligned indirect table.
-  private copy8: Uint8Array = new Uint8Array(0);
-  private copy32: Uint32Array = new Uint32Array(0);
-  private copy16: Uint16Array = new Uint16Array(0);
+  // One descriptor of a misaligned indirect table, as the walk reads it.
+  private readonly one8 = new Uint8Array(VRING_DESC_SIZE);
+  private readonly one32 = new Uint32Array(this.one8.buffer);
+  private readonly one16 = new Uint16Array(this.one8.buffer);
 
   constructor(space: AddressSpace) {
     this.space = space;
@@ -182,6 +186,8 @@ export class Vringh {
     if (!d || !a || !u) return -EINVAL;
     this.num = num;
     this.eventIdx = cfg.eventIdx;
+    this.usedEvent16 = layout.vringUsedEvent16(num);
+    this.availEvent16 = layout.vringAvailEvent16(num);
     this.desc32 = new Uint32Array(d.buffer, d.byteOffset, d.length >> 2);
     this.desc16 = new Uint16Array(d.buffer, d.byteOffset, d.length >> 1);
     this.avail16 = new Uint16Array(a.buffer, a.byteOffset, a.length >> 1);
@@ -239,7 +245,7 @@ export class Vringh {
     return (
       this.ready === true &&
       this.brokenErr === 0 &&
-      loadIndex(this.space, this.avail16, 1) !== this.lastAvail
+      loadIndex(this.space, this.avail16, VRING_AVAIL16_IDX) !== this.lastAvail
     );
   }
 
@@ -253,17 +259,18 @@ export class Vringh {
     if (this.brokenErr !== 0) return this.brokenErr;
     if (this.availShadow === this.lastAvail) {
       // virtio_rmb: the avail index is read (acquire) before the ring entries it exposes.
-      const availIdx = loadIndex(this.space, this.avail16, 1);
+      const availIdx = loadIndex(this.space, this.avail16, VRING_AVAIL16_IDX);
       if (availIdx === this.lastAvail) return 0;
       // vhost.c: "Guest moved used index" — more entries than the ring holds is a broken driver.
       if (((availIdx - this.lastAvail) & 0xffff) > this.num) return this.fail(-EFAULT);
       this.availShadow = availIdx;
     }
-    const head = this.avail16[2 + (this.lastAvail & (this.num - 1))]!;
+    const head = this.avail16[VRING_AVAIL16_RING + (this.lastAvail & (this.num - 1))]!;
     if (head >= this.num) return this.fail(-EINVAL); // "Guest says index %u > %u is available"
+    const flags = this.desc16[head * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS]!;
     const err =
-      (this.desc16[head * 8 + 6]! & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) === 0
-        ? this.walkOne(head, riov, wiov)
+      (flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) === 0
+        ? this.walkOne(head, flags, riov, wiov)
         : this.walk(head, riov, wiov);
     if (err < 0) return this.fail(err);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
@@ -272,32 +279,38 @@ export class Vringh {
   }
 
   // walk() for a chain of one direct descriptor (a whole frame or receive buffer), the common
-  // case, with the same checks.
-  private walkOne(head: number, riov: VringhIov | null, wiov: VringhIov | null): number {
+  // case, with the same checks; `flags` are the descriptor's, as getDesc read them.
+  private walkOne(
+    head: number,
+    flags: number,
+    riov: VringhIov | null,
+    wiov: VringhIov | null,
+  ): number {
     riov?.reset();
     wiov?.reset();
-    const d = head * 4;
-    const lo = this.desc32[d]!;
-    const hi = this.desc32[d + 1]!;
-    const len = this.desc32[d + 2]!;
-    if (hi >= 0x20_0000) return -EINVAL;
-    const addr = hi * U32 + lo;
-    const iov = this.desc16[head * 8 + 6]! & VRING_DESC_F_WRITE ? wiov : riov;
+    const d = head * VRING_DESC_WORDS32;
+    const addr = loadAddr64(this.desc32, d + VRING_DESC32_ADDR_LO);
+    const len = this.desc32[d + VRING_DESC32_LEN]!;
+    // A 64-bit address above 2^53 - 1 cannot be a valid address here (see MAX_ADDR).
+    if (addr < 0) return -EINVAL;
+    const iov = flags & VRING_DESC_F_WRITE ? wiov : riov;
     if (iov === null) return -EPROTO; // "Unexpected writable/readable desc"
-    if (addr > MAX_ADDR - len || !this.space.translate(addr, len, this.t)) return -EINVAL;
-    iov.push(this.t.u8, this.t.offset, len, addr);
-    return 0;
+    return this.pushRange(iov, addr, len);
   }
 
   // __vringh_iov(): walks the chain at `head`. Direct descriptors are read from the mapped table;
-  // an indirect table through a view over its whole region (aligned) or a private copy
-  // (misaligned), so no allocation happens per chain.
+  // an indirect table through a view over its whole region (aligned) or, misaligned, one
+  // descriptor at a time as the walk reaches it, so no allocation happens per chain and a chain
+  // costs what is walked, not the size of the table it names.
   private walk(head: number, riov: VringhIov | null, wiov: VringhIov | null): number {
     riov?.reset();
     wiov?.reset();
     let table32: Uint32Array = this.desc32;
     let table16: Uint16Array = this.desc16;
     let base = 0; // descriptor index of the table's first entry within table32/table16
+    // A misaligned indirect table: its bytes, and where it starts in them (null: read in place).
+    let tableU8: Uint8Array | null = null;
+    let tableOff = 0;
     let max = this.num;
     let i = head;
     let upNext = -1; // where to resume after an indirect table; -2 = the chain ends there
@@ -306,15 +319,20 @@ export class Vringh {
     let writeTotal = 0;
     let seenWritable = false;
     for (;;) {
-      const d = base + i;
-      const lo = table32[d * 4]!;
-      const hi = table32[d * 4 + 1]!;
-      const len = table32[d * 4 + 2]!;
-      const flags = table16[d * 8 + 6]!;
-      const next = table16[d * 8 + 7]!;
-      // A 64-bit address above 2^53 - 1 cannot be a valid address here (docs/ARCHITECTURE.md §4.4).
-      if (hi >= 0x20_0000) return -EINVAL;
-      const addr = hi * U32 + lo;
+      let d = base + i;
+      if (tableU8 !== null) {
+        // The 16 bytes of this one descriptor, into words the views below can read (vringh.c
+        // likewise copies an indirect descriptor at a time).
+        const o = tableOff + i * VRING_DESC_SIZE;
+        for (let k = 0; k < VRING_DESC_SIZE; k++) this.one8[k] = tableU8[o + k]!;
+        d = 0;
+      }
+      const addr = loadAddr64(table32, d * VRING_DESC_WORDS32 + VRING_DESC32_ADDR_LO);
+      const len = table32[d * VRING_DESC_WORDS32 + VRING_DESC32_LEN]!;
+      const flags = table16[d * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS]!;
+      const next = table16[d * VRING_DESC_WORDS16 + VRING_DESC16_NEXT]!;
+      // A 64-bit address above 2^53 - 1 cannot be a valid address here (see MAX_ADDR; docs/ARCHITECTURE.md §4.4).
+      if (addr < 0) return -EINVAL;
       if (flags & VRING_DESC_F_INDIRECT) {
         if (upNext !== -1) return -EINVAL; // "Multilevel indirect"
         if (len % VRING_DESC_SIZE !== 0 || len === 0) return -EINVAL; // "Strange indirect len"
@@ -325,12 +343,14 @@ export class Vringh {
           table32 = this.whole32;
           table16 = this.whole16;
           base = start / VRING_DESC_SIZE;
+          tableU8 = null;
         } else {
-          // Misaligned table: take a private copy (this also freezes it against later writes).
-          if (this.copy8.length < len) this.growCopy(len);
-          this.copy8.set(this.t.u8.subarray(this.t.offset, this.t.offset + len));
-          table32 = this.copy32;
-          table16 = this.copy16;
+          // Misaligned: no word view fits it, and a copy of the whole table would cost its size
+          // (up to 4 GiB) per chain. Read where it lies, a descriptor at a time.
+          tableU8 = this.t.u8;
+          tableOff = this.t.offset;
+          table32 = this.one32;
+          table16 = this.one16;
           base = 0;
         }
         upNext = flags & VRING_DESC_F_NEXT ? next : -2;
@@ -356,8 +376,8 @@ export class Vringh {
       }
       if (iov === null) return -EPROTO; // "Unexpected writable/readable desc"
       if (readTotal >= U32 || writeTotal >= U32) return -EINVAL;
-      if (addr > MAX_ADDR - len || !this.space.translate(addr, len, this.t)) return -EINVAL;
-      iov.push(this.t.u8, this.t.offset, len, addr);
+      const err = this.pushRange(iov, addr, len);
+      if (err < 0) return err;
       if (flags & VRING_DESC_F_NEXT) {
         i = next;
       } else if (upNext >= 0) {
@@ -365,12 +385,42 @@ export class Vringh {
         upNext = -1;
         table32 = this.desc32;
         table16 = this.desc16;
+        tableU8 = null;
         base = 0;
         max = this.num;
       } else {
         break;
       }
       if (i >= max) return -EINVAL; // "Chained index %u > %u"
+    }
+    return 0;
+  }
+
+  /**
+   * Adds the buffer `[addr, addr + len)` to `iov`: one segment, or one per memory region when
+   * the buffer runs over adjacent regions (as vringh.c's iotlb_translate() splits a range into
+   * an iov entry per mapping). -EINVAL when any byte of it is unreachable.
+   */
+  private pushRange(iov: VringhIov, addr: number, len: number): number {
+    if (addr > MAX_ADDR - len) return -EINVAL;
+    if (this.space.translate(addr, len, this.t) !== true) return this.pushSplit(iov, addr, len);
+    pushSegment(iov, this.t.u8, this.t.offset, len, addr);
+    return 0;
+  }
+
+  // pushRange() for a buffer no one region holds: kept apart so that the common path stays
+  // small enough for V8 to inline into the walk.
+  private pushSplit(iov: VringhIov, addr: number, len: number): number {
+    if (len === 0) return -EINVAL;
+    // Region by region: a view holds its whole region, so what is left of it after the offset
+    // is the most one segment can take (an address space may end sooner: then it refuses).
+    while (len > 0) {
+      if (!this.space.translate(addr, 1, this.t)) return -EINVAL;
+      const n = Math.min(len, this.t.u8.length - this.t.offset);
+      if (!this.space.translate(addr, n, this.t)) return -EINVAL;
+      pushSegment(iov, this.t.u8, this.t.offset, n, addr);
+      addr += n;
+      len -= n;
     }
     return 0;
   }
@@ -397,12 +447,6 @@ export class Vringh {
     const buffer = u8.buffer;
     this.whole32 = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
     this.whole16 = new Uint16Array(buffer, 0, buffer.byteLength >> 1);
-  }
-
-  private growCopy(len: number): void {
-    this.copy8 = new Uint8Array(len);
-    this.copy32 = new Uint32Array(this.copy8.buffer);
-    this.copy16 = new Uint16Array(this.copy8.buffer);
   }
 
   /**
@@ -470,11 +514,17 @@ export class Vringh {
   complete(head: number, len: number): number {
     if (this.ready !== true) return -EINVAL;
     const slot = (this.lastUsed + this.completed) & (this.num - 1);
-    this.used32[1 + slot * 2] = head;
-    this.used32[2 + slot * 2] = len;
+    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+    this.used32[e + VRING_USED32_ELEM_ID] = head;
+    this.used32[e + VRING_USED32_ELEM_LEN] = len;
     this.completed++;
     // virtio_wmb: the used element is written before the index that publishes it (release).
-    storeIndex(this.space, this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    storeIndex(
+      this.space,
+      this.used16,
+      VRING_USED16_IDX,
+      (this.lastUsed + this.completed) & 0xffff,
+    );
     return 0;
   }
 
@@ -483,12 +533,18 @@ export class Vringh {
     if (this.ready !== true) return -EINVAL;
     for (let k = 0; k < count; k++) {
       const slot = (this.lastUsed + this.completed + k) & (this.num - 1);
-      this.used32[1 + slot * 2] = heads[k]!;
-      this.used32[2 + slot * 2] = lens[k]!;
+      const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+      this.used32[e + VRING_USED32_ELEM_ID] = heads[k]!;
+      this.used32[e + VRING_USED32_ELEM_LEN] = lens[k]!;
     }
     this.completed += count;
     // virtio_wmb: all elements above are visible before the index that publishes them.
-    storeIndex(this.space, this.used16, 1, (this.lastUsed + this.completed) & 0xffff);
+    storeIndex(
+      this.space,
+      this.used16,
+      VRING_USED16_IDX,
+      (this.lastUsed + this.completed) & 0xffff,
+    );
     return 0;
   }
 
@@ -511,13 +567,14 @@ export class Vringh {
     this.completed = 0;
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
     if (this.eventIdx !== true) {
-      return (loadIndex(this.space, this.avail16, 0) & VRING_AVAIL_F_NO_INTERRUPT) === 0 &&
-        completed > 0
+      return (loadIndex(this.space, this.avail16, VRING_AVAIL16_FLAGS) &
+        VRING_AVAIL_F_NO_INTERRUPT) ===
+        0 && completed > 0
         ? 1
         : 0;
     }
     if (completed > 0xffff) return 1;
-    const usedEvent = loadIndex(this.space, this.avail16, 2 + this.num);
+    const usedEvent = loadIndex(this.space, this.avail16, this.usedEvent16);
     return vringNeedEvent(usedEvent, newUsed, oldUsed) ? 1 : 0;
   }
 
@@ -528,16 +585,46 @@ export class Vringh {
   notifyEnable(): boolean {
     if (this.ready !== true) return true;
     if (this.eventIdx === true)
-      storeIndex(this.space, this.used16, 2 + this.num * 4, this.lastAvail);
-    else storeIndex(this.space, this.used16, 0, 0);
+      storeIndex(this.space, this.used16, this.availEvent16, this.lastAvail);
+    else storeIndex(this.space, this.used16, VRING_USED16_FLAGS, 0);
     // virtio_mb: the store above is ordered before re-reading avail->idx.
-    return loadIndex(this.space, this.avail16, 1) === this.lastAvail;
+    return loadIndex(this.space, this.avail16, VRING_AVAIL16_IDX) === this.lastAvail;
   }
 
   /** Mirrors vringh_notify_disable_kern(): no kicks needed while the device is polling. */
   notifyDisable(): void {
     if (this.ready === true && this.eventIdx !== true)
-      storeIndex(this.space, this.used16, 0, VRING_USED_F_NO_NOTIFY);
+      storeIndex(this.space, this.used16, VRING_USED16_FLAGS, VRING_USED_F_NO_NOTIFY);
+  }
+}
+
+/**
+ * Appends a segment to `iov`. A module function, not a method: only the chain walk fills an iov,
+ * and what is not exported is not in the published types.
+ */
+function pushSegment(
+  iov: VringhIov,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  addr: number,
+): void {
+  if (iov.used === iov.off.length) growIov(iov);
+  const n = iov.used++;
+  iov.buf[n] = buf;
+  iov.off[n] = off;
+  iov.len[n] = len;
+  iov.addr[n] = addr;
+  iov.total += len;
+}
+
+// Apart from pushSegment, which is inlined into the walk: this is rare and not small.
+function growIov(iov: VringhIov): void {
+  const cap = iov.off.length * 2;
+  for (const key of ['off', 'len', 'addr'] as const) {
+    const next = new Float64Array(cap);
+    next.set(iov[key]);
+    iov[key] = next;
   }
 }
 

@@ -11,7 +11,9 @@ import {
   DmaAllocator,
   GuestMemory,
   HOST_LITTLE_ENDIAN,
+  loadAddr64,
   offsetDmaOps,
+  storeAddr64,
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_RING_F_INDIRECT_DESC,
   Virtqueue,
@@ -20,6 +22,9 @@ import {
   VRING_AVAIL_FLAGS,
   VRING_AVAIL_IDX,
   VRING_AVAIL_RING,
+  VRING_AVAIL16_FLAGS,
+  VRING_AVAIL16_IDX,
+  VRING_AVAIL16_RING,
   VRING_DESC_ADDR,
   VRING_DESC_ALIGN_SIZE,
   VRING_DESC_F_INDIRECT,
@@ -29,20 +34,35 @@ import {
   VRING_DESC_LEN,
   VRING_DESC_NEXT,
   VRING_DESC_SIZE,
+  VRING_DESC_WORDS16,
+  VRING_DESC_WORDS32,
+  VRING_DESC16_FLAGS,
+  VRING_DESC16_NEXT,
+  VRING_DESC32_ADDR_HI,
+  VRING_DESC32_ADDR_LO,
+  VRING_DESC32_LEN,
   VRING_USED_ALIGN_SIZE,
   VRING_USED_ELEM_ID,
   VRING_USED_ELEM_LEN,
   VRING_USED_ELEM_SIZE,
+  VRING_USED_ELEM_WORDS32,
   VRING_USED_F_NO_NOTIFY,
   VRING_USED_FLAGS,
   VRING_USED_IDX,
   VRING_USED_RING,
+  VRING_USED16_FLAGS,
+  VRING_USED16_IDX,
+  VRING_USED32_ELEM_ID,
+  VRING_USED32_ELEM_LEN,
+  VRING_USED32_RING,
   Vringh,
   VringhIov,
+  vringAvailEvent16,
   vringAvailEventOffset,
   vringLayout,
   vringNeedEvent,
   vringSize,
+  vringUsedEvent16,
   vringUsedEventOffset,
 } from '../src/index';
 
@@ -114,6 +134,49 @@ describe.skipIf(skipReason !== '')('<linux/virtio_ring.h> conformance', () => {
     for (const [name, value] of Object.entries(ours)) {
       expect({ name, value: values.get(name) }).toEqual({ name, value });
     }
+  });
+
+  it('agrees on the word offsets the ring ends index their views with', () => {
+    const values = new Map<string, number>();
+    const addrs: [number, number, number][] = [];
+    for (const line of probe('layout').split('\n')) {
+      const [k, ...rest] = line.split(' ');
+      if (k === 'addr64') addrs.push(rest.map(Number) as [number, number, number]);
+      else if (k && rest.length === 1) values.set(k, Number(rest[0]));
+    }
+    const ours: Record<string, number> = {
+      word32_vring_desc_addr_lo: VRING_DESC32_ADDR_LO,
+      word32_vring_desc_len: VRING_DESC32_LEN,
+      word16_vring_desc_flags: VRING_DESC16_FLAGS,
+      word16_vring_desc_next: VRING_DESC16_NEXT,
+      words32_vring_desc: VRING_DESC_WORDS32,
+      words16_vring_desc: VRING_DESC_WORDS16,
+      words32_vring_used_elem: VRING_USED_ELEM_WORDS32,
+      word32_vring_used_elem_id: VRING_USED32_ELEM_ID,
+      word32_vring_used_elem_len: VRING_USED32_ELEM_LEN,
+      word16_vring_avail_flags: VRING_AVAIL16_FLAGS,
+      word16_vring_avail_idx: VRING_AVAIL16_IDX,
+      word16_vring_avail_ring: VRING_AVAIL16_RING,
+      word16_vring_used_flags: VRING_USED16_FLAGS,
+      word16_vring_used_idx: VRING_USED16_IDX,
+      word32_vring_used_ring: VRING_USED32_RING,
+      word16_used_event_256: vringUsedEvent16(256),
+      word16_avail_event_256: vringAvailEvent16(256),
+    };
+    for (const [name, value] of Object.entries(ours)) {
+      expect({ name, value: values.get(name) }).toEqual({ name, value });
+    }
+    // The high half is the word after the low one (a le64 on a little-endian host).
+    expect(VRING_DESC32_ADDR_HI).toBe(VRING_DESC32_ADDR_LO + 1);
+    expect(addrs).toHaveLength(6);
+    for (const [addr, lo, hi] of addrs) {
+      const w = new Uint32Array(4);
+      storeAddr64(w, 2, addr);
+      expect({ addr, words: [...w.subarray(2)] }).toEqual({ addr, words: [lo, hi] });
+      expect(loadAddr64(w, 2)).toBe(addr);
+    }
+    // One past the largest exact address is no address at all.
+    expect(loadAddr64(Uint32Array.of(0, 0x20_0000), 0)).toBe(-1);
   });
 
   it('agrees on vring_size(), vring_init() offsets and the event fields', () => {

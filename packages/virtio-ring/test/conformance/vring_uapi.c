@@ -46,6 +46,42 @@ static int layout(void)
 	P("VRING_AVAIL_ALIGN_SIZE", VRING_AVAIL_ALIGN_SIZE);
 	P("VRING_USED_ALIGN_SIZE", VRING_USED_ALIGN_SIZE);
 	P("VRING_DESC_ALIGN_SIZE", VRING_DESC_ALIGN_SIZE);
+	/* The word offsets the ring ends index their typed-array views with. */
+	struct vring_desc wd;
+	struct vring_used_elem we;
+	P("word32_vring_desc_addr_lo", (uint32_t *)&wd.addr - (uint32_t *)&wd);
+	P("word32_vring_desc_len", (uint32_t *)&wd.len - (uint32_t *)&wd);
+	P("word16_vring_desc_flags", (uint16_t *)&wd.flags - (uint16_t *)&wd);
+	P("word16_vring_desc_next", (uint16_t *)&wd.next - (uint16_t *)&wd);
+	P("words32_vring_desc", sizeof(wd) / sizeof(uint32_t));
+	P("words16_vring_desc", sizeof(wd) / sizeof(uint16_t));
+	P("words32_vring_used_elem", sizeof(we) / sizeof(uint32_t));
+	P("word32_vring_used_elem_id", (uint32_t *)&we.id - (uint32_t *)&we);
+	P("word32_vring_used_elem_len", (uint32_t *)&we.len - (uint32_t *)&we);
+	{
+		unsigned n = 256;
+		unsigned char *mem = aligned_alloc(4096, (vring_size(n, 4096) + 4095) & ~4095u);
+		struct vring vr;
+		vring_init(&vr, n, mem, 4096);
+		P("word16_vring_avail_flags", (uint16_t *)&vr.avail->flags - (uint16_t *)vr.avail);
+		P("word16_vring_avail_idx", (uint16_t *)&vr.avail->idx - (uint16_t *)vr.avail);
+		P("word16_vring_avail_ring", (uint16_t *)&vr.avail->ring[0] - (uint16_t *)vr.avail);
+		P("word16_vring_used_flags", (uint16_t *)&vr.used->flags - (uint16_t *)vr.used);
+		P("word16_vring_used_idx", (uint16_t *)&vr.used->idx - (uint16_t *)vr.used);
+		P("word32_vring_used_ring", (uint32_t *)&vr.used->ring[0] - (uint32_t *)vr.used);
+		P("word16_used_event_256", (uint16_t *)&vring_used_event(&vr) - (uint16_t *)vr.avail);
+		P("word16_avail_event_256", (uint16_t *)&vring_avail_event(&vr) - (uint16_t *)vr.used);
+		free(mem);
+	}
+	/* How a le64 address lies in two 32-bit words (little-endian host). */
+	static const unsigned long long addrs[] = { 0, 1, 0xffffffffull, 0x100000000ull,
+						    0x123456789abcull, 0x1fffffffffffffull };
+	for (unsigned i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		wd.addr = addrs[i];
+		uint32_t w[2];
+		memcpy(w, &wd.addr, sizeof(w));
+		printf("addr64 %llu %u %u\n", addrs[i], w[0], w[1]);
+	}
 	static const unsigned nums[] = { 1, 2, 8, 256, 1024, 32768 };
 	static const unsigned aligns[] = { 4, 64, 4096 };
 	for (unsigned i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)

@@ -1,4 +1,4 @@
-import { VringhIov } from '@mdev/virtio-ring';
+import { RingForward } from '@mdev/virtio-ring';
 import type { HostRam } from '../host-memory';
 import {
   featureSet,
@@ -50,7 +50,7 @@ export interface LoopbackNetDeviceOptions {
   mtu?: number;
   linkUp?: boolean;
   numMax?: number;
-  /** Frames per datapath run before it requeues itself. */
+  /** Looks at the transmit queue per datapath run before it requeues itself. */
   budget?: number;
 }
 
@@ -60,7 +60,8 @@ export interface LoopbackNetDeviceOptions {
  * offloads: flags 0, GSO_NONE; `num_buffers` = the receive buffers used with MRG_RXBUF, else 1).
  * With MRG_RXBUF a frame spans as many receive buffers as it needs. A frame waits on the transmit
  * queue while receive buffers are short; nothing is dropped, except a frame that cannot fit one
- * receive buffer without MRG_RXBUF (counted in `oversize`).
+ * receive buffer without MRG_RXBUF (counted in `oversize`). A run makes at most `budget` looks
+ * at the transmit queue (`RingForward` says what counts).
  */
 export class LoopbackNetDevice extends VirtioTestDevice {
   /** Frames looped back. */
@@ -72,17 +73,8 @@ export class LoopbackNetDevice extends VirtioTestDevice {
   /** Transmit chains shorter than the header (counted, completed, not looped). */
   malformed = 0;
   readonly budget: number;
-  private readonly riov = new VringhIov(16);
-  private readonly wiovs: VringhIov[] = [];
-  private heads = new Uint32Array(64);
-  private lens = new Uint32Array(64);
-  private readonly hdr = new Uint8Array(VIRTIO_NET_HDR_MRG_RXBUF_SIZE);
-  private readonly hdrLegacy = this.hdr.subarray(0, VIRTIO_NET_HDR_SIZE);
-  // A frame taken from the transmit queue that waits for receive buffers, and the buffers held.
-  private txHeld = false;
-  private txHead = 0;
-  private rxHeld = 0;
-  private rxCap = 0;
+  // The datapath: @mdev/virtio-ring's forward step, set up for the negotiated header each run.
+  private readonly fwd = new RingForward();
 
   constructor(opts: LoopbackNetDeviceOptions) {
     const config = new Uint8Array(VIRTIO_NET_CONFIG_SIZE);
@@ -113,130 +105,36 @@ export class LoopbackNetDevice extends VirtioTestDevice {
     return (this.driverFeatures & (1n << BigInt(bit))) !== 0n;
   }
 
-  protected override resetDatapath(): void {
-    this.txHeld = false;
-    this.rxHeld = 0;
-    this.rxCap = 0;
-  }
-
-  private wiov(k: number): VringhIov {
-    while (this.wiovs.length <= k) this.wiovs.push(new VringhIov(8));
-    if (k >= this.heads.length) {
-      const h = new Uint32Array(this.heads.length * 2);
-      h.set(this.heads);
-      this.heads = h;
-      const l = new Uint32Array(this.lens.length * 2);
-      l.set(this.lens);
-      this.lens = l;
-    }
-    return this.wiovs[k]!;
-  }
-
   protected override process(): boolean {
     const rxq = this.queues[LOOPBACK_RX_QUEUE]!;
     const txq = this.queues[LOOPBACK_TX_QUEUE]!;
     if (!rxq.ready || !txq.ready) return false;
-    const tx = txq.vringh;
-    const rx = rxq.vringh;
     const mrg = this.negotiated(VIRTIO_NET_F_MRG_RXBUF);
     const hdrLen =
       mrg || this.negotiated(VIRTIO_F_VERSION_1)
         ? VIRTIO_NET_HDR_MRG_RXBUF_SIZE
         : VIRTIO_NET_HDR_SIZE;
-    let done = 0;
-    let blockedOnRx = false;
-    let txDone = 0;
-    let rxDone = 0;
-    tx.notifyDisable();
-    while (done < this.budget) {
-      if (!this.txHeld) {
-        const r = tx.getDesc(this.riov, null);
-        if (r === 0) break;
-        if (r < 0) {
-          this.fault();
-          return false;
-        }
-        this.txHead = tx.head;
-        this.txHeld = true;
-      }
-      const frameLen = this.riov.total - hdrLen;
-      if (frameLen <= 0) {
-        this.malformed++;
-        tx.complete(this.txHead, 0);
-        this.txHeld = false;
-        txDone++;
-        continue;
-      }
-      const need = hdrLen + frameLen;
-      while (this.rxCap < need && (mrg || this.rxHeld === 0)) {
-        const w = this.wiov(this.rxHeld);
-        const g = rx.getDesc(null, w);
-        if (g === 0) break;
-        if (g < 0) {
-          this.fault();
-          return false;
-        }
-        this.heads[this.rxHeld++] = rx.head;
-        this.rxCap += w.total;
-      }
-      if (this.rxCap < need) {
-        if (!mrg && this.rxHeld === 1) {
-          // The one receive buffer cannot hold the frame: drop it, keep the buffer for the next.
-          this.oversize++;
-          tx.complete(this.txHead, 0);
-          this.txHeld = false;
-          txDone++;
-          continue;
-        }
-        blockedOnRx = true;
-        break;
-      }
-      // The driver's header is not forwarded; the device writes the receive header.
-      if (skipBytes(this.riov, hdrLen) !== hdrLen) this.malformed++;
-      this.hdr.fill(0);
-      if (hdrLen === VIRTIO_NET_HDR_MRG_RXBUF_SIZE) {
-        const n = mrg ? this.rxHeld : 1;
-        this.hdr[VIRTIO_NET_HDR_NUM_BUFFERS] = n & 0xff;
-        this.hdr[VIRTIO_NET_HDR_NUM_BUFFERS + 1] = n >> 8;
-      }
-      const w0 = this.wiovs[0]!;
-      rx.push(w0, hdrLen === this.hdr.length ? this.hdr : this.hdrLegacy);
-      for (let k = 0; k < this.rxHeld; k++) {
-        this.lens[k] = (k === 0 ? hdrLen : 0) + rx.copy(this.riov, this.wiovs[k]!);
-      }
-      // virtio_wmb is inside complete: the data above is visible before the used index.
-      tx.complete(this.txHead, 0);
-      rx.completeMulti(this.heads, this.lens, this.rxHeld);
-      txDone++;
-      rxDone += this.rxHeld;
-      this.rxBuffers += this.rxHeld;
-      this.txHeld = false;
-      this.rxHeld = 0;
-      this.rxCap = 0;
-      this.frames++;
-      done++;
+    const fwd = this.fwd;
+    // A transmit chain must carry a header and at least one byte of frame; the driver's header
+    // is not forwarded: the device writes the receive header (zeros, and num_buffers when the
+    // header has it: the receive buffers used with MRG_RXBUF, else 1).
+    fwd.minLen = hdrLen + 1;
+    fwd.deviceHeader = hdrLen;
+    fwd.numBuffersAt = hdrLen === VIRTIO_NET_HDR_MRG_RXBUF_SIZE ? VIRTIO_NET_HDR_NUM_BUFFERS : -1;
+    fwd.mergeable = mrg;
+    // Held, not dropped, while receive buffers are short.
+    const result = fwd.run(txq.vringh, rxq.vringh, this.budget, true);
+    this.frames += fwd.rxFrames;
+    this.rxBuffers += fwd.rxChains;
+    this.oversize += fwd.oversize;
+    this.malformed += fwd.malformed;
+    if (fwd.txNotify) txq.cb?.();
+    if (fwd.rxNotify) rxq.cb?.();
+    if (result === 'broken') {
+      this.fault();
+      return false;
     }
-    if (txDone > 0) this.signal(LOOPBACK_TX_QUEUE);
-    if (rxDone > 0) this.signal(LOOPBACK_RX_QUEUE);
-    if (done === this.budget) return true;
-    // Idle: ask for kicks again, and run again if buffers arrived meanwhile.
-    if (blockedOnRx) return !rx.notifyEnable();
-    return !tx.notifyEnable();
+    // 'idle' and 'starved' asked for the kick that will run the datapath again.
+    return result === 'more';
   }
-}
-
-/** Advances `iov` past `n` bytes without copying them; returns the bytes skipped. */
-function skipBytes(iov: VringhIov, n: number): number {
-  let done = 0;
-  while (done < n && iov.i < iov.used) {
-    const left = iov.len[iov.i]! - iov.consumed;
-    const step = Math.min(left, n - done);
-    done += step;
-    iov.consumed += step;
-    if (iov.consumed === iov.len[iov.i]) {
-      iov.i++;
-      iov.consumed = 0;
-    }
-  }
-  return done;
 }
