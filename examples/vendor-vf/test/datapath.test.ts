@@ -22,6 +22,7 @@ import {
   VIRTIO_PCI_COMMON_Q_USEDLO,
   VIRTIO_PCI_COMMON_STATUS,
 } from '@mdev/example-vendor-vf';
+import { sleep } from '@mdev/test-utils';
 import {
   featureSet,
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
@@ -141,7 +142,7 @@ describe('the VF datapath', () => {
     // The driver does not post any: after the grace the frames are dropped (and completed).
     for (let i = 0; i < 2; i++) tx.addOutbuf(frame, 100, 10 + i);
     expect(engine.run()).toBe('starved');
-    await new Promise((r) => setTimeout(r, RX_GRACE_MS + 5));
+    await sleep(RX_GRACE_MS + 5);
     expect(engine.run()).toBe('idle');
     expect(engine.stats.tx_dropped).toBe(2);
     expect(engine.stats.tx_packets).toBe(5);

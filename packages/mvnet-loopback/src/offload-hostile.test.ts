@@ -2,24 +2,16 @@
 // datapath thread, and the hostile one's rings must not keep the healthy one's frames from
 // coming back.
 import { sysfs } from '@mdev/driver-core';
-import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
+import { until } from '@mdev/test-utils';
 import { featureSet, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1 } from '@mdev/virtio';
-import {
-  DmaAllocator,
-  GuestMemory,
-  offsetDmaOps,
-  Virtqueue,
-  VRING_DESC_F_INDIRECT,
-} from '@mdev/virtio-ring';
+import { type DmaAllocator, type GuestMemory, VRING_DESC_F_INDIRECT } from '@mdev/virtio-ring';
 import { RawRing } from '@mdev/virtio-ring/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
-import { type MvnetLoopback, mvnetLoopbackInit } from './device';
+import { MVNET_TX_QUEUE } from './config';
+import type { MvnetLoopback } from './device';
+import { mvnetBringUp, mvnetCreate, mvnetWorld } from './testing';
 
-const BASE = 0x100000;
-const TYPE =
-  '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 const HEALTHY = '83b8f4f2-509f-382f-3c1e-e6bfe0fa2001';
 const HOSTILE = '83b8f4f2-509f-382f-3c1e-e6bfe0fa2002';
 const NUM = 64;
@@ -29,15 +21,7 @@ let allocator: DmaAllocator;
 let mvnet: MvnetLoopback;
 
 beforeEach(() => {
-  memory = new GuestMemory();
-  memory.addRegion(BASE, new SharedArrayBuffer(24 << 20));
-  allocator = new DmaAllocator(memory, BASE);
-  mvnet = mvnetLoopbackInit({
-    memory,
-    dma: offsetDmaOps(allocator),
-    maxInstances: 4,
-    offload: true,
-  });
+  ({ memory, allocator, mvnet } = mvnetWorld({ size: 24 << 20, maxInstances: 4, offload: true }));
 });
 
 afterEach(() => {
@@ -45,45 +29,14 @@ afterEach(() => {
   mdevVirtioExit();
 });
 
-async function until(cond: () => boolean, ms = 20_000): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  return true;
-}
-
-function create(uuid: string): MdevDevice {
-  sysfs.write(`${TYPE}/create`, uuid);
-  return mdevDevices().find((m) => m.uuid === uuid)!;
-}
-
 const stat = (uuid: string, name: string) =>
   Number(sysfs.read(`/sys/bus/mdev_virtio/devices/${uuid}/stats/${name}`));
 
 describe('mvnet_loopback worker shared by a hostile device', () => {
   it('brings a healthy device its frames back while another fills its ring with 8 MiB tables', async () => {
-    const good = create(HEALTHY);
-    const bad = create(HOSTILE);
-    const goodOps = mdevVirtioGetOps(good);
-    goodOps.setFeatures(good, featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM));
-    const [rx, tx] = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
-      const vq = Virtqueue.create<number>({
-        index: idx,
-        num: NUM,
-        memory,
-        dma: good.dmaOps!,
-        notify: () => {
-          goodOps.kickVq(good, idx);
-          return true;
-        },
-      })!;
-      goodOps.setVqNum(good, idx, vq.num);
-      goodOps.setVqAddress(good, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
-      goodOps.setVqReady(good, idx, true);
-      return vq;
-    }) as [Virtqueue<number>, Virtqueue<number>];
+    const good = mvnetCreate(HEALTHY);
+    const bad = mvnetCreate(HOSTILE);
+    const { rx, tx } = mvnetBringUp(good, memory, { num: NUM });
 
     // The hostile driver: every TX chain is a legal indirect table of 8 MiB, 8 bytes off a
     // 16-byte boundary, whose one walked descriptor is a 4-byte frame (too short: dropped).
@@ -132,7 +85,7 @@ describe('mvnet_loopback worker shared by a hostile device', () => {
       }
       tx.kick();
       return received === frames;
-    });
+    }, 20_000);
     expect({ done, received }).toEqual({ done: true, received: frames });
     expect(stat(HEALTHY, 'rx_packets')).toBe(frames);
     expect(stat(HEALTHY, 'tx_dropped')).toBe(0);
