@@ -43,13 +43,26 @@ export class RawRing implements RawRingLayout {
   /** The avail index this double publishes next. */
   availIdx = 0;
 
-  /** Lays the ring out at `base`: descriptors, then the avail ring, then the used ring at +align. */
-  constructor(memory: GuestMemory, base: number, num: number) {
+  /**
+   * Lays the ring out at `base`: descriptors, then the avail ring, then the used ring at +align.
+   * Given a layout in place of `base` (and no `num`), the ring's areas are those addresses.
+   */
+  constructor(memory: GuestMemory, base: number, num: number);
+  constructor(memory: GuestMemory, layout: RawRingLayout);
+  constructor(memory: GuestMemory, where: number | RawRingLayout, num?: number) {
     this.memory = memory;
-    this.num = num;
-    this.descAddr = base;
-    this.availAddr = base + vringDescSize(num);
-    this.usedAddr = base + Math.ceil((vringDescSize(num) + vringAvailSize(num)) / 4096) * 4096;
+    if (typeof where === 'number') {
+      const n = num!;
+      this.num = n;
+      this.descAddr = where;
+      this.availAddr = where + vringDescSize(n);
+      this.usedAddr = where + Math.ceil((vringDescSize(n) + vringAvailSize(n)) / 4096) * 4096;
+    } else {
+      this.num = where.num;
+      this.descAddr = where.descAddr;
+      this.availAddr = where.availAddr;
+      this.usedAddr = where.usedAddr;
+    }
   }
 
   private dv(addr: number, len: number): DataView {

@@ -47,9 +47,7 @@ export { RawRing, type RawRingLayout } from './raw-ring';
  * ring what its driver never would.
  */
 export function rawRingAt(memory: GuestMemory, ring: RawRingLayout): RawRing {
-  const raw = new RawRing(memory, ring.descAddr, ring.num);
-  // RawRing lays its areas out from one base; the avail and used areas here are the given ring's.
-  Object.assign(raw, { availAddr: ring.availAddr, usedAddr: ring.usedAddr });
+  const raw = new RawRing(memory, ring);
   const idx = memory.view(ring.availAddr + VRING_AVAIL_IDX, 2);
   raw.availIdx = idx[0]! | (idx[1]! << 8);
   return raw;
