@@ -1,6 +1,6 @@
 import type { DmaMapOps } from './dma';
 import { KernelError } from './errors';
-import { type Attribute, type AttributeGroup, sysfs } from './sysfs';
+import { type Attribute, type AttributeGroup, SYSFS_PAGE_SIZE, sysfs } from './sysfs';
 import { type UeventAction, uevents } from './uevent';
 
 /** Options of a bus (the kernel's struct bus_type). */
@@ -14,6 +14,12 @@ export interface BusOptions {
   remove?(dev: Device): void;
   /** bus_type.uevent: adds variables to the device's uevents. */
   uevent?(dev: Device, env: Record<string, string>): void;
+  /**
+   * Gives every device of the bus a `driver_override` attribute (as the platform and PCI buses
+   * do): while it names a driver, the bus matches the device to that driver only, in place of
+   * `match`.
+   */
+  driverOverride?: boolean;
 }
 
 /** The bus's device and driver lists, for the code of this module (set by Bus's static block). */
@@ -53,6 +59,11 @@ export class Bus {
     }
     sysfs.mkdir(`${this.path}/devices`);
     sysfs.mkdir(`${this.path}/drivers`);
+    sysfs.createFile(this.path, {
+      name: 'drivers_probe',
+      mode: 0o200,
+      store: (text) => driversProbeStore(this, text),
+    });
     this.#registered = true;
   }
 
@@ -79,7 +90,80 @@ export class Bus {
 }
 
 function busMatches(bus: Bus, dev: Device, drv: Driver): boolean {
+  // As platform_match() and pci_match_device(): an override decides alone.
+  if (bus.options.driverOverride && dev.driverOverride !== null) {
+    return dev.driverOverride === drv.name;
+  }
   return bus.options.match ? bus.options.match(dev, drv) : true;
+}
+
+/**
+ * The device of the bus that a sysfs write names (bus_find_device_by_name()): the comparison is
+ * sysfs_streq()'s, which ends a string at a NUL and ignores one trailing newline on either side.
+ */
+function deviceByName(bus: Bus, text: string): Device | undefined {
+  let name = text;
+  const nul = name.indexOf('\0');
+  if (nul >= 0) name = name.slice(0, nul);
+  if (name.endsWith('\n')) name = name.slice(0, -1);
+  return devsOf(bus).find((d) => d.name === name);
+}
+
+/**
+ * drivers/base/bus.c bind_store(): ENODEV for a device not on the bus or one the driver does not
+ * match, EBUSY for a bound device (device_driver_attach()), else the probe's own error.
+ */
+function bindStore(drv: Driver, text: string): undefined {
+  const dev = deviceByName(drv.bus, text);
+  if (!dev || !busMatches(drv.bus, dev, drv)) {
+    throw new KernelError('ENODEV', `${drv.name}/bind: no matching device ${JSON.stringify(text)}`);
+  }
+  if (dev.driver) {
+    throw new KernelError('EBUSY', `${drv.name}/bind: ${dev.name} is bound to ${dev.driver.name}`);
+  }
+  // The kernel's probe returns its errno to the writer; a driver that fails in another way has
+  // a bug, which is not turned into an errno that would hide it.
+  if (!probeWith(dev, drv)) throw dev.lastProbeError;
+  return undefined;
+}
+
+/** drivers/base/bus.c unbind_store(): ENODEV unless the device is bound to this driver. */
+function unbindStore(drv: Driver, text: string): undefined {
+  const dev = deviceByName(drv.bus, text);
+  if (!dev || dev.driver !== drv) {
+    throw new KernelError('ENODEV', `${drv.name}/unbind: ${JSON.stringify(text)} is not bound`);
+  }
+  dev.releaseDriver();
+  return undefined;
+}
+
+/**
+ * drivers/base/bus.c drivers_probe_store(): ENODEV for a device not on the bus; otherwise an
+ * unbound device is offered to every driver (bus_rescan_devices_helper()), and the write
+ * succeeds whether or not one bound it.
+ */
+function driversProbeStore(bus: Bus, text: string): undefined {
+  const dev = deviceByName(bus, text);
+  if (!dev) {
+    throw new KernelError('ENODEV', `${bus.name}/drivers_probe: no device ${JSON.stringify(text)}`);
+  }
+  if (!dev.driver) busAttach(bus, dev);
+  return undefined;
+}
+
+/**
+ * drivers/base/driver.c driver_set_override(): EINVAL for a write of PAGE_SIZE - 1 bytes or more
+ * (what a read could not give back with its newline); the text ends at a NUL or a newline, and an
+ * empty name clears the override.
+ */
+function setDriverOverride(dev: Device, text: string): undefined {
+  if (Buffer.byteLength(text) >= SYSFS_PAGE_SIZE - 1) {
+    throw new KernelError('EINVAL', `${dev.name}/driver_override: too long`);
+  }
+  const end = text.search(/[\0\n]/);
+  const name = end >= 0 ? text.slice(0, end) : text;
+  dev.driverOverride = name === '' ? null : name;
+  return undefined;
 }
 
 /** Tries every driver of the bus on an unbound device (the kernel's device_attach). */
@@ -146,6 +230,17 @@ export class Driver {
     }
     uevents.hold(() => {
       sysfs.mkdir(this.path);
+      // drivers/base/bus.c add_bind_files().
+      sysfs.createFile(this.path, {
+        name: 'bind',
+        mode: 0o200,
+        store: (text) => bindStore(this, text),
+      });
+      sysfs.createFile(this.path, {
+        name: 'unbind',
+        mode: 0o200,
+        store: (text) => unbindStore(this, text),
+      });
       drvsOf(this.bus).push(this);
       this.#registered = true;
       for (const dev of this.bus.devices()) {
@@ -272,6 +367,11 @@ export class Device {
   dmaOps: DmaMapOps | null = null;
   /** The error of the last failed probe, for diagnostics (the kernel logs it). */
   lastProbeError: unknown = null;
+  /**
+   * The only driver the bus may match the device to, on a bus with `driverOverride` (the
+   * `driver_override` attribute); null matches as the bus does.
+   */
+  driverOverride: string | null = null;
 
   private refs = 1;
   private added = false;
@@ -364,6 +464,14 @@ export class Device {
         },
       });
       for (const group of this.groups) sysfs.createGroup(path, group);
+      if (this.bus?.options.driverOverride) {
+        sysfs.createFile(path, {
+          name: 'driver_override',
+          mode: 0o644,
+          show: () => `${this.driverOverride ?? '(null)'}\n`,
+          store: (text) => setDriverOverride(this, text),
+        });
+      }
       if (this.bus) {
         sysfs.symlink(`${path}/subsystem`, this.bus.path);
         devsOf(this.bus).push(this);

@@ -168,7 +168,7 @@ describe('bus, driver, device', () => {
     expect(sysfs.readlink('/sys/devices/foo1/driver')).toBe('/sys/bus/testbus/drivers/foo');
     expect(sysfs.readlink('/sys/bus/testbus/devices/foo1')).toBe('/sys/devices/foo1');
     expect(sysfs.readlink('/sys/devices/foo1/subsystem')).toBe('/sys/bus/testbus');
-    expect(sysfs.list('/sys/bus/testbus/drivers/foo')).toEqual(['foo0', 'foo1']);
+    expect(sysfs.list('/sys/bus/testbus/drivers/foo')).toEqual(['bind', 'foo0', 'foo1', 'unbind']);
     expect(events.map((e) => `${e.action} ${e.devpath}`)).toEqual([
       'add /devices/foo0',
       'bind /devices/foo0',
@@ -265,6 +265,229 @@ describe('bus, driver, device', () => {
   it('refuses a second bus with the same name', () => {
     const { bus } = setup();
     expectCode(() => new Bus({ name: bus.name }).register(), 'EEXIST');
+  });
+});
+
+describe('binding by hand (bind, unbind, drivers_probe, driver_override)', () => {
+  /**
+   * Bus `handbus`: a driver matches the devices whose names start with its own. `refuse` makes
+   * bar's probe refuse with ENXIO.
+   */
+  function setup(opts: { driverOverride?: boolean } = {}) {
+    const calls: string[] = [];
+    const refuse = { bar: false };
+    const bus = new Bus({
+      name: 'handbus',
+      match: (dev, drv) => dev.name.startsWith(drv.name),
+      ...(opts.driverOverride ? { driverOverride: true } : {}),
+    });
+    bus.register();
+    cleanups.push(() => bus.unregister());
+    const mk = (name: string) =>
+      new Driver({
+        name,
+        bus,
+        probe: (dev) => {
+          calls.push(`probe ${name} ${dev.name}`);
+          if (name === 'bar' && refuse.bar) throw new KernelError('ENXIO', 'refused');
+        },
+        remove: (dev) => calls.push(`remove ${name} ${dev.name}`),
+      });
+    const foo = mk('foo');
+    const bar = mk('bar');
+    foo.register();
+    bar.register();
+    const dev = new Device({ name: 'foo0', bus });
+    dev.add();
+    cleanups.push(() => dev.del());
+    return { bus, foo, bar, dev, calls, refuse };
+  }
+
+  const FOO = '/sys/bus/handbus/drivers/foo';
+  const BAR = '/sys/bus/handbus/drivers/bar';
+  const PROBE = '/sys/bus/handbus/drivers_probe';
+  const OVERRIDE = '/sys/devices/foo0/driver_override';
+
+  it('offers bind and unbind per driver and drivers_probe per bus, write-only', () => {
+    setup();
+    for (const path of [`${FOO}/bind`, `${FOO}/unbind`, PROBE]) {
+      expect(sysfs.stat(path)).toEqual({ kind: 'file', mode: 0o200 });
+      expectCode(() => sysfs.read(path), 'EACCES');
+    }
+    // Without the bus option, devices have no driver_override.
+    expect(sysfs.exists(OVERRIDE)).toBe(false);
+  });
+
+  it('unbinds and binds again by name, with UNBIND and BIND uevents', () => {
+    const { foo, dev, calls } = setup();
+    expect(dev.driver).toBe(foo);
+    const events = record();
+    expect(sysfs.write(`${FOO}/unbind`, 'foo0\n')).toBe(5);
+    expect(dev.driver).toBeNull();
+    expect(sysfs.exists('/sys/devices/foo0/driver')).toBe(false);
+    expect(sysfs.exists(`${FOO}/foo0`)).toBe(false);
+    expect(sysfs.write(`${FOO}/bind`, 'foo0')).toBe(4);
+    expect(dev.driver).toBe(foo);
+    expect(sysfs.readlink('/sys/devices/foo0/driver')).toBe(FOO);
+    expect(calls).toEqual(['probe foo foo0', 'remove foo foo0', 'probe foo foo0']);
+    expect(events.map((e) => `${e.action} ${e.devpath} ${e.env.DRIVER}`)).toEqual([
+      'unbind /devices/foo0 undefined',
+      'bind /devices/foo0 foo',
+    ]);
+  });
+
+  it('gives the kernel errno for each refused bind and unbind', () => {
+    const { foo, dev, calls, refuse } = setup();
+    // Bound already: EBUSY from the driver it matches, ENODEV from one it does not match.
+    expectCode(() => sysfs.write(`${FOO}/bind`, 'foo0\n'), 'EBUSY');
+    expectCode(() => sysfs.write(`${BAR}/bind`, 'foo0\n'), 'ENODEV');
+    // Unbinding from a driver it is not bound to, or a name that is not on the bus.
+    expectCode(() => sysfs.write(`${BAR}/unbind`, 'foo0\n'), 'ENODEV');
+    expectCode(() => sysfs.write(`${FOO}/unbind`, 'foo9\n'), 'ENODEV');
+    sysfs.write(`${FOO}/unbind`, 'foo0\n');
+    expectCode(() => sysfs.write(`${FOO}/unbind`, 'foo0\n'), 'ENODEV');
+    // A driver the bus does not match is ENODEV without a probe.
+    expectCode(() => sysfs.write(`${BAR}/bind`, 'foo0\n'), 'ENODEV');
+    expect(calls).toEqual(['probe foo foo0', 'remove foo foo0']);
+    expect(dev.driver).toBeNull();
+    expect(foo.boundDevices()).toEqual([]);
+    // A probe that refuses gives its own errno and leaves the device unbound.
+    refuse.bar = true;
+    const bar0 = new Device({ name: 'bar0', bus: foo.bus });
+    bar0.add();
+    cleanups.push(() => bar0.del());
+    expect(bar0.driver).toBeNull();
+    expectCode(() => sysfs.write(`${BAR}/bind`, 'bar0\n'), 'ENXIO');
+    expect(bar0.driver).toBeNull();
+    expect(sysfs.exists('/sys/devices/bar0/driver')).toBe(false);
+  });
+
+  it('compares names as sysfs_streq does and never throws another kind for hostile names', () => {
+    const { foo, dev } = setup();
+    sysfs.write(`${FOO}/unbind`, 'foo0\0junk');
+    expect(dev.driver).toBeNull();
+    for (const name of [
+      'foo0\n\n',
+      ' foo0',
+      'foo0 ',
+      'FOO0',
+      '../foo0',
+      '/sys/devices/foo0',
+      'devices/foo0',
+      '\n',
+      '\0',
+      'foo',
+      '\uD800',
+      'x'.repeat(SYSFS_PAGE_SIZE * 3),
+    ]) {
+      expectCode(() => sysfs.write(`${FOO}/bind`, name), 'ENODEV');
+      expectCode(() => sysfs.write(`${FOO}/unbind`, name), 'ENODEV');
+      expectCode(() => sysfs.write(PROBE, name), 'ENODEV');
+    }
+    expect(dev.driver).toBeNull();
+    sysfs.write(`${FOO}/bind`, 'foo0\n');
+    expect(dev.driver).toBe(foo);
+  });
+
+  it('drivers_probe binds an unbound device and succeeds when no driver takes it', () => {
+    const { foo, dev, calls } = setup();
+    sysfs.write(`${FOO}/unbind`, 'foo0\n');
+    const events = record();
+    expect(sysfs.write(PROBE, 'foo0\n')).toBe(5);
+    expect(dev.driver).toBe(foo);
+    expect(events.map((e) => e.action)).toEqual(['bind']);
+    // A bound device is left as it is.
+    expect(sysfs.write(PROBE, 'foo0\n')).toBe(5);
+    expect(calls).toEqual(['probe foo foo0', 'remove foo foo0', 'probe foo foo0']);
+    // A device no driver matches stays unbound, and the write is still accepted.
+    const baz0 = new Device({ name: 'baz0', bus: foo.bus });
+    baz0.add();
+    cleanups.push(() => baz0.del());
+    expect(sysfs.write(PROBE, 'baz0\n')).toBe(5);
+    expect(baz0.driver).toBeNull();
+  });
+
+  it('driver_override reads (null), takes a name up to a newline, and clears', () => {
+    const { dev } = setup({ driverOverride: true });
+    expect(sysfs.stat(OVERRIDE)).toEqual({ kind: 'file', mode: 0o644 });
+    expect(sysfs.read(OVERRIDE)).toBe('(null)\n');
+    expect(sysfs.write(OVERRIDE, 'bar\n')).toBe(4);
+    expect(sysfs.read(OVERRIDE)).toBe('bar\n');
+    expect(dev.driverOverride).toBe('bar');
+    sysfs.write(OVERRIDE, 'baz\nqux\n');
+    expect(sysfs.read(OVERRIDE)).toBe('baz\n');
+    sysfs.write(OVERRIDE, 'bar\0junk');
+    expect(sysfs.read(OVERRIDE)).toBe('bar\n');
+    sysfs.write(OVERRIDE, '\n');
+    expect(sysfs.read(OVERRIDE)).toBe('(null)\n');
+    sysfs.write(OVERRIDE, 'bar');
+    sysfs.write(OVERRIDE, '\0');
+    expect(dev.driverOverride).toBeNull();
+    // Hostile names are kept as text and match no driver.
+    sysfs.write(OVERRIDE, '../../foo\n');
+    expect(sysfs.read(OVERRIDE)).toBe('../../foo\n');
+  });
+
+  it('driver_override refuses a write of PAGE_SIZE - 1 bytes or more with EINVAL', () => {
+    const { dev } = setup({ driverOverride: true });
+    const longest = 'b'.repeat(SYSFS_PAGE_SIZE - 2);
+    expect(sysfs.write(OVERRIDE, longest)).toBe(SYSFS_PAGE_SIZE - 2);
+    expect(dev.driverOverride).toBe(longest);
+    expectCode(() => sysfs.write(OVERRIDE, `${longest}\n`), 'EINVAL');
+    expectCode(() => sysfs.write(OVERRIDE, 'b'.repeat(SYSFS_PAGE_SIZE * 4)), 'EINVAL');
+    // Counted in bytes: 2048 characters, 4095 bytes.
+    expectCode(() => sysfs.write(OVERRIDE, `${'\u00e9'.repeat(2047)}b`), 'EINVAL');
+    expect(dev.driverOverride).toBe(longest);
+  });
+
+  it('moves a device to another driver: unbind, driver_override, drivers_probe', () => {
+    const { foo, bar, dev, calls } = setup({ driverOverride: true });
+    expect(dev.driver).toBe(foo);
+    const events = record();
+    sysfs.write(`${FOO}/unbind`, 'foo0\n');
+    sysfs.write(OVERRIDE, 'bar\n');
+    sysfs.write(PROBE, 'foo0\n');
+    // bar's own match (the name prefix) would refuse foo0: the override decides alone.
+    expect(dev.driver).toBe(bar);
+    expect(sysfs.readlink('/sys/devices/foo0/driver')).toBe(BAR);
+    expect(events.map((e) => `${e.action} ${e.env.DRIVER}`)).toEqual([
+      'unbind undefined',
+      'bind bar',
+    ]);
+    // While the override names bar, foo cannot take the device, by hand or by drivers_probe.
+    sysfs.write(`${BAR}/unbind`, 'foo0\n');
+    expectCode(() => sysfs.write(`${FOO}/bind`, 'foo0\n'), 'ENODEV');
+    sysfs.write(OVERRIDE, '../../foo\n');
+    sysfs.write(PROBE, 'foo0\n');
+    expect(dev.driver).toBeNull();
+    // Cleared, the bus matches again and foo takes it back.
+    sysfs.write(OVERRIDE, '\n');
+    sysfs.write(PROBE, 'foo0\n');
+    expect(dev.driver).toBe(foo);
+    expect(calls).toEqual([
+      'probe foo foo0',
+      'remove foo foo0',
+      'probe bar foo0',
+      'remove bar foo0',
+      'probe foo foo0',
+    ]);
+  });
+
+  it('applies driver_override to automatic binding too', () => {
+    const { bus, foo, bar } = setup({ driverOverride: true });
+    const dev = new Device({ name: 'foo1', bus });
+    dev.driverOverride = 'bar';
+    dev.add();
+    cleanups.push(() => dev.del());
+    expect(dev.driver).toBe(bar);
+    // A driver registered later is offered the unbound device under the same rule.
+    sysfs.write(`${BAR}/unbind`, 'foo1\n');
+    bar.unregister();
+    foo.unregister();
+    foo.register();
+    expect(dev.driver).toBeNull();
+    bar.register();
+    expect(dev.driver).toBe(bar);
   });
 });
 
