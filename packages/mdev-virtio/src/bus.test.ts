@@ -125,6 +125,47 @@ it('binds devices that exist before the driver registers', () => {
   mdevDeviceRemove(m);
 });
 
+it('moves an mdev to another driver by hand: unbind, driver_override, drivers_probe', () => {
+  const dev = parent(() => MDEV_VIRTIO_CLASS_ID_VIRTIO);
+  const calls: string[] = [];
+  const [a, b] = ['drv_a', 'drv_b'].map((name) => {
+    const drv = mdevVirtioRegisterDriver({
+      name,
+      idTable: [{ id: MDEV_VIRTIO_CLASS_ID_VIRTIO }],
+      probe: (m) => calls.push(`probe ${name} ${m.uuid}`),
+      remove: (m) => calls.push(`remove ${name} ${m.uuid}`),
+    });
+    cleanups.push(() => drv.unregister());
+    return drv;
+  });
+  const uuid = '00000000-0000-0000-0000-0000000000d1';
+  const m = mdevDeviceCreate(dev, 'virtio', uuid);
+  expect(m.driver).toBe(a);
+  const events: Uevent[] = [];
+  cleanups.push(uevents.subscribe((e) => events.push(e)));
+  const devDir = `/sys/bus/mdev_virtio/devices/${uuid}`;
+  expect(sysfs.read(`${devDir}/driver_override`)).toBe('(null)\n');
+  sysfs.write('/sys/bus/mdev_virtio/drivers/drv_a/unbind', `${uuid}\n`);
+  sysfs.write(`${devDir}/driver_override`, 'drv_b\n');
+  sysfs.write('/sys/bus/mdev_virtio/drivers_probe', `${uuid}\n`);
+  expect(m.driver).toBe(b);
+  expect(sysfs.readlink(`${devDir}/driver`)).toBe('/sys/bus/mdev_virtio/drivers/drv_b');
+  expect(calls).toEqual([`probe drv_a ${uuid}`, `remove drv_a ${uuid}`, `probe drv_b ${uuid}`]);
+  expect(events.map((e) => `${e.action} ${e.env.DRIVER}`)).toEqual([
+    'unbind undefined',
+    'bind drv_b',
+  ]);
+  // drv_a may not take it back while the override names drv_b.
+  sysfs.write('/sys/bus/mdev_virtio/drivers/drv_b/unbind', uuid);
+  try {
+    sysfs.write('/sys/bus/mdev_virtio/drivers/drv_a/bind', uuid);
+    expect.unreachable('bind succeeded');
+  } catch (err) {
+    expect(KernelError.is(err, 'ENODEV')).toBe(true);
+  }
+  mdevDeviceRemove(m);
+});
+
 it('refuses an incomplete ops table with EINVAL and fails create', () => {
   const cls = new Class('bad');
   cls.register();

@@ -59,6 +59,7 @@ function classIdOf(dev: Device): number {
 /** Mirrors mdev_virtio_bus_type: bus `mdev_virtio`, matching on the class id. */
 export const mdevVirtioBus: Bus = new BusClass({
   name: 'mdev_virtio',
+  driverOverride: true,
   probe: mdevProbe,
   remove: mdevRemove,
   match(dev, drv) {
