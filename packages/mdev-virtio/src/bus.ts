@@ -166,7 +166,13 @@ function checkMapEntry(e: unknown, i: number): MdevVirtioMapEntry {
   if (typeof perm !== 'number' || !Number.isInteger(perm) || perm < 1 || perm > VHOST_ACCESS_RW) {
     throw bad(`has access ${String(perm)}, not RO, WO or RW`);
   }
-  return Object.freeze({ iova, size, region: region as MdevVirtioMapEntry['region'], offset, perm });
+  return Object.freeze({
+    iova,
+    size,
+    region: region as MdevVirtioMapEntry['region'],
+    offset,
+    perm,
+  });
 }
 
 /**
@@ -191,7 +197,10 @@ export function mdevVirtioSetMap(
   }
   if (!Array.isArray(map)) throw new KernelError('EINVAL', 'mdev_virtio: the map is not a list');
   if (map.length > MDEV_VIRTIO_MAP_MAX) {
-    throw new KernelError('ENOMEM', `mdev_virtio: ${map.length} map entries, most ${MDEV_VIRTIO_MAP_MAX}`);
+    throw new KernelError(
+      'ENOMEM',
+      `mdev_virtio: ${map.length} map entries, most ${MDEV_VIRTIO_MAP_MAX}`,
+    );
   }
   const entries = map.map(checkMapEntry).sort((a, b) => a.iova - b.iova);
   for (let i = 1; i < entries.length; i++) {

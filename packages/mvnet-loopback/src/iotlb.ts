@@ -13,7 +13,12 @@ import type { AddressSpace, GuestMemory, Translation } from '@mdev/virtio-ring';
  */
 export class IotlbAddressSpace implements AddressSpace {
   private entries: readonly MdevVirtioMapEntry[] | null = null;
-  private last: MdevVirtioMapEntry | undefined;
+  /**
+   * Each entry's bytes as a view of their own: a translation then ends where its entry ends
+   * (the ring walk splits a buffer running over two entries at the end of the first's view).
+   */
+  private views: Uint8Array[] = [];
+  private last = -1;
 
   constructor(private readonly memory: GuestMemory) {}
 
@@ -33,21 +38,24 @@ export class IotlbAddressSpace implements AddressSpace {
   /** Replaces the map (entries checked by the bus: sorted, non-empty, not overlapping). */
   setMap(map: readonly MdevVirtioMapEntry[] | null): void {
     this.entries = map;
-    this.last = undefined;
+    this.views = (map ?? []).map((e) => e.region.u8.subarray(e.offset, e.offset + e.size));
+    this.last = -1;
   }
 
   translate(addr: number, len: number, out: Translation): boolean {
     const entries = this.entries;
     if (entries === null) return this.memory.translate(addr, len, out);
     if (!(len >= 0 && addr >= 0)) return false;
-    let e = this.last;
+    let i = this.last;
+    let e = entries[i];
     if (e === undefined || addr < e.iova || addr + len > e.iova + e.size) {
-      e = entries.find((m) => addr >= m.iova && addr + len <= m.iova + m.size);
-      if (e === undefined) return false;
-      this.last = e;
+      i = entries.findIndex((m) => addr >= m.iova && addr + len <= m.iova + m.size);
+      if (i < 0) return false;
+      e = entries[i]!;
+      this.last = i;
     }
-    out.u8 = e.region.u8;
-    out.offset = e.offset + (addr - e.iova);
+    out.u8 = this.views[i]!;
+    out.offset = addr - e.iova;
     return true;
   }
 }
