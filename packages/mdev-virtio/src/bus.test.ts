@@ -1,9 +1,12 @@
 import { Class, Device, KernelError, sysfs, type Uevent, uevents } from '@mdev/driver-core';
 import { type MdevDevice, mdevDeviceCreate, mdevDeviceRemove } from '@mdev/mdev-core';
-import { afterEach, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   MDEV_VIRTIO_CLASS_ID_VIRTIO,
+  MDEV_VIRTIO_MAP_MAX,
+  MDEV_VIRTIO_MAP_PAGE,
   MdevVirtioDevice,
+  type MdevVirtioMapEntry,
   type MdevVirtioOps,
   mdevVirtioExit,
   mdevVirtioFromDev,
@@ -11,9 +14,11 @@ import {
   mdevVirtioRegisterDevice,
   mdevVirtioRegisterDriver,
   mdevVirtioSetClassId,
+  mdevVirtioSetMap,
   mdevVirtioSetOps,
   mdevVirtioUnregisterDevice,
   mdevVirtioUnregisterDriver,
+  VHOST_ACCESS_RW,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './index';
 
@@ -337,3 +342,119 @@ for (const action of ['add', 'bind', 'unbind', 'remove'] as const) {
     again.unregister();
   });
 }
+
+describe('mdevVirtioSetMap', () => {
+  const PAGE = MDEV_VIRTIO_MAP_PAGE;
+  const region = { u8: new Uint8Array(4 * PAGE) };
+  const entry = (iova: number, size = PAGE, extra: object = {}) => ({
+    iova,
+    size,
+    region,
+    offset: 0,
+    perm: VHOST_ACCESS_RW,
+    ...extra,
+  });
+
+  /** A parent whose `mapped` type has set_map (recording what it is given), `plain` has not. */
+  function mapParent() {
+    const got: (readonly MdevVirtioMapEntry[] | null)[] = [];
+    const cls = new Class('mparent');
+    cls.register();
+    const dev = new Device({ name: 'mparent', class: cls });
+    dev.add();
+    mdevVirtioRegisterDevice(dev, {
+      supportedTypeGroups: [
+        { name: 'mapped', attrs: [] },
+        { name: 'plain', attrs: [] },
+      ],
+      create(type, mdev) {
+        const ops = opsTable(1);
+        if (type.group.name === 'mapped') ops.setMap = (_m, map) => got.push(map);
+        mdevVirtioSetOps(mdev, ops);
+        mdevVirtioSetClassId(mdev, MDEV_VIRTIO_CLASS_ID_VIRTIO);
+      },
+      remove() {},
+    });
+    cleanups.push(() => {
+      mdevVirtioUnregisterDevice(dev);
+      dev.unregister();
+      cls.unregister();
+      mdevVirtioExit();
+    });
+    const mapped = mdevDeviceCreate(dev, 'mapped', '00000000-0000-0000-0000-0000000000e1');
+    const plain = mdevDeviceCreate(dev, 'plain', '00000000-0000-0000-0000-0000000000e2');
+    return { got, mapped, plain };
+  }
+
+  function code(f: () => void): string | undefined {
+    try {
+      f();
+    } catch (err) {
+      expect(err).toBeInstanceOf(KernelError);
+      return (err as KernelError).code;
+    }
+    return undefined;
+  }
+
+  it('hands the device a frozen copy sorted by IOVA, and null to clear it', () => {
+    const { got, mapped } = mapParent();
+    const table = [entry(8 * PAGE, 2 * PAGE, { offset: 2 * PAGE }), entry(0, PAGE)];
+    mdevVirtioSetMap(mapped, table);
+    table[0]!.iova = 1; // the caller's table is not the device's
+    expect(got).toHaveLength(1);
+    expect(got[0]!.map((e) => [e.iova, e.size, e.offset])).toEqual([
+      [0, PAGE, 0],
+      [8 * PAGE, 2 * PAGE, 2 * PAGE],
+    ]);
+    expect(Object.isFrozen(got[0]) && Object.isFrozen(got[0]![0])).toBe(true);
+    expect(got[0]![0]!.region).toBe(region);
+    mdevVirtioSetMap(mapped, []);
+    mdevVirtioSetMap(mapped, null);
+    expect(got.slice(1)).toEqual([[], null]);
+  });
+
+  it('answers EOPNOTSUPP for a device without set_map', () => {
+    const { plain } = mapParent();
+    expect(code(() => mdevVirtioSetMap(plain, [entry(0)]))).toBe('EOPNOTSUPP');
+    expect(code(() => mdevVirtioSetMap(plain, null))).toBe('EOPNOTSUPP');
+  });
+
+  it('refuses hostile maps with EINVAL (ENOMEM when too long) and hands the device nothing', () => {
+    const { got, mapped } = mapParent();
+    const bad: [string, unknown][] = [
+      ['not a list', { length: 1, 0: entry(0) }],
+      ['not an object', [null]],
+      ['no region', [entry(0, PAGE, { region: null })]],
+      ['region without bytes', [entry(0, PAGE, { region: { u8: [1, 2] } })]],
+      ['zero size', [entry(0, 0)]],
+      ['negative size', [entry(0, -PAGE)]],
+      ['unaligned iova', [entry(1)]],
+      ['unaligned size', [entry(0, PAGE + 1)]],
+      ['negative iova', [entry(-PAGE)]],
+      ['fractional iova', [entry(0.5)]],
+      ['NaN iova', [entry(Number.NaN)]],
+      ['string iova', [entry('0' as unknown as number)]],
+      ['bigint iova', [entry(0n as unknown as number)]],
+      ['wrapping', [entry(2 ** 53 - PAGE, 2 * PAGE)]],
+      ['beyond its region', [entry(0, 5 * PAGE)]],
+      ['offset beyond its region', [entry(0, PAGE, { offset: 4 * PAGE })]],
+      ['negative offset', [entry(0, PAGE, { offset: -1 })]],
+      ['no access', [entry(0, PAGE, { perm: 0 })]],
+      ['unknown access', [entry(0, PAGE, { perm: 4 })]],
+      ['same range twice', [entry(0), entry(0)]],
+      ['overlapping', [entry(PAGE, 2 * PAGE), entry(0, 2 * PAGE)]],
+    ];
+    for (const [why, map] of bad) {
+      expect([why, code(() => mdevVirtioSetMap(mapped, map as MdevVirtioMapEntry[]))]).toEqual([
+        why,
+        'EINVAL',
+      ]);
+    }
+    const tooMany = Array.from({ length: MDEV_VIRTIO_MAP_MAX + 1 }, (_, i) => entry(i * PAGE));
+    expect(code(() => mdevVirtioSetMap(mapped, tooMany))).toBe('ENOMEM');
+    expect(got).toEqual([]);
+    // Adjacent ranges do not overlap.
+    mdevVirtioSetMap(mapped, [entry(PAGE), entry(0)]);
+    expect(got).toHaveLength(1);
+  });
+});

@@ -20,7 +20,14 @@ import {
   mdevUnregisterDevice,
   mdevUnregisterDriver,
 } from '@mdev/mdev-core';
-import { MDEV_VIRTIO_MANDATORY_OPS, type MdevVirtioOps } from './ops';
+import {
+  MDEV_VIRTIO_MANDATORY_OPS,
+  MDEV_VIRTIO_MAP_MAX,
+  MDEV_VIRTIO_MAP_PAGE,
+  type MdevVirtioMapEntry,
+  type MdevVirtioOps,
+  VHOST_ACCESS_RW,
+} from './ops';
 
 /** Mirrors MDEV_VIRTIO_CLASS_ID_VIRTIO: an mdev driven by the kernel's virtio drivers. */
 export const MDEV_VIRTIO_CLASS_ID_VIRTIO = 1;
@@ -134,6 +141,80 @@ export function mdevVirtioSetOps(mdev: MdevDevice, ops: MdevVirtioOps): void {
     throw new KernelError('EINVAL', `mdev_virtio: ops table lacks ${missing.join(', ')}`);
   }
   asVirtio(mdev).ops = ops;
+}
+
+function checkMapEntry(e: unknown, i: number): MdevVirtioMapEntry {
+  const bad = (why: string) => new KernelError('EINVAL', `mdev_virtio: map entry ${i} ${why}`);
+  if (typeof e !== 'object' || e === null) throw bad('is not an object');
+  const { iova, size, region, offset, perm } = e as Record<string, unknown>;
+  const u8 = (region as { u8?: unknown } | null | undefined)?.u8;
+  if (!(u8 instanceof Uint8Array)) throw bad('has no region bytes');
+  if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0) {
+    throw bad(`has iova ${String(iova)}, not an address`);
+  }
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
+    throw bad(`has size ${String(size)}`);
+  }
+  if (iova % MDEV_VIRTIO_MAP_PAGE !== 0 || size % MDEV_VIRTIO_MAP_PAGE !== 0) {
+    throw bad(`${iova}+${size} is not page aligned`);
+  }
+  // The last byte must stay exact: vhost_vdpa refuses `iova + size - 1 < iova` the same way.
+  if (!Number.isSafeInteger(iova + size)) throw bad(`${iova}+${size} wraps`);
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
+    throw bad(`has offset ${String(offset)}`);
+  }
+  if (offset + size > u8.length) throw bad(`${offset}+${size} is outside its region`);
+  if (typeof perm !== 'number' || !Number.isInteger(perm) || perm < 1 || perm > VHOST_ACCESS_RW) {
+    throw bad(`has access ${String(perm)}, not RO, WO or RW`);
+  }
+  return Object.freeze({
+    iova,
+    size,
+    region: region as MdevVirtioMapEntry['region'],
+    offset,
+    perm,
+  });
+}
+
+/**
+ * Sets a device's DMA map (`null` clears it) through its optional `setMap` op, as vhost_vdpa
+ * hands an iotlb to a device's set_map (drivers/vhost/vdpa.c). EOPNOTSUPP for a device without
+ * the op; EINVAL for a map that is not an array, or with an entry of zero size, not page
+ * aligned, wrapping, outside its region, with a bad access, or overlapping another; ENOMEM for
+ * more than MDEV_VIRTIO_MAP_MAX entries. The device gets frozen copies sorted by IOVA, so the
+ * caller changing its table afterwards changes nothing.
+ */
+export function mdevVirtioSetMap(
+  mdev: MdevDevice,
+  map: readonly MdevVirtioMapEntry[] | null,
+): void {
+  const ops = mdevVirtioGetOps(mdev);
+  if (typeof ops.setMap !== 'function') {
+    throw new KernelError('EOPNOTSUPP', `mdev_virtio: ${mdev.uuid} takes no DMA map`);
+  }
+  if (map === null) {
+    ops.setMap(mdev, null);
+    return;
+  }
+  if (!Array.isArray(map)) throw new KernelError('EINVAL', 'mdev_virtio: the map is not a list');
+  if (map.length > MDEV_VIRTIO_MAP_MAX) {
+    throw new KernelError(
+      'ENOMEM',
+      `mdev_virtio: ${map.length} map entries, most ${MDEV_VIRTIO_MAP_MAX}`,
+    );
+  }
+  const entries = map.map(checkMapEntry).sort((a, b) => a.iova - b.iova);
+  for (let i = 1; i < entries.length; i++) {
+    const prev = entries[i - 1]!;
+    const e = entries[i]!;
+    if (e.iova < prev.iova + prev.size) {
+      throw new KernelError(
+        'EINVAL',
+        `mdev_virtio: map ranges ${prev.iova}+${prev.size} and ${e.iova}+${e.size} overlap`,
+      );
+    }
+  }
+  ops.setMap(mdev, Object.freeze(entries));
 }
 
 /** Mirrors mdev_virtio_get_ops(). */

@@ -11,9 +11,21 @@ export {
   mdevVirtioRegisterDevice,
   mdevVirtioRegisterDriver,
   mdevVirtioSetClassId,
+  mdevVirtioSetMap,
   mdevVirtioSetOps,
   mdevVirtioUnregisterDevice,
   mdevVirtioUnregisterDriver,
   VIRTIO_MDEV_DEVICE_API_STRING,
 } from './bus';
-export { MDEV_VIRTIO_MANDATORY_OPS, type MdevVirtioOps, type VirtioMdevCallback } from './ops';
+export {
+  MDEV_VIRTIO_MANDATORY_OPS,
+  MDEV_VIRTIO_MAP_MAX,
+  MDEV_VIRTIO_MAP_PAGE,
+  type MdevVirtioMapEntry,
+  type MdevVirtioMapRegion,
+  type MdevVirtioOps,
+  VHOST_ACCESS_RO,
+  VHOST_ACCESS_RW,
+  VHOST_ACCESS_WO,
+  type VirtioMdevCallback,
+} from './ops';

@@ -1,6 +1,42 @@
 import type { MdevDevice } from '@mdev/mdev-core';
 
 /**
+ * The memory a map entry points into: its bytes (a MemoryRegion of @mdev/virtio-ring is one; so
+ * is a vhost-user frontend's mapped region).
+ */
+export interface MdevVirtioMapRegion {
+  readonly u8: Uint8Array;
+}
+
+/** Access bits of a mapping, as include/uapi/linux/vhost_types.h spells them. */
+export const VHOST_ACCESS_RO = 0x1;
+export const VHOST_ACCESS_WO = 0x2;
+export const VHOST_ACCESS_RW = 0x3;
+
+/**
+ * The IOVA page size of a mapping: IOVAs and sizes are whole pages, as an IOMMU and the
+ * regions of a vhost-user memory table have them.
+ */
+export const MDEV_VIRTIO_MAP_PAGE = 4096;
+
+/** Most entries a map may have (vhost's max_iotlb_entries default, drivers/vhost/vhost.c). */
+export const MDEV_VIRTIO_MAP_MAX = 2048;
+
+/**
+ * One range of a device's DMA map (an entry of struct vhost_iotlb): device addresses
+ * `[iova, iova + size)` are the bytes `[offset, offset + size)` of `region`, with access `perm`
+ * (VHOST_ACCESS_*). The region need not belong to the device's host memory: a vhost-user
+ * frontend's memory is a region of its own.
+ */
+export interface MdevVirtioMapEntry {
+  readonly iova: number;
+  readonly size: number;
+  readonly region: MdevVirtioMapRegion;
+  readonly offset: number;
+  readonly perm: number;
+}
+
+/**
  * Mirrors struct virtio_mdev_callback: the device calls `callback(private)` to signal the driver
  * (a virtqueue interrupt or a config change).
  */
@@ -63,6 +99,19 @@ export interface MdevVirtioOps {
   setConfig(mdev: MdevDevice, offset: number, buf: Uint8Array): void;
   /** The config generation (optional; 0 when absent). */
   getGeneration?(mdev: MdevDevice): number;
+  /**
+   * Replaces the device's DMA map (optional; the vDPA `set_map` of include/linux/vdpa.h, for
+   * devices with their own translation): from now on every ring and buffer address the device
+   * is given is an IOVA of `map`, and an address outside it is a ring fault. `null` gives the
+   * device its own mapping back (the one of its `dmaOps`). Called through `mdevVirtioSetMap`,
+   * which has checked the entries: sorted by IOVA, page aligned, non-empty, not overlapping.
+   * Throw (KernelError) to refuse, e.g. EBUSY while a queue is ready.
+   *
+   * The whole table at once rather than `dma_map`/`dma_unmap` range by range: a vhost-user
+   * frontend hands its memory as one table (SET_MEM_TABLE), and a table replaced in one call
+   * can never be seen half updated by the datapath.
+   */
+  setMap?(mdev: MdevDevice, map: readonly MdevVirtioMapEntry[] | null): void;
 }
 
 /** The names of the mandatory ops, to check a vendor's table. */

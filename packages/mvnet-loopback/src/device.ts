@@ -35,6 +35,7 @@ import {
 } from './config';
 import { MvnetQueue, type MvnetStats, type NetHdrLayout } from './datapath';
 import { InThreadHost, type MvnetHost } from './host';
+import { IotlbAddressSpace } from './iotlb';
 import { MvnetOffload } from './offload';
 
 /** MVNET_CLASS_NAME / MVNET_NAME. */
@@ -92,6 +93,8 @@ export class MvnetState {
   features = 0n;
   config: Uint8Array;
   configCb: VirtioMdevCallback | null = null;
+  /** What the rings and buffers are read through: the host memory, or the map set by set_map. */
+  readonly space: IotlbAddressSpace;
 
   constructor(
     mdev: MdevDevice,
@@ -101,7 +104,8 @@ export class MvnetState {
   ) {
     this.mdev = mdev;
     this.slot = slot;
-    this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
+    this.space = new IotlbAddressSpace(owner.options.memory);
+    this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(this.space));
     this.config = buildConfig(
       provisioned.mac ?? randomMac(),
       true,
@@ -166,7 +170,7 @@ function netHdrLayout(features: bigint): NetHdrLayout {
  */
 function makeOps(owner: MvnetLoopback): MdevVirtioOps {
   const host = owner.host;
-  return {
+  const ops: MdevVirtioOps = {
     setVqAddress(mdev, idx, desc, driver, device) {
       const vq = queue(mdev, idx);
       vq.descAddr = desc;
@@ -282,6 +286,20 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       return state(mdev).generation;
     },
   };
+  // In worker mode the datapath reads the shared host memory in the worker, which knows no map:
+  // the device then has no set_map, and the bus answers EOPNOTSUPP.
+  if (owner.offload) return ops;
+  ops.setMap = (mdev, map) => {
+    const s = state(mdev);
+    // A ready queue's areas were translated when it was enabled; a new map would leave it on the
+    // old memory. The driver stops its queues (or resets) first, as vhost_vdpa requires of a
+    // running device.
+    if (s.vqs.some((vq) => vq.ready)) {
+      throw new KernelError('EBUSY', `mvnet: ${mdev.uuid} has ready queues`);
+    }
+    s.space.setMap(map);
+  };
+  return ops;
 }
 
 /**

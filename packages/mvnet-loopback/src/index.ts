@@ -30,4 +30,5 @@ export {
   mvnetLoopbackInit,
 } from './device';
 export { InThreadHost, type MvnetHost } from './host';
+export { IotlbAddressSpace } from './iotlb';
 export { MvnetOffload } from './offload';
