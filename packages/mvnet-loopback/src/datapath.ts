@@ -22,7 +22,8 @@ export interface MvnetStats {
 
 /** One virtqueue as the device sees it. */
 export class MvnetQueue {
-  readonly vrh: Vringh;
+  /** The device side of the ring; replaced (keeping the queue's place) by `readThrough`. */
+  vrh: Vringh;
   ready = false;
   num = 0;
   descAddr = 0;
@@ -39,6 +40,17 @@ export class MvnetQueue {
 
   constructor(space: AddressSpace) {
     this.vrh = new Vringh(space);
+  }
+
+  /**
+   * Reads the ring through `space` from now on (a DMA map set or cleared while the queue is not
+   * ready), keeping its place. The queue then holds the memory itself, not a wrapper that would
+   * forward every translation: each frame's walk calls `translate` several times.
+   */
+  readThrough(space: AddressSpace): void {
+    const last = this.vrh.getLastAvailIdx();
+    this.vrh = new Vringh(space);
+    this.vrh.setLastAvailIdx(last);
   }
 
   /** Drops the queue's state (mvnet_vq_reset). */

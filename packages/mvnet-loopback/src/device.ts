@@ -93,7 +93,7 @@ export class MvnetState {
   features = 0n;
   config: Uint8Array;
   configCb: VirtioMdevCallback | null = null;
-  /** What the rings and buffers are read through: the host memory, or the map set by set_map. */
+  /** The map set by set_map, which the queues read through while one is set. */
   readonly space: IotlbAddressSpace;
 
   constructor(
@@ -105,7 +105,8 @@ export class MvnetState {
     this.mdev = mdev;
     this.slot = slot;
     this.space = new IotlbAddressSpace(owner.options.memory);
-    this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(this.space));
+    // Without a map the queues read the host memory directly (see MvnetQueue.readThrough).
+    this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
     this.config = buildConfig(
       provisioned.mac ?? randomMac(),
       true,
@@ -298,6 +299,8 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       throw new KernelError('EBUSY', `mvnet: ${mdev.uuid} has ready queues`);
     }
     s.space.setMap(map);
+    const through = map === null ? owner.options.memory : s.space;
+    for (const vq of s.vqs) vq.readThrough(through);
   };
   return ops;
 }
