@@ -426,6 +426,8 @@ describe('mdevVirtioSetMap', () => {
       ['not an object', [null]],
       ['no region', [entry(0, PAGE, { region: null })]],
       ['region without bytes', [entry(0, PAGE, { region: { u8: [1, 2] } })]],
+      ['negative region fd', [entry(0, PAGE, { region: { u8: new Uint8Array(PAGE), fd: -1 } })]],
+      ['string region fd', [entry(0, PAGE, { region: { u8: new Uint8Array(PAGE), fd: '3' } })]],
       ['zero size', [entry(0, 0)]],
       ['negative size', [entry(0, -PAGE)]],
       ['unaligned iova', [entry(1)]],

@@ -149,6 +149,10 @@ function checkMapEntry(e: unknown, i: number): MdevVirtioMapEntry {
   const { iova, size, region, offset, perm } = e as Record<string, unknown>;
   const u8 = (region as { u8?: unknown } | null | undefined)?.u8;
   if (!(u8 instanceof Uint8Array)) throw bad('has no region bytes');
+  const fd = (region as { fd?: unknown }).fd;
+  if (fd !== undefined && !(Number.isInteger(fd) && (fd as number) >= 0)) {
+    throw bad(`has a bad region fd ${String(fd)}`);
+  }
   if (typeof iova !== 'number' || !Number.isSafeInteger(iova) || iova < 0) {
     throw bad(`has iova ${String(iova)}, not an address`);
   }

@@ -6,6 +6,15 @@ import type { MdevDevice } from '@mdev/mdev-core';
  */
 export interface MdevVirtioMapRegion {
   readonly u8: Uint8Array;
+  /**
+   * How another thread reaches the same bytes, for a device whose datapath runs in a worker:
+   * a file whose pages `[0, u8.buffer.byteLength)`, mapped shared (mmap(2) MAP_SHARED), are
+   * `u8.buffer` (a vhost-user frontend's memory region is one). The fd stays open while the map
+   * is in use; a worker maps it during `setMap` and may close its own mapping when the map is
+   * replaced. A region whose `u8` is over a `SharedArrayBuffer` needs none: the buffer itself
+   * can be posted.
+   */
+  readonly fd?: number;
 }
 
 /** Access bits of a mapping, as include/uapi/linux/vhost_types.h spells them. */
