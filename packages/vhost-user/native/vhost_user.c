@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <uv.h>
 
 /* fds one message may carry; the kernel's own bound (SCM_MAX_FD) is 253. */
 #define MAX_FDS 64
@@ -716,6 +717,158 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- fd watchers on the event loop ------------------------------------------------------ */
+
+/*
+ * A watcher calls a JS function from the thread's event loop (libuv's uv_poll) whenever an fd is
+ * ready, so the thread that runs a device's datapath in its event loop learns of a kick without
+ * blocking in poll(2) and without a timer. One watcher per fd; it keeps the loop alive until
+ * stopped. Stopping is idempotent, and a thread that ends (a worker) stops its watchers first.
+ */
+typedef struct watcher {
+  uv_poll_t poll; /* first member: a uv_handle_t* is a watcher* */
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  bool stopped;
+  /* Freed when both are true: libuv has closed the handle and no JS handle points here. */
+  bool closed;
+  bool unowned;
+} watcher;
+
+static void watcher_closed(uv_handle_t *handle) {
+  watcher *w = (watcher *)handle;
+  w->closed = true;
+  if (w->unowned) free(w);
+}
+
+/* Ends a watcher: no callback runs after this. The memory goes when libuv is done with it. */
+static void watcher_stop(watcher *w) {
+  if (w->stopped) return;
+  w->stopped = true;
+  uv_poll_stop(&w->poll);
+  napi_remove_env_cleanup_hook(w->env, (void (*)(void *))watcher_stop, w);
+  if (w->callback) napi_delete_reference(w->env, w->callback);
+  if (w->context) napi_async_destroy(w->env, w->context);
+  w->callback = NULL;
+  w->context = NULL;
+  uv_close((uv_handle_t *)&w->poll, watcher_closed);
+}
+
+static void watcher_ready(uv_poll_t *handle, int status, int events) {
+  watcher *w = (watcher *)handle;
+  if (w->stopped) return;
+  int revents = 0;
+  if (status < 0) revents |= POLLERR;
+  if (events & UV_READABLE) revents |= POLLIN;
+  if (events & UV_WRITABLE) revents |= POLLOUT;
+  if (events & UV_DISCONNECT) revents |= POLLHUP;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, arg, result;
+  /* napi_make_callback runs the microtask queue afterwards, as for any I/O callback of Node's
+     own; its receiver must be an object (it refuses undefined): the global one. */
+  if (napi_get_reference_value(env, w->callback, &fn) == napi_ok && fn != NULL &&
+      napi_get_global(env, &recv) == napi_ok && napi_create_int32(env, revents, &arg) == napi_ok) {
+    if (napi_make_callback(env, w->context, recv, fn, 1, &arg, &result) == napi_pending_exception) {
+      /* Nobody up the stack can catch it: report it as Node reports a throw in an I/O callback. */
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  /* The JS handle is gone: nobody can stop the watcher any more, so it stops here. */
+  watcher *w = data;
+  watcher_stop(w);
+  w->unowned = true;
+  if (w->closed) free(w);
+}
+
+/* watch(fd, events, callback(revents)) -> handle: calls back while `fd` is ready for `events`. */
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int fd;
+  int64_t events;
+  napi_valuetype type;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], "fd", &fd) ||
+      !get_int(env, argv[1], "events", 0, 0xffff, "an integer >= 0 and <= 65535", &events))
+    return NULL;
+  NAPI_CALL(napi_typeof(env, argv[2], &type));
+  if (type != napi_function) {
+    throw_type(env, "callback", "a function");
+    return NULL;
+  }
+  int uv_events = 0;
+  if (events & POLLIN) uv_events |= UV_READABLE;
+  if (events & POLLOUT) uv_events |= UV_WRITABLE;
+  if (events & POLLHUP) uv_events |= UV_DISCONNECT;
+  if (uv_events == 0) {
+    throw_range(env, "events", "POLLIN, POLLOUT or POLLHUP");
+    return NULL;
+  }
+  struct uv_loop_s *loop;
+  NAPI_CALL(napi_get_uv_event_loop(env, &loop));
+  watcher *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    throw_errno(env, "watch", ENOMEM);
+    return NULL;
+  }
+  w->env = env;
+  w->unowned = true; /* until a JS handle wraps it */
+  int err = uv_poll_init(loop, &w->poll, fd);
+  if (err < 0) {
+    free(w);
+    throw_errno(env, "uv_poll_init", -err);
+    return NULL;
+  }
+  napi_value handle, name;
+  if (napi_create_reference(env, argv[2], 1, &w->callback) != napi_ok ||
+      napi_create_string_utf8(env, "vhost_user.watch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &w->context) != napi_ok ||
+      napi_add_env_cleanup_hook(env, (void (*)(void *))watcher_stop, w) != napi_ok) {
+    w->stopped = true; /* nothing to remove: stop by hand */
+    if (w->callback) napi_delete_reference(env, w->callback);
+    if (w->context) napi_async_destroy(env, w->context);
+    uv_close((uv_handle_t *)&w->poll, watcher_closed);
+    throw_napi(env);
+    return NULL;
+  }
+  err = uv_poll_start(&w->poll, uv_events, watcher_ready);
+  if (err < 0) {
+    watcher_stop(w);
+    throw_errno(env, "uv_poll_start", -err);
+    return NULL;
+  }
+  if (napi_create_object(env, &handle) != napi_ok ||
+      napi_wrap(env, handle, w, watcher_finalize, NULL, NULL) != napi_ok) {
+    watcher_stop(w);
+    throw_napi(env);
+    return NULL;
+  }
+  w->unowned = false;
+  return handle;
+}
+
+/* unwatch(handle) -> false when it was stopped already. */
+static napi_value js_unwatch(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  void *data = NULL;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_unwrap(env, argv[0], &data) != napi_ok || data == NULL) {
+    throw_type(env, "handle", "a handle from watch()");
+    return NULL;
+  }
+  watcher *w = data;
+  bool was_running = !w->stopped;
+  watcher_stop(w);
+  NAPI_CALL(napi_get_boolean(env, was_running, &out));
+  return out;
+}
+
 /* ---- module ----------------------------------------------------------------------------- */
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
@@ -731,6 +884,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"ftruncate", js_ftruncate},   {"eventfd", js_eventfd},
       {"eventfdWrite", js_eventfd_write}, {"eventfdRead", js_eventfd_read},
       {"poll", js_poll},             {"close", js_close},
+      {"watch", js_watch},           {"unwatch", js_unwatch},
   };
   static const struct {
     const char *name;

@@ -101,6 +101,7 @@ export {
   createMemfd,
   drainEventFd,
   type FdLike,
+  type FdWatch,
   type ListenOptions,
   listenUnix,
   MAX_FDS_PER_MESSAGE,
@@ -122,4 +123,5 @@ export {
   socketPair,
   truncate,
   unmap,
+  watchFd,
 } from './sys';

@@ -28,6 +28,8 @@ export interface NativeBinding {
   eventfdRead(fd: number): number;
   poll(fds: readonly number[], events: readonly number[], timeoutMs: number): number[];
   close(fd: number): void;
+  watch(fd: number, events: number, callback: (revents: number) => void): object;
+  unwatch(handle: object): boolean;
   readonly POLLIN: number;
   readonly POLLOUT: number;
   readonly POLLERR: number;

@@ -22,6 +22,7 @@ import {
   signalEventFd,
   socketPair,
   unmap,
+  watchFd,
 } from './sys';
 
 const PAGE = 4096;
@@ -308,6 +309,100 @@ describe('eventfd and poll', () => {
         20,
       ),
     ).toEqual([0, POLLIN]);
+  });
+});
+
+describe('watchFd', () => {
+  it('calls back from the event loop each time the eventfd is signalled, until stopped', async () => {
+    const ev = owned(createEventFd());
+    const seen: [number, number][] = [];
+    let wake: () => void = () => {};
+    const watch = watchFd(ev, POLLIN, (revents) => {
+      seen.push([revents, drainEventFd(ev)]);
+      wake();
+    });
+    const next = () => new Promise<void>((resolve) => (wake = resolve));
+    let got = next();
+    signalEventFd(ev, 2);
+    await got;
+    got = next();
+    signalEventFd(ev);
+    await got;
+    expect(seen).toEqual([
+      [POLLIN, 2],
+      [POLLIN, 1],
+    ]);
+    expect(watch.stop()).toBe(true);
+    expect(watch.stop()).toBe(false);
+    signalEventFd(ev);
+    // A stopped watch is silent: a few event-loop turns later nothing more was called.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(seen).toHaveLength(2);
+    expect(drainEventFd(ev)).toBe(1);
+  });
+
+  it('reports the peer hanging up on a socket', async () => {
+    const [a, b] = socketPair();
+    owned(a);
+    const revents = await new Promise<number>((resolve) => {
+      const watch = watchFd(a, POLLIN, (r) => {
+        watch.stop();
+        resolve(r);
+      });
+      b.close();
+    });
+    // End of stream reads as readable (recv returns 0), as poll(2) says it.
+    expect(revents & POLLIN).toBe(POLLIN);
+  });
+
+  it('refuses a closed fd, no events and a non-function with clear errors', () => {
+    const ev = createEventFd();
+    const n = ev.value;
+    ev.close();
+    expect(() => watchFd(n, POLLIN, () => {})).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    const ev2 = owned(createEventFd());
+    expect(() => watchFd(ev2, 0, () => {})).toThrow(RangeError);
+    expect(() => watchFd(ev2, POLLIN, 1 as unknown as () => void)).toThrow(TypeError);
+  });
+
+  it('a callback that throws is an uncaught exception of the thread, as in an I/O callback', () => {
+    const addon = fileURLToPath(new URL('../build/Release/vhost_user.node', import.meta.url));
+    const code = `
+      const n = require(${JSON.stringify(addon)});
+      const fd = n.eventfd(0);
+      const h = n.watch(fd, n.POLLIN, () => { n.eventfdRead(fd); throw new Error('boom'); });
+      process.on('uncaughtException', (e) => { console.log('caught ' + e.message); n.unwatch(h); });
+      n.eventfdWrite(fd, 1);
+    `;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 10_000 });
+    expect([r.status, r.stdout.trim()]).toEqual([0, 'caught boom']);
+  });
+
+  it('a worker that ends with a watch running ends cleanly', async () => {
+    const ev = owned(createEventFd());
+    const addon = fileURLToPath(new URL('../build/Release/vhost_user.node', import.meta.url));
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const native = require(workerData.addon);
+      native.watch(workerData.fd, native.POLLIN, () => {
+        native.eventfdRead(workerData.fd);
+        parentPort.postMessage('kicked');
+      });
+      parentPort.postMessage('watching');
+    `;
+    const worker = new Worker(code, { eval: true, workerData: { addon, fd: ev.value } });
+    const messages: unknown[] = [];
+    await new Promise<void>((resolve, reject) => {
+      worker.on('message', (m) => {
+        messages.push(m);
+        if (m === 'watching') signalEventFd(ev);
+        else resolve();
+      });
+      worker.once('error', reject);
+    });
+    // The watch keeps the worker alive; terminate runs the addon's cleanup and returns.
+    expect(await worker.terminate()).toBe(1);
+    expect(messages).toEqual(['watching', 'kicked']);
   });
 });
 

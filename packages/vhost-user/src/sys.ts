@@ -171,3 +171,22 @@ export function pollFds(entries: readonly PollEntry[], timeoutMs: number): numbe
     timeoutMs,
   );
 }
+
+/** A watch of one fd on the thread's event loop (`watchFd`). */
+export interface FdWatch {
+  /** Ends the watch: no callback runs after this. Returns false when it had ended already. */
+  stop(): boolean;
+}
+
+/**
+ * Calls `onReady(revents)` from this thread's event loop whenever `fd` is ready for `events`
+ * (POLLIN, POLLOUT, POLLHUP; POLLERR comes with an error), as libuv watches a socket of
+ * Node's own: the way a datapath running in the event loop hears kicks without blocking in
+ * `pollFds`. The callback runs as any I/O callback does (a throw is an uncaught exception).
+ * The watch keeps the thread alive until stopped; the fd must stay open until then, and only
+ * one watch per fd may run at a time. A thread that ends stops its watches.
+ */
+export function watchFd(fd: FdLike, events: number, onReady: (revents: number) => void): FdWatch {
+  const handle = native.watch(num(fd), events, onReady);
+  return { stop: () => native.unwatch(handle) };
+}
