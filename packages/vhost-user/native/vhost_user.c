@@ -15,6 +15,7 @@
  *   load it as well. fds are process-wide: a worker may mmap an fd the main thread received.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <node_api.h>
 #include <poll.h>
@@ -563,7 +564,7 @@ static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv) || !get_string(env, argv[0], "name", name, sizeof name)) {
     return NULL;
   }
-  int fd = memfd_create(name, MFD_CLOEXEC);
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
     throw_errno(env, "memfd_create", errno);
     return NULL;
@@ -581,6 +582,49 @@ static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
   }
   if (ftruncate(fd, (off_t)length) < 0) throw_errno(env, "ftruncate", errno);
   return NULL;
+}
+
+/* fileSize(fd) -> { size, regular }: fstat(2)'s size, and whether the fd is a regular file (a
+   memfd, a tmpfs or hugetlbfs file): only those have pages that mmap can map and the size says
+   how many. */
+static napi_value js_file_size(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v;
+  int fd;
+  struct stat st;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], "fd", &fd)) return NULL;
+  if (fstat(fd, &st) < 0) {
+    throw_errno(env, "fstat", errno);
+    return NULL;
+  }
+  NAPI_CALL(napi_create_object(env, &out));
+  NAPI_CALL(napi_create_double(env, (double)st.st_size, &v));
+  NAPI_CALL(napi_set_named_property(env, out, "size", v));
+  NAPI_CALL(napi_get_boolean(env, S_ISREG(st.st_mode), &v));
+  NAPI_CALL(napi_set_named_property(env, out, "regular", v));
+  return out;
+}
+
+/* sealShrink(fd) -> bool: makes the file unable to shrink (F_SEAL_SHRINK, fcntl(2)), or finds
+   it sealed so already. Touching a mapped page past the end of a file raises SIGBUS, so a
+   mapping of another process's file is safe only while that file cannot shrink. False where
+   the file takes no seals (not a memfd, or created without MFD_ALLOW_SEALING). */
+static napi_value js_seal_shrink(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int fd;
+  bool sealed = false;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], "fd", &fd)) return NULL;
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+    sealed = true;
+  } else if (errno == EPERM) {
+    /* F_SEAL_SEAL is set: no seal can be added, but SHRINK may be among those already there. */
+    int seals = fcntl(fd, F_GET_SEALS);
+    sealed = seals >= 0 && (seals & F_SEAL_SHRINK) != 0;
+  } else if (errno != EINVAL) {
+    throw_errno(env, "fcntl", errno);
+    return NULL;
+  }
+  NAPI_CALL(napi_get_boolean(env, sealed, &out));
+  return out;
 }
 
 /* ---- notification ----------------------------------------------------------------------- */
@@ -885,6 +929,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"eventfdWrite", js_eventfd_write}, {"eventfdRead", js_eventfd_read},
       {"poll", js_poll},             {"close", js_close},
       {"watch", js_watch},           {"unwatch", js_unwatch},
+      {"fileSize", js_file_size},    {"sealShrink", js_seal_shrink},
   };
   static const struct {
     const char *name;

@@ -30,6 +30,8 @@ export interface NativeBinding {
   close(fd: number): void;
   watch(fd: number, events: number, callback: (revents: number) => void): object;
   unwatch(handle: object): boolean;
+  fileSize(fd: number): { size: number; regular: boolean };
+  sealShrink(fd: number): boolean;
   readonly POLLIN: number;
   readonly POLLOUT: number;
   readonly POLLERR: number;

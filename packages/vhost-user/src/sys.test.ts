@@ -12,15 +12,18 @@ import {
   createEventFd,
   createMemfd,
   drainEventFd,
+  fileSize,
   listenUnix,
   mapShared,
   POLLIN,
   peerCredentials,
   pollFds,
   receiveFds,
+  sealShrink,
   sendFds,
   signalEventFd,
   socketPair,
+  truncate,
   unmap,
   watchFd,
 } from './sys';
@@ -309,6 +312,29 @@ describe('eventfd and poll', () => {
         20,
       ),
     ).toEqual([0, POLLIN]);
+  });
+});
+
+describe('fileSize and sealShrink', () => {
+  it('tells a memfd size and kind; an eventfd is not a regular file', () => {
+    const mem = owned(createMemfd('size', 3 * PAGE));
+    expect(fileSize(mem)).toEqual({ size: 3 * PAGE, regular: true });
+    const ev = owned(createEventFd());
+    expect(fileSize(ev).regular).toBe(false);
+  });
+
+  it('a sealed memfd can no longer shrink, but may grow', () => {
+    const mem = owned(createMemfd('seal', 2 * PAGE));
+    expect(sealShrink(mem)).toBe(true);
+    expect(sealShrink(mem)).toBe(true);
+    expect(() => truncate(mem, PAGE)).toThrow(expect.objectContaining({ code: 'EPERM' }));
+    truncate(mem, 4 * PAGE);
+    expect(fileSize(mem).size).toBe(4 * PAGE);
+  });
+
+  it('a file that takes no seals says so', () => {
+    const ev = owned(createEventFd());
+    expect(sealShrink(ev)).toBe(false);
   });
 });
 

@@ -133,6 +133,24 @@ export function createMemfd(name: string, size: number): Fd {
   return fd;
 }
 
+/**
+ * fstat(2) of an fd: its size in bytes, and whether it is a regular file (a memfd, a tmpfs or
+ * hugetlbfs file), the only kind whose pages `mapShared` can map and whose size says how many.
+ */
+export function fileSize(fd: FdLike): { size: number; regular: boolean } {
+  return native.fileSize(num(fd));
+}
+
+/**
+ * Seals a file against shrinking (F_SEAL_SHRINK), or finds it sealed so already; false where
+ * the file takes no seals (not a memfd, or one made without sealing allowed; `createMemfd`
+ * allows it). Touching a mapped page beyond the end of a file kills the process with SIGBUS, so
+ * a mapping of a file another process owns is safe only while that file cannot shrink.
+ */
+export function sealShrink(fd: FdLike): boolean {
+  return native.sealShrink(num(fd));
+}
+
 /** ftruncate(2). */
 export function truncate(fd: FdLike, size: number): void {
   native.ftruncate(num(fd), size);
