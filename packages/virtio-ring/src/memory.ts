@@ -95,11 +95,20 @@ export class GuestMemory implements AddressSpace {
   private readonly list: MemoryRegion[] = [];
   private last: MemoryRegion | undefined;
   private readonly added: ((region: MemoryRegion) => void)[] = [];
-  private sharedWithThreads = false;
+  private sharedWithThreads: boolean;
+
+  /**
+   * `shared`: the memory is reached by another thread or process from the start, as the memory
+   * a vhost-user frontend hands over (mmap'd from its fd, not a SharedArrayBuffer, so `share()`
+   * can never tell): both ring ends then use `Atomics` on its index words.
+   */
+  constructor(options: { shared?: boolean } = {}) {
+    this.sharedWithThreads = options.shared === true;
+  }
 
   /**
    * Whether the memory was handed to another thread (`share()`, or it was rebuilt there by
-   * `fromShared`). Once true it stays true: the other thread may keep its view for good. Until
+   * `fromShared`) or was made `shared`. Once true it stays true: the other thread may keep its view for good. Until
    * then the rings in it are touched by this thread alone, and their ends use plain reads and
    * writes of the index words (the kernel's weak barriers, taken one step further): the
    * `Atomics` calls cost about a fifth of a frame on the pktgen path.
@@ -210,8 +219,7 @@ export class GuestMemory implements AddressSpace {
 
   /** Rebuilds, in a worker, the memory another thread shared. */
   static fromShared(desc: SharedMemoryDescriptor): GuestMemory {
-    const mem = new GuestMemory();
-    mem.sharedWithThreads = true;
+    const mem = new GuestMemory({ shared: true });
     mem.addShared(desc);
     return mem;
   }

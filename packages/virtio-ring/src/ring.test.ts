@@ -147,6 +147,14 @@ describe('driver and device', () => {
     expect(vq.numFree).toBe(8);
   });
 
+  it('memory made shared (mapped from another process) is shared from the start', () => {
+    const memory = new GuestMemory({ shared: true });
+    memory.addRegion(0, new ArrayBuffer(4096));
+    expect(memory.shared).toBe(true);
+    expect(new OffsetAddressSpace(memory, 0, 4096, 0).shared).toBe(true);
+    expect(new GuestMemory().shared).toBe(false);
+  });
+
   it('keeps working when its memory is shared with another thread mid-life', () => {
     const { vq, dev, buf, memory } = setup({ eventIdx: true });
     // Until share(), both ring ends use plain index accesses; afterwards Atomics. The ring must
