@@ -25,6 +25,7 @@ export const ERRNO = {
   ELOOP: 40,
   EPROTO: 71,
   EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
 } as const;
 
 export type ErrnoCode = keyof typeof ERRNO;
