@@ -10,6 +10,7 @@ import * as sysfsCmd from './commands/sysfs';
 import * as tty from './commands/tty';
 import * as types from './commands/types';
 import { dev, mgmtdev } from './commands/vdpa';
+import * as vhostUser from './commands/vhost-user';
 import type { Command, CommandIo } from './io';
 import { isUsageError } from './usage';
 
@@ -31,6 +32,7 @@ export const commands: Record<string, Command> = {
   stop,
   mgmtdev,
   dev,
+  'vhost-user': vhostUser,
 };
 
 function usage(out: NodeJS.WritableStream): void {
