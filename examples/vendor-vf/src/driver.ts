@@ -84,6 +84,8 @@ export interface VendorVfOptions {
   budget?: number;
   /** Use MSI-X vectors (default) or the INTx line and the ISR byte. */
   msix?: boolean;
+  /** Where the VFs import @mdev/vhost-user from (see `VirtioNetVfOptions.vhostUser`). */
+  vhostUser?: string;
 }
 
 /** The VF counters as the driver reads them from the statistics registers. */
@@ -366,6 +368,21 @@ export const vendorVfOps: MdevVirtioOps = {
   getGeneration(mdev) {
     return instance(mdev).bar.read8(VIRTIO_PCI_COMMON_CFGGENERATION);
   },
+  // ---- DMA map (vDPA's set_map): the IOMMU table in front of the VF
+  setMap(mdev, map) {
+    const inst = instance(mdev);
+    // A running queue's areas were translated when it was enabled; a new table would leave it
+    // on the old memory. The reads also flush the writes posted before, so the VF sees the
+    // table after every register write the driver made (the VF refuses it too, but cannot say
+    // which queue).
+    for (let q = 0; q < VF_NUM_QUEUES; q++) {
+      inst.select(q);
+      if (inst.bar.read16(VIRTIO_PCI_COMMON_Q_ENABLE) === 1) {
+        throw new KernelError('EBUSY', `vendor_vf: queue ${q} is enabled`);
+      }
+    }
+    inst.vf.setMap(map);
+  },
 };
 
 /**
@@ -451,6 +468,7 @@ export class VendorVfCard {
       memory,
       queueMax: this.queueSize,
       budget: this.options.budget,
+      vhostUser: this.options.vhostUser,
     });
     let inst: VendorVfInstance;
     try {

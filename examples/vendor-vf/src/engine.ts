@@ -33,6 +33,7 @@ import {
   Vringh,
 } from '@mdev/virtio-ring';
 import { VF_FEATURES } from './features';
+import { VfIommu, type VfIommuEntry } from './iommu';
 import {
   LINK_FIFO,
   LINK_FIFO_ENTRIES,
@@ -109,7 +110,8 @@ class EngineQueue {
    * stopped; applied when it is enabled again.
    */
   lastAvail = 0;
-  readonly vrh: Vringh;
+  /** The device side of the ring; replaced when the IOMMU table changes (see VfEngine.setMap). */
+  vrh: Vringh;
 
   constructor(
     readonly max: number,
@@ -138,6 +140,8 @@ function addr64(halves: number[]): number {
 
 const isPow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
 
+const EBUSY = 16;
+
 /** How long a TX frame may wait for a receive buffer before it is dropped (the FIFO, in time). */
 export const RX_GRACE_MS = 5;
 
@@ -147,7 +151,10 @@ export class VfEngine {
   private readonly bar8: Uint8Array;
   private readonly bar16: Uint16Array;
   private readonly bar32: Uint32Array;
-  private readonly space: AddressSpace;
+  /** Host memory as the VF reaches it without an IOMMU table. */
+  private readonly hostSpace: AddressSpace;
+  /** What the VF's DMA reads: the host memory, or the IOMMU table set by `setMap`. */
+  private space: AddressSpace;
   private readonly t: Translation = { u8: new Uint8Array(0), offset: 0 };
   private readonly dv: DataView;
   private readonly queues: EngineQueue[];
@@ -178,7 +185,7 @@ export class VfEngine {
     this.bar8 = new Uint8Array(shared.bar);
     this.bar16 = new Uint16Array(shared.bar);
     this.bar32 = new Uint32Array(shared.bar);
-    this.space = space;
+    this.hostSpace = this.space = space;
     this.dv = new DataView(shared.bar);
     this.tail = Atomics.load(this.link, LINK_FIFO_TAIL);
     this.queues = Array.from(
@@ -490,6 +497,20 @@ export class VfEngine {
     this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
     this.showStatus();
     if (this.status & VIRTIO_CONFIG_S_DRIVER_OK) this.raiseConfig();
+  }
+
+  /**
+   * Puts the IOMMU table `entries` in front of the VF's DMA (null: back to host memory), as the
+   * platform does for a driver outside the host: rings enabled from now on, and their buffers,
+   * are read at IOVAs of the table. Refused (-EBUSY) while a queue is enabled: its areas were
+   * translated when it was enabled, and would stay on the old memory. Returns 0 or -EBUSY.
+   */
+  setMap(entries: readonly VfIommuEntry[] | null): number {
+    if (this.queues.some((q) => q.enabled)) return -EBUSY;
+    this.space = entries === null ? this.hostSpace : new VfIommu(entries);
+    // A disabled queue keeps its place in lastAvail, which the next enable restores.
+    for (const q of this.queues) q.vrh = new Vringh(this.space);
+    return 0;
   }
 
   // ---- interrupts ------------------------------------------------------------------------

@@ -3,7 +3,14 @@
  * interrupt messages it sends, and its engine thread. This is the simulated card; the parent
  * driver (driver.ts) talks to it through `bar` only.
  */
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import {
+  MessageChannel,
+  type MessagePort,
+  receiveMessageOnPort,
+  type Worker,
+} from 'node:worker_threads';
+import { KernelError } from '@mdev/driver-core';
+import type { MdevVirtioMapEntry, MdevVirtioMapRegion } from '@mdev/mdev-virtio';
 import { randomMac } from '@mdev/virtio';
 import { type GuestMemory, siblingModule, spawnWorker } from '@mdev/virtio-ring';
 import type { VfInit } from './engine';
@@ -11,6 +18,8 @@ import { VF_DEFAULT_MTU } from './features';
 import {
   allocVfShared,
   LINK_ATTENTION,
+  LINK_IOMMU_RESULT,
+  LINK_IOMMU_SEQ,
   LINK_IRQ,
   LINK_IRQ_PENDING,
   LINK_STOP,
@@ -20,8 +29,14 @@ import {
   VF_PCI_VENDOR_ID,
   type VfShared,
 } from './layout';
-import { VfBar } from './mmio';
-import type { VfPlatformMessage, VfWorkerData } from './vf-protocol';
+import { VF_MMIO_TIMEOUT_MS, VfBar } from './mmio';
+import type {
+  VfMapEntry,
+  VfMapFailure,
+  VfMapRegion,
+  VfPlatformMessage,
+  VfWorkerData,
+} from './vf-protocol';
 
 /** How a VF is made. */
 export interface VirtioNetVfOptions {
@@ -35,6 +50,12 @@ export interface VirtioNetVfOptions {
   mtu?: number;
   /** Frames per datapath run; default 256. */
   budget?: number;
+  /**
+   * The module the VF's thread imports `mapShared` and `unmap` from when an IOMMU table brings
+   * a region it can reach only by its fd; default `@mdev/vhost-user`, an optional peer
+   * dependency.
+   */
+  vhostUser?: string;
 }
 
 /** The PCI identity of a function (what its configuration space header says). */
@@ -47,6 +68,23 @@ export interface PciIdentity {
 
 /** Hardware interrupt waits are bounded so a closed VF's loop ends. */
 const IRQ_WAIT_MS = 1000;
+
+/**
+ * How the VF's thread reaches a region of an IOMMU table: a SharedArrayBuffer is posted as is,
+ * external memory (a vhost-user frontend's mapping) by the fd the thread maps itself. EINVAL for
+ * a region that is neither: its bytes exist in the host's thread only.
+ */
+function vfRegion(region: MdevVirtioMapRegion, entry: number): VfMapRegion {
+  const { u8, fd } = region;
+  const { byteOffset, length } = u8;
+  if (u8.buffer instanceof SharedArrayBuffer) return { buffer: u8.buffer, byteOffset, length };
+  if (fd !== undefined) return { fd, byteLength: u8.buffer.byteLength, byteOffset, length };
+  throw new KernelError(
+    'EINVAL',
+    `vendor_vf: map entry ${entry}: the VF cannot reach its region, which is neither a ` +
+      'SharedArrayBuffer nor given with the fd of its memory',
+  );
+}
 
 type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 // Atomics.waitAsync is ES2024 (Node >= 16); declared here for the ES2022 lib.
@@ -75,6 +113,7 @@ export class VirtioNetVf {
   private readonly platform: MessagePort;
   private readonly memory: GuestMemory;
   private mappedRegions: number;
+  private mapSeq = 0;
   private closed = false;
 
   constructor(options: VirtioNetVfOptions) {
@@ -100,6 +139,7 @@ export class VirtioNetVf {
       iommu: iommu.port2,
       platform: platform.port2,
       init,
+      vhostUser: options.vhostUser ?? '@mdev/vhost-user',
     };
     this.worker = spawnWorker(siblingModule('vf-worker', import.meta.url), {
       workerData,
@@ -159,13 +199,76 @@ export class VirtioNetVf {
     }
   }
 
-  /** Powers the VF off: its engine thread ends. */
+  /**
+   * Programs the IOMMU table in front of the VF (null: none, the VF reaches host memory again),
+   * and waits until the VF applied it, as an IOMMU invalidation is waited for: each region as
+   * its SharedArrayBuffer, or as its fd, which the VF's thread maps itself and unmaps when the
+   * table is replaced or the VF powered off. EINVAL for a region that is neither, EBUSY while a
+   * queue is enabled (the VF refuses), EOPNOTSUPP when an fd region needs @mdev/vhost-user and it
+   * does not load, EIO when the VF does not answer.
+   */
+  setMap(map: readonly MdevVirtioMapEntry[] | null): void {
+    if (this.closed || this.bar.gone) {
+      throw new KernelError('EIO', 'vendor_vf: the VF does not answer');
+    }
+    const regions: VfMapRegion[] = [];
+    const index = new Map<MdevVirtioMapRegion, number>();
+    let entries: VfMapEntry[] | null = null;
+    if (map !== null) {
+      entries = map.map((e, i) => {
+        let region = index.get(e.region);
+        if (region === undefined) {
+          region = regions.push(vfRegion(e.region, i)) - 1;
+          index.set(e.region, region);
+        }
+        return { iova: e.iova, size: e.size, region, offset: e.offset };
+      });
+    }
+    this.mapSeq = (this.mapSeq + 1) | 0;
+    const seq = this.mapSeq;
+    this.post({ op: 'map', seq, regions, entries });
+    const deadline = performance.now() + VF_MMIO_TIMEOUT_MS;
+    for (;;) {
+      const done = Atomics.load(this.link, LINK_IOMMU_SEQ);
+      if (done === seq) break;
+      if (performance.now() > deadline) {
+        this.bar.markGone();
+        throw new KernelError('EIO', 'vendor_vf: the VF did not apply its IOMMU table');
+      }
+      Atomics.wait(this.link, LINK_IOMMU_SEQ, done, 50);
+    }
+    const result = Atomics.load(this.link, LINK_IOMMU_RESULT);
+    if (result < 0) {
+      let why = 'the VF refused its IOMMU table';
+      for (
+        let m = receiveMessageOnPort(this.platform);
+        m;
+        m = receiveMessageOnPort(this.platform)
+      ) {
+        const f = m.message as VfMapFailure;
+        if (f.seq === seq) why = f.message;
+      }
+      throw KernelError.fromErrno(result, `vendor_vf: ${why}`);
+    }
+  }
+
+  /**
+   * Powers the VF off: its engine thread ends. Before this returns to its first await, the
+   * engine has left its loop and let go of what it mapped (unless it no longer answers).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const answering = !this.bar.gone;
     Atomics.store(this.link, LINK_STOP, 1);
     Atomics.add(this.link, LINK_ATTENTION, 1);
     Atomics.notify(this.link, LINK_ATTENTION);
+    // The loop checks the stop word between bounded runs.
+    const deadline = performance.now() + VF_MMIO_TIMEOUT_MS;
+    while (answering && Atomics.load(this.link, LINK_STOP) === 1) {
+      if (performance.now() > deadline) break;
+      Atomics.wait(this.link, LINK_STOP, 1, 50);
+    }
     Atomics.add(this.link, LINK_IRQ, 1);
     Atomics.notify(this.link, LINK_IRQ);
     this.bar.markGone();

@@ -14,6 +14,7 @@ export {
 export { RX_GRACE_MS, VfEngine, type VfInit } from './engine';
 export { VF_DEFAULT_MTU, VF_FEATURES } from './features';
 export { type PciIdentity, VirtioNetVf, type VirtioNetVfOptions } from './hardware';
+export { VfIommu, type VfIommuEntry } from './iommu';
 export {
   allocVfShared,
   LINK_ATTENTION,
@@ -21,10 +22,13 @@ export {
   LINK_FIFO_ENTRIES,
   LINK_FIFO_HEAD,
   LINK_FIFO_TAIL,
+  LINK_IOMMU_RESULT,
+  LINK_IOMMU_SEQ,
   LINK_IRQ,
   LINK_IRQ_INTX,
   LINK_IRQ_PENDING,
   LINK_STOP,
+  LINK_STOPPED,
   LINK_WORDS,
   VF_BAR_SIZE,
   VF_COMMON_CFG,

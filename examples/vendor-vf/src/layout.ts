@@ -143,12 +143,19 @@ export const LINK_FIFO_HEAD = 1; // host -> VF: posted writes published
 export const LINK_FIFO_TAIL = 2; // VF -> host: posted writes applied
 export const LINK_IRQ = 3; // VF -> host: bumped when pending bits were set
 export const LINK_IRQ_PENDING = 4; // VF -> host: bit v = MSI-X vector v; LINK_IRQ_INTX = INTx
-export const LINK_STOP = 5; // host -> VF: power off (the engine leaves its loop)
+export const LINK_STOP = 5; // host -> VF: 1 = power off; VF -> host: LINK_STOPPED once off
+export const LINK_IOMMU_SEQ = 6; // VF -> host: the last IOMMU table change applied
+export const LINK_IOMMU_RESULT = 7; // VF -> host: its result (0 or a negative errno)
 export const LINK_FIFO = 8; // first FIFO entry: [offset | width << 16, value]
 /** Entries of the posted-write FIFO: a power of two, as a slot is a counter masked by it. */
 export const LINK_FIFO_ENTRIES = 256;
 /** Int32 words of the link. */
 export const LINK_WORDS = LINK_FIFO + LINK_FIFO_ENTRIES * 2;
+/**
+ * LINK_STOP once the engine has left its loop and let go of what it mapped for its IOMMU table
+ * (the host waits for it, so a removed VF holds no mapping of a frontend's memory).
+ */
+export const LINK_STOPPED = 2;
 /** The INTx line in LINK_IRQ_PENDING (used for a notification without an MSI-X vector). */
 export const LINK_IRQ_INTX = 1 << 31;
 

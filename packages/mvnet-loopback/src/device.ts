@@ -2,6 +2,7 @@ import { type AttributeGroup, Class, Device, KernelError, Workqueue } from '@mde
 import { type MdevDevice, mdevGetDrvdata, mdevSetDrvdata } from '@mdev/mdev-core';
 import {
   MDEV_VIRTIO_CLASS_ID_VIRTIO,
+  type MdevVirtioMapEntry,
   type MdevVirtioOps,
   mdevVirtioFromDev,
   mdevVirtioRegisterDevice,
@@ -35,7 +36,6 @@ import {
 } from './config';
 import { MvnetQueue, type MvnetStats, type NetHdrLayout } from './datapath';
 import { InThreadHost, type MvnetHost } from './host';
-import { IotlbAddressSpace } from './iotlb';
 import { MvnetOffload } from './offload';
 
 /** MVNET_CLASS_NAME / MVNET_NAME. */
@@ -93,8 +93,8 @@ export class MvnetState {
   features = 0n;
   config: Uint8Array;
   configCb: VirtioMdevCallback | null = null;
-  /** The map set by set_map, which the queues read through while one is set. */
-  readonly space: IotlbAddressSpace;
+  /** The DMA map set by set_map (the queues read through it while one is set), or null. */
+  map: readonly MdevVirtioMapEntry[] | null = null;
 
   constructor(
     mdev: MdevDevice,
@@ -104,7 +104,6 @@ export class MvnetState {
   ) {
     this.mdev = mdev;
     this.slot = slot;
-    this.space = new IotlbAddressSpace(owner.options.memory);
     // Without a map the queues read the host memory directly (see MvnetQueue.readThrough).
     this.vqs = Array.from({ length: MVNET_NUM_QUEUES }, () => new MvnetQueue(owner.options.memory));
     this.config = buildConfig(
@@ -171,7 +170,7 @@ function netHdrLayout(features: bigint): NetHdrLayout {
  */
 function makeOps(owner: MvnetLoopback): MdevVirtioOps {
   const host = owner.host;
-  const ops: MdevVirtioOps = {
+  return {
     setVqAddress(mdev, idx, desc, driver, device) {
       const vq = queue(mdev, idx);
       vq.descAddr = desc;
@@ -286,23 +285,18 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     getGeneration(mdev) {
       return state(mdev).generation;
     },
+    setMap(mdev, map) {
+      const s = state(mdev);
+      // A ready queue's areas were translated when it was enabled; a new map would leave it on
+      // the old memory. The driver stops its queues (or resets) first, as vhost_vdpa requires of
+      // a running device.
+      if (s.vqs.some((vq) => vq.ready)) {
+        throw new KernelError('EBUSY', `mvnet: ${mdev.uuid} has ready queues`);
+      }
+      host.setMap(s.slot, map);
+      s.map = map;
+    },
   };
-  // In worker mode the datapath reads the shared host memory in the worker, which knows no map:
-  // the device then has no set_map, and the bus answers EOPNOTSUPP.
-  if (owner.offload) return ops;
-  ops.setMap = (mdev, map) => {
-    const s = state(mdev);
-    // A ready queue's areas were translated when it was enabled; a new map would leave it on the
-    // old memory. The driver stops its queues (or resets) first, as vhost_vdpa requires of a
-    // running device.
-    if (s.vqs.some((vq) => vq.ready)) {
-      throw new KernelError('EBUSY', `mvnet: ${mdev.uuid} has ready queues`);
-    }
-    s.space.setMap(map);
-    const through = map === null ? owner.options.memory : s.space;
-    for (const vq of s.vqs) vq.readThrough(through);
-  };
-  return ops;
 }
 
 /**
@@ -356,7 +350,7 @@ export class MvnetLoopback {
     this.offload = options.offload
       ? new MvnetOffload(options.memory, this.maxInstances, this.budget)
       : null;
-    this.host = this.offload ?? new InThreadHost(this.wq, this.budget);
+    this.host = this.offload ?? new InThreadHost(this.wq, this.budget, options.memory);
     this.ops = makeOps(this);
     this.cls = new Class(MVNET_NAME);
     this.cls.register();

@@ -5,7 +5,8 @@
  * a worker thread over shared memory, as a card's hardware would.
  */
 import { KernelError, Work, type Workqueue } from '@mdev/driver-core';
-import type { VringhConfig } from '@mdev/virtio-ring';
+import type { MdevVirtioMapEntry } from '@mdev/mdev-virtio';
+import type { AddressSpace, VringhConfig } from '@mdev/virtio-ring';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import {
   emptyStats,
@@ -14,6 +15,7 @@ import {
   type MvnetStats,
   type NetHdrLayout,
 } from './datapath';
+import { IotlbAddressSpace } from './iotlb';
 
 /**
  * The datapath side of the device, per instance slot (a row of the parent's table, from 0 to
@@ -56,6 +58,13 @@ export interface MvnetHost {
   getState(slot: number, queue: number): number;
   /** Sets the vq state of a ready queue. */
   setState(slot: number, queue: number, value: number): void;
+  /**
+   * Replaces the slot's DMA map (set_map; null clears it), entries as `mdevVirtioSetMap`
+   * checked them: from the next ready on, the slot's rings and buffers are read at IOVAs of the
+   * map. Called only while no queue of the slot is ready. Throws a KernelError to refuse (EBUSY
+   * while the datapath still runs a queue, EINVAL for a region this host cannot reach).
+   */
+  setMap(slot: number, map: readonly MdevVirtioMapEntry[] | null): void;
   /** Stops the host (the parent goes away); every slot was detached before. */
   close(): Promise<void>;
 }
@@ -64,6 +73,8 @@ interface InThreadSlot {
   vqs: readonly MvnetQueue[];
   datapath: LoopbackDatapath;
   work: Work;
+  /** The slot's DMA map, which its queues read through while one is set. */
+  iotlb: IotlbAddressSpace;
 }
 
 /**
@@ -74,9 +85,11 @@ interface InThreadSlot {
 export class InThreadHost implements MvnetHost {
   private readonly slots = new Map<number, InThreadSlot>();
 
+  /** `memory`: the host memory the queues read while no DMA map is set. */
   constructor(
     private readonly wq: Workqueue,
     private readonly budget: number,
+    private readonly memory: AddressSpace,
   ) {}
 
   attach(slot: number, vqs: readonly MvnetQueue[], broken: () => void): MvnetStats {
@@ -87,7 +100,7 @@ export class InThreadHost implements MvnetHost {
       if (result === 'more') this.wq.queue(work);
       else if (result === 'broken') broken();
     });
-    this.slots.set(slot, { vqs, datapath, work });
+    this.slots.set(slot, { vqs, datapath, work, iotlb: new IotlbAddressSpace(this.memory) });
     return stats;
   }
 
@@ -136,6 +149,14 @@ export class InThreadHost implements MvnetHost {
 
   setState(slot: number, queue: number, value: number): void {
     this.slot(slot).vqs[queue]!.vrh.setLastAvailIdx(value);
+  }
+
+  setMap(slot: number, map: readonly MdevVirtioMapEntry[] | null): void {
+    const s = this.slot(slot);
+    s.iotlb.setMap(map);
+    // Without a map the queues read the host memory directly (see MvnetQueue.readThrough).
+    const through = map === null ? this.memory : s.iotlb;
+    for (const vq of s.vqs) vq.readThrough(through);
   }
 
   async close(): Promise<void> {

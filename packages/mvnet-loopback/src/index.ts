@@ -31,4 +31,4 @@ export {
 } from './device';
 export { InThreadHost, type MvnetHost } from './host';
 export { IotlbAddressSpace } from './iotlb';
-export { MvnetOffload } from './offload';
+export { MvnetOffload, type MvnetOffloadOptions } from './offload';

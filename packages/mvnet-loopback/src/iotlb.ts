@@ -1,5 +1,5 @@
 import type { MdevVirtioMapEntry } from '@mdev/mdev-virtio';
-import type { AddressSpace, GuestMemory, Translation } from '@mdev/virtio-ring';
+import type { AddressSpace, Translation } from '@mdev/virtio-ring';
 
 /**
  * The address space an mvnet instance reads its rings and buffers through. Without a map it is
@@ -20,14 +20,15 @@ export class IotlbAddressSpace implements AddressSpace {
   private views: Uint8Array[] = [];
   private last = -1;
 
-  constructor(private readonly memory: GuestMemory) {}
+  /** `memory`: the host memory, what a device address is without a map. */
+  constructor(private readonly memory: AddressSpace) {}
 
   /**
    * With a map, another party (a vhost-user frontend, a guest) owns the memory and may write the
    * ring indices at any time: they are then read with `Atomics`.
    */
   get shared(): boolean {
-    return this.entries !== null || this.memory.shared;
+    return this.entries !== null || this.memory.shared !== false;
   }
 
   /** The map in use, sorted by IOVA, or null for the host memory itself. */

@@ -1,7 +1,8 @@
 /**
  * What the main thread and the datapath worker share (worker mode): a control block of 32-bit
  * words, one pending-interrupt word and a row of counters per instance slot, all in
- * SharedArrayBuffers, plus requests posted on a MessagePort that the worker reads synchronously.
+ * SharedArrayBuffers, plus requests posted on a MessagePort that the worker reads synchronously
+ * (and on which it posts why a request failed, when the errno alone would not say).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SharedMemoryDescriptor, VringhConfig } from '@mdev/virtio-ring';
@@ -32,6 +33,31 @@ export const STAT_KEYS: readonly (keyof MvnetStats)[] = [
 ];
 export const STAT_STRIDE = 8;
 
+/**
+ * How the worker reaches a region of a DMA map: the region's SharedArrayBuffer itself, or the fd
+ * whose pages `[0, byteLength)` mapped shared are the region's buffer (the worker maps it with
+ * @mdev/vhost-user's `mapShared`: external memory cannot be posted). Either way the region's
+ * bytes are `[byteOffset, byteOffset + length)` of that buffer.
+ */
+export type OffloadMapRegion =
+  | { buffer: SharedArrayBuffer; byteOffset: number; length: number }
+  | { fd: number; byteLength: number; byteOffset: number; length: number };
+
+/** A map entry as posted: its region is an index into the request's `regions`. */
+export interface OffloadMapEntry {
+  iova: number;
+  size: number;
+  region: number;
+  offset: number;
+  perm: number;
+}
+
+/** A failed request's reason, posted by the worker before it answers the errno. */
+export interface OffloadFailure {
+  seq: number;
+  message: string;
+}
+
 /** Requests to the worker; each is answered through CTL_ACK_SEQ / CTL_ACK_VALUE. */
 export type OffloadRequest =
   | { seq: number; op: 'attach'; slot: number }
@@ -50,7 +76,15 @@ export type OffloadRequest =
   /** Every queue of the slot stops and forgets its place in the ring (a device reset). */
   | { seq: number; op: 'reset'; slot: number }
   | { seq: number; op: 'getState'; slot: number; queue: number }
-  | { seq: number; op: 'setState'; slot: number; queue: number; value: number };
+  | { seq: number; op: 'setState'; slot: number; queue: number; value: number }
+  /** Replaces the slot's DMA map; `entries` null clears it. */
+  | {
+      seq: number;
+      op: 'setMap';
+      slot: number;
+      regions: OffloadMapRegion[];
+      entries: OffloadMapEntry[] | null;
+    };
 
 /** What the worker starts with. */
 export interface OffloadWorkerData {
@@ -65,4 +99,6 @@ export interface OffloadWorkerData {
    */
   memoryPort: MessagePort;
   budget: number;
+  /** The module the worker loads `mapShared` and `unmap` from, when an fd region arrives. */
+  vhostUser: string;
 }

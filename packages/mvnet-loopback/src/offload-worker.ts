@@ -1,11 +1,14 @@
 /**
  * The datapath worker (worker mode): the "hardware" of every mvnet instance of one parent. It
- * walks the rings in the shared host memory directly, sleeps on the doorbell word, and raises
- * interrupts by setting a slot's pending bits and bumping the interrupt word. Requests from the
- * main thread (queue ready, reset, ring state) arrive on a MessagePort that this loop reads
- * synchronously, and are answered through the control block.
+ * walks the rings in the shared host memory directly (or through a slot's DMA map), sleeps on
+ * the doorbell word, and raises interrupts by setting a slot's pending bits and bumping the
+ * interrupt word. Requests from the main thread (queue ready, reset, ring state, DMA map) arrive
+ * on a MessagePort that this loop reads synchronously, and are answered through the control
+ * block.
  */
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import type { MdevVirtioMapEntry } from '@mdev/mdev-virtio';
+import type * as VhostUser from '@mdev/vhost-user';
 import {
   type AddressSpace,
   GuestMemory,
@@ -14,12 +17,15 @@ import {
   type Translation,
 } from '@mdev/virtio-ring';
 import { emptyStats, LoopbackDatapath, MvnetQueue, type MvnetStats } from './datapath';
+import { IotlbAddressSpace } from './iotlb';
 import {
   CTL_ACK_SEQ,
   CTL_ACK_VALUE,
   CTL_DOORBELL,
   CTL_IRQ,
   CTL_STOP,
+  type OffloadFailure,
+  type OffloadMapRegion,
   type OffloadRequest,
   type OffloadWorkerData,
   PENDING_BROKEN,
@@ -29,7 +35,10 @@ import {
   STAT_STRIDE,
 } from './offload-protocol';
 
+const EBUSY = 16;
 const EINVAL = 22;
+const ENODEV = 19;
+const EOPNOTSUPP = 95;
 
 interface Slot {
   vqs: MvnetQueue[];
@@ -38,7 +47,24 @@ interface Slot {
   active: boolean;
   /** When the slot's TX started waiting for a receive buffer (0 = not waiting). */
   starvedSince: number;
+  /** The slot's DMA map, which its queues read through while one is set. */
+  iotlb: IotlbAddressSpace;
+  /** What this thread mapped of fds for the map (mapShared), unmapped when the map goes. */
+  mapped: ArrayBuffer[];
 }
+
+/** A request that fails with a reason the errno alone would not give. */
+class RequestError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What the worker needs of @mdev/vhost-user, loaded on the first fd region (see loadVhostUser). */
+type VhostUserSys = Pick<typeof VhostUser, 'mapShared' | 'unmap'>;
 
 /**
  * How long a TX frame may wait for the driver to post a receive buffer before it is dropped:
@@ -87,6 +113,94 @@ const space: AddressSpace = {
   },
 };
 
+/** The vhost-user layer once loaded; the reason it could not be, once that is known. */
+let vhostUser: VhostUserSys | null = null;
+let vhostUserError: string | null = null;
+
+/**
+ * Loads @mdev/vhost-user, an optional peer dependency: only a map with fd regions needs it, and
+ * mvnet works without it (or without its addon built) for everything else.
+ */
+async function loadVhostUser(): Promise<void> {
+  try {
+    vhostUser = (await import(data.vhostUser)) as VhostUserSys;
+  } catch (err) {
+    vhostUserError = err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** Whether `req` needs @mdev/vhost-user, and the import has not been tried yet. */
+function awaitsVhostUser(req: OffloadRequest): boolean {
+  return (
+    req.op === 'setMap' &&
+    vhostUser === null &&
+    vhostUserError === null &&
+    req.regions.some((r) => 'fd' in r)
+  );
+}
+
+/** Unmaps what this thread mapped for a slot's map. */
+function unmapAll(buffers: ArrayBuffer[]): void {
+  for (const b of buffers) vhostUser?.unmap(b);
+  buffers.length = 0;
+}
+
+/**
+ * The bytes of a map region in this thread: its SharedArrayBuffer, or the fd mapped here (the
+ * mapping is pushed on `mapped`, so it is unmapped with the map, or when a later region fails).
+ */
+function regionBytes(r: OffloadMapRegion, mapped: ArrayBuffer[]): Uint8Array {
+  if ('buffer' in r) return new Uint8Array(r.buffer, r.byteOffset, r.length);
+  if (vhostUser === null) {
+    throw new RequestError(
+      -EOPNOTSUPP,
+      `a map region given by fd needs @mdev/vhost-user, which did not load (${vhostUserError})`,
+    );
+  }
+  let buffer: ArrayBuffer;
+  try {
+    buffer = vhostUser.mapShared(r.fd, { length: r.byteLength });
+  } catch (err) {
+    const errno = (err as { errno?: unknown }).errno;
+    throw new RequestError(
+      typeof errno === 'number' && errno < 0 ? errno : -EINVAL,
+      `cannot map fd ${r.fd} of a map region: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  mapped.push(buffer);
+  if (r.byteOffset + r.length > buffer.byteLength) {
+    throw new RequestError(-EINVAL, `a map region runs past its fd's ${r.byteLength} bytes`);
+  }
+  return new Uint8Array(buffer, r.byteOffset, r.length);
+}
+
+/** Replaces a slot's DMA map (`setMap` request); the previous map's fd mappings go. */
+function setMap(s: Slot, req: Extract<OffloadRequest, { op: 'setMap' }>): void {
+  // A ready queue's areas were translated when it came up: the main thread refuses this too.
+  if (s.vqs.some((vq) => vq.ready)) throw new RequestError(-EBUSY, 'a queue is ready');
+  const mapped: ArrayBuffer[] = [];
+  let map: MdevVirtioMapEntry[] | null = null;
+  try {
+    if (req.entries !== null) {
+      const regions = req.regions.map((r) => ({ u8: regionBytes(r, mapped) }));
+      map = req.entries.map((e) => {
+        const region = regions[e.region];
+        if (!region) throw new RequestError(-EINVAL, `no map region ${e.region}`);
+        return { iova: e.iova, size: e.size, region, offset: e.offset, perm: e.perm };
+      });
+    }
+  } catch (err) {
+    unmapAll(mapped);
+    throw err;
+  }
+  s.iotlb.setMap(map);
+  // Without a map the queues read the host memory directly (see MvnetQueue.readThrough).
+  for (const vq of s.vqs) vq.readThrough(map === null ? space : s.iotlb);
+  // No queue is ready, so nothing reads the old map's memory any more.
+  unmapAll(s.mapped);
+  s.mapped = mapped;
+}
+
 function attach(slot: number): Slot {
   const vqs = [new MvnetQueue(space), new MvnetQueue(space)];
   vqs[0]!.cb = () => raise(slot, PENDING_RX);
@@ -98,6 +212,8 @@ function attach(slot: number): Slot {
     datapath: new LoopbackDatapath(vqs[0]!, vqs[1]!, stats),
     active: true,
     starvedSince: 0,
+    iotlb: new IotlbAddressSpace(space),
+    mapped: [],
   };
   slots.set(slot, s);
   publish(slot, stats);
@@ -111,6 +227,9 @@ function publish(slot: number, stats: MvnetStats): void {
 
 function handle(req: OffloadRequest): number {
   if (req.op === 'attach') {
+    // A slot reused without a detach (it cannot happen) would otherwise keep its mappings.
+    const old = slots.get(req.slot);
+    if (old) unmapAll(old.mapped);
     attach(req.slot);
     return 0;
   }
@@ -119,6 +238,10 @@ function handle(req: OffloadRequest): number {
   switch (req.op) {
     case 'detach':
       slots.delete(req.slot);
+      unmapAll(s.mapped);
+      return 0;
+    case 'setMap':
+      setMap(s, req);
       return 0;
     case 'ready': {
       const vq = s.vqs[req.queue];
@@ -151,14 +274,35 @@ function handle(req: OffloadRequest): number {
   }
 }
 
-function serveRequests(): void {
+/** Handles `req` and answers it; a failure's reason goes first, on the port. */
+function answer(req: OffloadRequest, stopped = false): void {
+  let value: number;
+  try {
+    if (stopped) throw new RequestError(-ENODEV, 'the datapath worker has stopped');
+    value = handle(req);
+  } catch (err) {
+    if (!(err instanceof RequestError)) throw err;
+    const failure: OffloadFailure = { seq: req.seq, message: err.message };
+    data.port.postMessage(failure);
+    value = err.errno;
+  }
+  Atomics.store(ctl, CTL_ACK_VALUE, value);
+  Atomics.store(ctl, CTL_ACK_SEQ, req.seq);
+  Atomics.notify(ctl, CTL_ACK_SEQ);
+}
+
+/**
+ * Answers the requests posted so far, in order. Returns the first that needs @mdev/vhost-user
+ * before it is loaded, unanswered (the later ones stay on the port): the import is
+ * asynchronous, so the caller awaits it and hands the request back.
+ */
+function serveRequests(): OffloadRequest | null {
   for (let m = receiveMessageOnPort(data.port); m; m = receiveMessageOnPort(data.port)) {
     const req = m.message as OffloadRequest;
-    const value = handle(req);
-    Atomics.store(ctl, CTL_ACK_VALUE, value);
-    Atomics.store(ctl, CTL_ACK_SEQ, req.seq);
-    Atomics.notify(ctl, CTL_ACK_SEQ);
+    if (awaitsVhostUser(req)) return req;
+    answer(req);
   }
+  return null;
 }
 
 /**
@@ -203,21 +347,37 @@ function txPending(): boolean {
   return false;
 }
 
-while (Atomics.load(ctl, CTL_STOP) === 0) {
-  // Read the doorbell before looking at the rings: a kick after this point ends the wait at once.
-  const seen = doorbell.load();
-  serveRequests();
-  const state = runSlots();
-  if (state === 'busy') continue;
-  if (state === 'idle') {
-    // Poll a little before sleeping: a driver sending bursts is back within microseconds, and
-    // finding its buffers this way costs less than a kick and a wake-up.
-    const until = performance.now() + POLL_US / 1000;
-    let found = false;
-    while (!found && performance.now() < until) found = txPending();
-    if (found) continue;
+async function main(): Promise<void> {
+  while (Atomics.load(ctl, CTL_STOP) === 0) {
+    // Read the doorbell before looking at the rings: a kick after this point ends the wait at
+    // once.
+    const seen = doorbell.load();
+    const deferred = serveRequests();
+    if (deferred) {
+      // The main thread waits for the answer meanwhile, as for any request; the import needs
+      // only this thread's event loop (and, from sources, the loader's own thread).
+      await loadVhostUser();
+      answer(deferred);
+      continue;
+    }
+    const state = runSlots();
+    if (state === 'busy') continue;
+    if (state === 'idle') {
+      // Poll a little before sleeping: a driver sending bursts is back within microseconds, and
+      // finding its buffers this way costs less than a kick and a wake-up.
+      const until = performance.now() + POLL_US / 1000;
+      let found = false;
+      while (!found && performance.now() < until) found = txPending();
+      if (found) continue;
+    }
+    // Sleep until a kick (a starved slot also wakes when its grace ends, to drop the frame).
+    doorbell.wait(seen, state === 'starved' ? RX_GRACE_MS : 1000);
   }
-  // Sleep until a kick (a starved slot also wakes when its grace ends, to drop the frame).
-  doorbell.wait(seen, state === 'starved' ? RX_GRACE_MS : 1000);
+  const last = serveRequests();
+  if (last) answer(last, true);
+  // The parent detached every slot before stopping the worker; whatever a slot still maps goes
+  // now, not when this thread's heap is torn down.
+  for (const s of slots.values()) unmapAll(s.mapped);
 }
-serveRequests();
+
+void main();

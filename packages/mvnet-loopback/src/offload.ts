@@ -6,8 +6,14 @@
  * the worker's answer, so after a reset returns the worker no longer touches the rings. This is
  * the worker host of the device's ops (`MvnetHost`).
  */
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import {
+  MessageChannel,
+  type MessagePort,
+  receiveMessageOnPort,
+  type Worker,
+} from 'node:worker_threads';
 import { KernelError, registerIrqPoll } from '@mdev/driver-core';
+import type { MdevVirtioMapEntry, MdevVirtioMapRegion } from '@mdev/mdev-virtio';
 import {
   type GuestMemory,
   NotifyWord,
@@ -26,6 +32,9 @@ import {
   CTL_IRQ,
   CTL_STOP,
   CTL_WORDS,
+  type OffloadFailure,
+  type OffloadMapEntry,
+  type OffloadMapRegion,
   type OffloadRequest,
   type OffloadWorkerData,
   PENDING_BROKEN,
@@ -71,6 +80,32 @@ function sharedStats(row: Float64Array, base: number): SlotStats {
   };
 }
 
+/** Options of the worker host. */
+export interface MvnetOffloadOptions {
+  /**
+   * The module the worker imports `mapShared` and `unmap` from when a DMA map brings a region
+   * it can reach only by its fd; default `@mdev/vhost-user`, an optional peer dependency.
+   */
+  vhostUser?: string;
+}
+
+/**
+ * How the worker reaches a map region: a SharedArrayBuffer is posted as is, external memory
+ * (a vhost-user frontend's mapping) by the fd the worker maps itself. EINVAL for a region that
+ * is neither: its bytes exist in this thread only.
+ */
+function workerRegion(region: MdevVirtioMapRegion, entry: number): OffloadMapRegion {
+  const { u8, fd } = region;
+  const { byteOffset, length } = u8;
+  if (u8.buffer instanceof SharedArrayBuffer) return { buffer: u8.buffer, byteOffset, length };
+  if (fd !== undefined) return { fd, byteLength: u8.buffer.byteLength, byteOffset, length };
+  throw new KernelError(
+    'EINVAL',
+    `mvnet: map entry ${entry}: the datapath worker cannot reach its region, which is neither ` +
+      'a SharedArrayBuffer nor given with the fd of its memory',
+  );
+}
+
 /** What the main thread keeps of an attached slot. */
 interface OffloadSlot {
   vqs: readonly MvnetQueue[];
@@ -96,7 +131,12 @@ export class MvnetOffload implements MvnetHost {
   private closed = false;
   private failure: string | null = null;
 
-  constructor(memory: GuestMemory, slots: number, budget: number) {
+  constructor(
+    memory: GuestMemory,
+    slots: number,
+    budget: number,
+    options: MvnetOffloadOptions = {},
+  ) {
     const control = new SharedArrayBuffer(CTL_WORDS * 4);
     const pending = new SharedArrayBuffer(slots * 4);
     const stats = new SharedArrayBuffer(slots * STAT_STRIDE * 8);
@@ -118,6 +158,7 @@ export class MvnetOffload implements MvnetHost {
       port: channel.port2,
       memoryPort: memoryChannel.port2,
       budget,
+      vhostUser: options.vhostUser ?? '@mdev/vhost-user',
     };
     this.worker = spawnWorker(siblingModule('offload-worker', import.meta.url), {
       workerData,
@@ -256,6 +297,33 @@ export class MvnetOffload implements MvnetHost {
     this.call({ op: 'setState', slot, queue, value });
   }
 
+  /**
+   * Hands the slot's DMA map to the worker, which reads the slot's rings through it from the
+   * next ready on: each region as its SharedArrayBuffer, or as its fd, which the worker maps
+   * itself (and unmaps when the map is replaced or cleared, the slot detached, or the worker
+   * ends). Synchronous, like the other requests.
+   */
+  setMap(slot: number, map: readonly MdevVirtioMapEntry[] | null): void {
+    const regions: OffloadMapRegion[] = [];
+    const index = new Map<MdevVirtioMapRegion, number>();
+    let entries: OffloadMapEntry[] | null = null;
+    if (map !== null) {
+      entries = map.map((e, i) => {
+        let region = index.get(e.region);
+        if (region === undefined) {
+          region = regions.push(workerRegion(e.region, i)) - 1;
+          index.set(e.region, region);
+        }
+        return { iova: e.iova, size: e.size, region, offset: e.offset, perm: e.perm };
+      });
+    }
+    const value = this.call({ op: 'setMap', slot, regions, entries });
+    if (value < 0) {
+      const why = this.failureOf(this.seq | 0) ?? 'the datapath worker refused the DMA map';
+      throw KernelError.fromErrno(value, `mvnet: ${why}`);
+    }
+  }
+
   /** Stops the worker. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -287,6 +355,16 @@ export class MvnetOffload implements MvnetHost {
       Atomics.wait(this.ctl, CTL_ACK_SEQ, acked, 50);
     }
     return Atomics.load(this.ctl, CTL_ACK_VALUE);
+  }
+
+  /** The reason the worker posted for failing request `seq`, if it did (see OffloadFailure). */
+  private failureOf(seq: number): string | null {
+    let message: string | null = null;
+    for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
+      const f = m.message as OffloadFailure;
+      if (f.seq === seq) message = f.message;
+    }
+    return message;
   }
 
   /** Delivers pending interrupts whenever the worker bumps the interrupt word. */
