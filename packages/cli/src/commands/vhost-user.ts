@@ -153,8 +153,10 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       io.signal?.addEventListener('abort', stop);
       process.on('SIGTERM', stop);
     });
-    const counters = { ...deviceCounters(mdev.path) };
+    // The session ends first (its events come before the counters), as the device is reset.
     const rings = backend.stats;
+    backend.stop();
+    const counters = deviceCounters(mdev.path);
     if (values.json) say({ event: 'stopped', uuid, counters, rings });
     else {
       for (const [k, v] of Object.entries(counters)) say(`${k.padEnd(14)}${v}`);
