@@ -154,6 +154,22 @@ describe('RingForward', () => {
     expect(txRing.usedElem(1)).toEqual({ id: held, len: 0 });
     expect(rxRing.usedElem(0)).toEqual({ id: rxHead, len: 20 });
     expect(received(rxHead, 20)).toEqual(frame(20, 5));
+    // The wait is over: RX kicks are off again (a polling driver's refills wake nothing).
+    expect(memory.read(rxRing.usedAddr, 1)[0]! & VRING_USED_F_NO_NOTIFY).toBe(
+      VRING_USED_F_NO_NOTIFY,
+    );
+  });
+
+  it('turns RX kicks off while it forwards: the device wants them only while a frame waits', () => {
+    const { memory, rxRing, tx, rx, fwd, send, post } = world();
+    // A fresh ring asks for every kick.
+    expect(memory.read(rxRing.usedAddr, 1)[0]! & VRING_USED_F_NO_NOTIFY).toBe(0);
+    post(64);
+    send(frame(20));
+    expect(fwd.run(tx, rx, 64)).toBe('idle');
+    expect(memory.read(rxRing.usedAddr, 1)[0]! & VRING_USED_F_NO_NOTIFY).toBe(
+      VRING_USED_F_NO_NOTIFY,
+    );
   });
 
   it('reports a broken TX ring and a broken RX ring, leaving the frame on TX', () => {

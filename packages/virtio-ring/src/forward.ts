@@ -100,6 +100,9 @@ export class RingForward {
     this.error = 0;
     this.brokenRing = '';
     tx.notifyDisable();
+    // RX kicks are wanted only while a held frame waits for a buffer (below); otherwise each
+    // refill by a driver that polls its RX ring would wake the device for nothing.
+    if (!echo) rx.notifyDisable();
     for (;;) {
       if (n >= budget) {
         result = 'more';
