@@ -2,6 +2,7 @@ import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { KernelError } from '@mdev/driver-core';
+import { type PeerCredentials, peerCredentials } from '@mdev/vhost-user';
 import { type DeviceModel, errorText } from './model';
 import {
   LineSplitter,
@@ -67,16 +68,51 @@ export async function prepareControlPath(path: string): Promise<void> {
 /** The outcome of the peer check: allowed, or refused with the reason. */
 export type PeerCheck = { allowed: true } | { allowed: false; reason: string };
 
+/** Who is on the other end of a connected Unix socket (SO_PEERCRED). */
+export type PeerCredentialsOf = (socket: Socket) => PeerCredentials;
+
+/**
+ * The fd of an accepted connection. Node keeps it on the socket's libuv handle (a Pipe on
+ * Unix); an fd that is not there (a socket already closed) is EBADF.
+ */
+export function socketFd(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0)
+    throw Object.assign(new Error('EBADF: the connection has no fd'), { code: 'EBADF' });
+  return fd;
+}
+
+/** SO_PEERCRED of the connection's fd, read when the client connected (unix(7)). */
+export const socketPeerCredentials: PeerCredentialsOf = (socket) =>
+  peerCredentials(socketFd(socket));
+
 /**
  * Whether the client on `socket` may use the host: only the host's own user may.
  *
- * The kernel already enforces most of it: connect(2) on a Unix socket needs write permission on
- * the socket file, which is mode 0600 in a folder of mode 0700, both the host's user's. What this
- * verifies today is that this is still so when the client arrives (nobody loosened the modes or
- * swapped the file). The peer's own uid (SO_PEERCRED, unix(7)) is not reachable from Node
- * without a native addon; once one is available, this is the one place to compare it with ours.
+ * The peer's uid comes from SO_PEERCRED (unix(7)): the credentials the kernel recorded when the
+ * client called connect(2), which the client cannot choose. Any other uid is refused, root's
+ * too when the host is not root's. Beyond that, the kernel already keeps others out (connect(2)
+ * on a Unix socket needs write permission on the socket file, mode 0600 in a folder of mode
+ * 0700, both the host's user's); that this still holds when the client arrives (nobody loosened
+ * the modes or swapped the file) is checked too.
  */
-export function checkPeer(_socket: Socket, path: string): PeerCheck {
+export function checkPeer(
+  socket: Socket,
+  path: string,
+  credentialsOf: PeerCredentialsOf = socketPeerCredentials,
+): PeerCheck {
+  let peer: PeerCredentials;
+  try {
+    peer = credentialsOf(socket);
+  } catch (err) {
+    return { allowed: false, reason: `cannot read the client's credentials: ${errorText(err)}` };
+  }
+  if (peer.uid !== uid()) {
+    return {
+      allowed: false,
+      reason: `uid ${peer.uid} (pid ${peer.pid}) is not the host's user (uid ${uid()})`,
+    };
+  }
   try {
     const sock = lstatSync(path);
     const dir = statSync(dirname(path));
@@ -148,7 +184,7 @@ export class ControlServer {
     const peer = checkPeer(socket, this.path);
     if (!peer.allowed) {
       this.log(`client refused: ${peer.reason}`);
-      fail(null, 'EACCES', 'refused');
+      fail(null, 'EACCES', `refused: ${peer.reason}`);
       socket.end();
       return;
     }
