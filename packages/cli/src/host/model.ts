@@ -16,7 +16,7 @@ import {
   parseDefinitionJson,
   UUID_RE,
 } from './store';
-import { mvnetOf, provisionAttrs, VdpaDevices } from './vdpa';
+import { provisionAttrs, provisionerOf, VdpaDevices } from './vdpa';
 
 /** One device as `list` reports it: active, defined, or both. */
 export interface DeviceEntry {
@@ -337,19 +337,20 @@ export class DeviceModel {
   /**
    * Creates an mdev through its type's `create` file and writes its attributes to the device's
    * sysfs directory, as mdevctl does; the device is removed again when an attribute is refused.
-   * The attributes a device takes at creation only (mvnet_loopback's `mac` and `mtu`, which the
-   * driver binding during the creation reads) are given to its parent before.
+   * The attributes a device takes at creation only (`mac` and `mtu` of mvnet_loopback and of
+   * vendor parents that take them, which the driver binding during the creation reads) are
+   * given to its parent before.
    */
   create(parent: string, type: string, uuid: string, attrs: readonly Attr[]): MdevDevice {
     const dir = typeDir(parent, type);
     if (activeMdev(uuid)) throw new KernelError('EEXIST', `start: ${uuid} is running`);
-    const mvnet = mvnetOf(this.parents, parent);
-    if (mvnet) attrs = provisionAttrs(mvnet, uuid, attrs);
+    const provisioner = provisionerOf(this.parents, parent);
+    if (provisioner) attrs = provisionAttrs(provisioner, uuid, attrs);
     try {
       sysfs.write(`${dir}/create`, `${uuid}\n`);
     } catch (err) {
       // Not created: the next creation of this UUID must not inherit these attributes.
-      mvnet?.provision(uuid, {});
+      provisioner?.provision(uuid, {});
       throw err;
     }
     const m = activeMdev(uuid);
