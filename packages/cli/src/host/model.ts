@@ -16,6 +16,7 @@ import {
   parseDefinitionJson,
   UUID_RE,
 } from './store';
+import { hostPktgen, hostScreenshot, hostTty } from './tools';
 import { provisionAttrs, provisionerOf, VdpaDevices } from './vdpa';
 
 /** One device as `list` reports it: active, defined, or both. */
@@ -142,8 +143,11 @@ export class DeviceModel {
     }
   }
 
-  /** Runs one checked request; a KernelError (or another Error) for a request that fails. */
-  handle<V extends Verb>(verb: V, args: Args<V>): unknown {
+  /**
+   * Runs one checked request; a KernelError (or another Error) for a request that fails.
+   * `signal` is aborted when the client goes away: a pktgen run then stops.
+   */
+  handle<V extends Verb>(verb: V, args: Args<V>, signal?: AbortSignal): unknown {
     switch (verb) {
       case 'ping':
         return { pid: process.pid };
@@ -173,6 +177,12 @@ export class DeviceModel {
         return this.vdpa.del(args as Args<'dev-del'>);
       case 'dev-vstats-show':
         return this.vdpa.vstats(args as Args<'dev-vstats-show'>);
+      case 'tty':
+        return hostTty(args as Args<'tty'>);
+      case 'screenshot':
+        return hostScreenshot(args as Args<'screenshot'>);
+      case 'pktgen':
+        return hostPktgen(args as Args<'pktgen'>, this.parents, signal);
     }
     throw new KernelError('EOPNOTSUPP', `unknown verb ${verb}`);
   }

@@ -140,7 +140,8 @@ export class ControlServer {
     private readonly model: DeviceModel,
     private readonly log: (line: string) => void,
   ) {
-    this.server = createServer((socket) => this.accept(socket));
+    // Half-open: a client that ends its side (Ctrl-C of a pktgen run) still gets its reply.
+    this.server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
   /** Listens on `path` (prepared by `prepareControlPath`); the socket file is made mode 0600. */
@@ -186,42 +187,64 @@ export class ControlServer {
       this.log(`client refused: ${peer.reason}`);
       fail(null, 'EACCES', `refused: ${peer.reason}`);
       socket.end();
+      socket.resume();
       return;
     }
     if (this.clients.size >= MAX_CLIENTS) {
       fail(null, 'EBUSY', `${MAX_CLIENTS} clients are connected already`);
       socket.end();
+      socket.resume();
       return;
     }
     this.clients.add(socket);
-    socket.on('close', () => this.clients.delete(socket));
+    // Aborted when the client ends its side or goes away: work it asked for (a pktgen run)
+    // winds down and replies with what it did.
+    const gone = new AbortController();
+    socket.on('close', () => {
+      this.clients.delete(socket);
+      gone.abort();
+    });
     // A client that does not read its replies stops being read from, so it cannot make the host
     // hold an unbounded backlog of them.
     socket.on('drain', () => socket.resume());
+    // Requests run one after the other, so replies leave in the order the requests came even
+    // when one of them takes a while (pktgen, tty).
+    let queue: Promise<void> = Promise.resolve();
+    const run = async (line: string) => {
+      let id: Reply['id'] = null;
+      try {
+        const req = parseRequest(line);
+        id = req.id;
+        const result = await this.model.handle(req.verb, req.args, gone.signal);
+        send({ version: PROTOCOL_VERSION, id, ok: true, result: result ?? null });
+      } catch (err) {
+        if (err instanceof ProtocolError) fail(err.id, err.code, err.message);
+        else if (KernelError.is(err)) fail(id, err.code, err.message);
+        else {
+          const code = (err as { code?: unknown })?.code;
+          fail(id, typeof code === 'string' ? code : 'EIO', errorText(err));
+        }
+      }
+    };
     const lines = new LineSplitter(
       MAX_LINE,
       (line) => {
         if (line.trim() === '') return;
-        let id: Reply['id'] = null;
-        try {
-          const req = parseRequest(line);
-          id = req.id;
-          const result = this.model.handle(req.verb, req.args);
-          send({ version: PROTOCOL_VERSION, id, ok: true, result: result ?? null });
-        } catch (err) {
-          if (err instanceof ProtocolError) fail(err.id, err.code, err.message);
-          else if (KernelError.is(err)) fail(id, err.code, err.message);
-          else {
-            const code = (err as { code?: unknown })?.code;
-            fail(id, typeof code === 'string' ? code : 'EIO', errorText(err));
-          }
-        }
+        queue = queue.then(() => run(line));
       },
       () => {
-        fail(null, 'EMSGSIZE', `a request line is at most ${MAX_LINE} bytes`);
-        socket.end();
+        queue = queue.then(() => {
+          fail(null, 'EMSGSIZE', `a request line is at most ${MAX_LINE} bytes`);
+          socket.end();
+        });
       },
     );
+    socket.on('end', () => {
+      gone.abort();
+      queue = queue.then(() => {
+        socket.end();
+      });
+    });
     socket.on('data', (chunk: Buffer) => lines.push(chunk));
   }
 }
