@@ -14,6 +14,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { UsageError } from '../usage';
+import { parseHttpAddress } from './http';
 
 /** What the settings file gives (paths absolute already). */
 export interface HostConfig {
@@ -80,6 +82,14 @@ export function readHostConfig(file: string): HostConfig {
     if (v === undefined) continue;
     if (typeof v !== 'string' || v === '')
       throw new HostConfigError(file, `field "${key}" must be a non-empty string`);
+    if (key === 'http') {
+      try {
+        parseHttpAddress(v, 'field "http"');
+      } catch (err) {
+        if (!(err instanceof UsageError)) throw err;
+        throw new HostConfigError(file, err.message);
+      }
+    }
     out[key] = key === 'http' ? v : path(v);
   }
   return out;
