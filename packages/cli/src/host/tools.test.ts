@@ -123,9 +123,17 @@ describe('mdev screenshot -u on a running host', () => {
     ] as const) {
       expect(rgb(png, x, y)).toBe(testPatternPixel(x, y, 320, 200));
     }
-    // A second picture keeps the mode the display has now.
+    // The display keeps its mode and picture: a second screenshot, and the status page's.
     const again = await mdev(['screenshot', '-u', uuid, ...c, out]);
     expect(again.out).toMatch(/: 320x200 XR24/);
+    const kept = PNG.sync.read(readFileSync(out));
+    for (const [x, y] of [
+      [0, 0],
+      [100, 50],
+      [319, 199],
+    ] as const) {
+      expect(rgb(kept, x, y)).toBe(testPatternPixel(x, y, 320, 200));
+    }
     // Not a display: an error, exit 1.
     const tty = await start(c, 'mtty', 'mtty-1');
     const bad = await mdev(['screenshot', '-u', tty, ...c, out]);

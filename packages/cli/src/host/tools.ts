@@ -5,6 +5,7 @@
  */
 import { KernelError } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
+import { type VfioDevice, vfioDeviceOpen } from '@mdev/mdev-vfio';
 import { mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import { netdevList, VirtNet } from '@mdev/virtio-net';
 import { screenshotOf } from '../commands/screenshot';
@@ -49,11 +50,22 @@ export async function hostTty(
 }
 
 /**
+ * The mbochs displays the host set up, each held open as a guest's driver holds its device:
+ * mbochs gives the video memory back when the last user closes the device (mbochs_close()),
+ * and the picture drawn would go with it. A removed device's handle is revoked by vfio_mdev.
+ */
+const held = new WeakMap<MdevDevice, VfioDevice>();
+
+/**
  * `screenshot`: the picture of a display mdev of the host as a PNG (base64). An mbochs display
- * no guest gave a mode yet gets one (`mode`, default 800x600) and the test pattern.
+ * no guest gave a mode yet gets one (`mode`, default 800x600) and the test pattern, and keeps
+ * them.
  */
 export function hostScreenshot(args: Args<'screenshot'>) {
   const uuid = requireUuid('screenshot', args.uuid);
+  const mdev = mdevDevices().find((m) => m.active && m.uuid === uuid);
+  if (mdev?.type.name.startsWith('mbochs-') && !held.has(mdev))
+    held.set(mdev, vfioDeviceOpen(uuid));
   const shot = screenshotOf(uuid, { mode: args.mode, read: args.read, setup: true });
   const { png, ...rest } = shot;
   return { ...rest, png: png.toString('base64') };
