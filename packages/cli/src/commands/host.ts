@@ -6,7 +6,12 @@ import { type HostConfig, HostConfigError, readHostConfig } from '../host/config
 import { parseHttpAddress, StatusServer } from '../host/http';
 import { DeviceModel, errorText } from '../host/model';
 import { defaultConfigDir, defaultControlPath } from '../host/paths';
-import { ControlServer, HostStartError, prepareControlPath } from '../host/server';
+import {
+  ControlServer,
+  HostStartError,
+  loadPeerCredentials,
+  prepareControlPath,
+} from '../host/server';
 import type { CommandIo } from '../io';
 import { filePath, UsageError } from '../usage';
 
@@ -97,6 +102,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const log = (line: string) => io.stderr.write(`mdev host: ${line}\n`);
 
   try {
+    await loadPeerCredentials();
     await prepareControlPath(control);
   } catch (err) {
     if (!(err instanceof HostStartError)) throw err;

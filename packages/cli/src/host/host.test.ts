@@ -1,11 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hostFixture, mdev, RawClient, spawnHost, stopHost } from '../testing/host';
-import { checkPeer, socketFd, socketPeerCredentials } from './server';
+import { checkPeer, loadPeerCredentials, socketFd, socketPeerCredentials } from './server';
 
 const { paths, host } = hostFixture();
+
+// The peer checks run in this process too (as the host runs them): the SO_PEERCRED reader.
+beforeAll(loadPeerCredentials);
 
 const MVNET = ['-p', 'mvnet_loopback', '-t', 'mvnet_loopback-virtio'];
 const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';

@@ -2,7 +2,7 @@ import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { KernelError } from '@mdev/driver-core';
-import { type PeerCredentials, peerCredentials } from '@mdev/vhost-user';
+import type { PeerCredentials } from '@mdev/vhost-user';
 import { type DeviceModel, errorText } from './model';
 import {
   LineSplitter,
@@ -82,9 +82,27 @@ export function socketFd(socket: Socket): number {
   return fd;
 }
 
+/** The addon's SO_PEERCRED, once `loadPeerCredentials` has loaded it. */
+let peerCredentials: ((fd: number) => PeerCredentials) | null = null;
+
+/**
+ * Loads `@mdev/vhost-user`'s addon, which reads SO_PEERCRED. Only the host needs it: the other
+ * commands work where the addon was not built. HostStartError when it does not load.
+ */
+export async function loadPeerCredentials(): Promise<void> {
+  if (peerCredentials) return;
+  try {
+    peerCredentials = (await import('@mdev/vhost-user')).peerCredentials;
+  } catch (err) {
+    throw new HostStartError(`cannot check the uid of clients: ${errorText(err)}`);
+  }
+}
+
 /** SO_PEERCRED of the connection's fd, read when the client connected (unix(7)). */
-export const socketPeerCredentials: PeerCredentialsOf = (socket) =>
-  peerCredentials(socketFd(socket));
+export const socketPeerCredentials: PeerCredentialsOf = (socket) => {
+  if (!peerCredentials) throw new Error('the SO_PEERCRED reader is not loaded');
+  return peerCredentials(socketFd(socket));
+};
 
 /**
  * Whether the client on `socket` may use the host: only the host's own user may.
@@ -146,6 +164,7 @@ export class ControlServer {
 
   /** Listens on `path` (prepared by `prepareControlPath`); the socket file is made mode 0600. */
   async listen(): Promise<void> {
+    await loadPeerCredentials();
     // The socket file is created by bind(2) with the mode 0777 & ~umask: mask everything but the
     // owner's bits so that it is never open to others, not even between bind and chmod.
     const umask = process.umask(0o177);
