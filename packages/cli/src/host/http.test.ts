@@ -97,7 +97,7 @@ describe('mdev host --http: the status page in headless Chromium', () => {
     await page.waitForSelector('body[data-polls="2"]');
     const row = page.locator(`#devices tr[data-uuid="${uuid}"]`);
     expect(await row.count()).toBe(2); // one row per queue
-    const first = await row.first().innerText();
+    const first = await row.first().textContent();
     for (const want of [
       'vdpa0',
       'mvnet_loopback',
@@ -106,11 +106,11 @@ describe('mdev host --http: the status page in headless Chromium', () => {
       'virtio_net',
     ])
       expect(first).toContain(want);
-    expect(await row.locator('[data-counter="tx_packets"]').innerText()).toBe('3000');
-    expect(await row.locator('[data-counter="rx_packets"]').innerText()).toBe('3000');
-    expect(await page.locator('#parents').innerText()).toContain('mvnet_loopback-virtio');
+    expect(await row.locator('[data-counter="tx_packets"]').textContent()).toBe('3000');
+    expect(await row.locator('[data-counter="rx_packets"]').textContent()).toBe('3000');
+    expect(await page.locator('#parents').textContent()).toContain('mvnet_loopback-virtio');
     expect(await page.locator('#plot polyline').count()).toBeGreaterThan(0);
-    expect(await page.locator('#legend').innerText()).toContain('vdpa0:');
+    expect(await page.locator('#legend').textContent()).toContain('vdpa0:');
     // The mdpy display, as the picture the host read from it.
     const img = page.locator(`#displays img[data-uuid="${display}"]`);
     await img.evaluate((el) => {

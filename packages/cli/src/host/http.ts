@@ -212,48 +212,65 @@ export class StatusServer {
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
-    const send = (status: number, type: string, body: string | Buffer, extra = {}) => {
-      res.writeHead(status, {
-        ...SECURITY_HEADERS,
-        'Content-Type': type,
-        'Content-Length': Buffer.byteLength(body),
-        ...extra,
-      });
-      res.end(body);
-    };
-    const text = (status: number, body: string, extra = {}) =>
-      send(status, 'text/plain; charset=utf-8', `${body}\n`, extra);
+    let answer: Answer;
     try {
-      if (req.method !== 'GET')
-        return text(405, 'only GET: this page is read-only', { Allow: 'GET' });
-      if (!this.hostAllowed(req)) return text(403, 'unknown Host');
-      // The path without the query; anything that is not a plain path is not ours.
-      const path = (req.url ?? '').split('?')[0]!;
-      if (path === '/') return send(200, 'text/html; charset=utf-8', PAGE);
-      if (path === '/status.js') return send(200, 'text/javascript; charset=utf-8', SCRIPT);
-      if (path === '/api/status')
-        return send(200, 'application/json', JSON.stringify(hostStatus(this.model)));
-      const display = UUID_PNG.exec(path);
-      if (display) {
-        const uuid = display[1]!;
-        const dev = mdevDevices().find((m) => m.active && m.uuid === uuid);
-        if (!dev || !isDisplayType(dev.type.name)) return text(404, `no display ${uuid}`);
-        try {
-          return send(200, 'image/png', screenshotOf(uuid).png);
-        } catch (err) {
-          // A display that shows nothing yet (no guest set a mode) has no picture.
-          if (KernelError.is(err) && err.code === 'EAGAIN') return text(404, err.message);
-          throw err;
-        }
-      }
-      return text(404, 'not found');
+      answer = this.route(req);
     } catch (err) {
       this.log(`status page: ${req.method} ${String(req.url).slice(0, 200)}: ${String(err)}`);
-      if (!res.headersSent) text(500, 'the host could not answer this');
-      else res.destroy();
+      answer = plain(500, 'the host could not answer this');
+    }
+    res.writeHead(answer.status, {
+      ...SECURITY_HEADERS,
+      'Content-Type': answer.type,
+      'Content-Length': Buffer.byteLength(answer.body),
+      ...answer.headers,
+    });
+    res.end(answer.body);
+  }
+
+  /** The answer to one request. */
+  private route(req: IncomingMessage): Answer {
+    if (req.method !== 'GET')
+      return plain(405, 'only GET: this page is read-only', { Allow: 'GET' });
+    if (!this.hostAllowed(req)) return plain(403, 'unknown Host');
+    // The path without the query; anything that is not one of ours is 404.
+    const path = (req.url ?? '').split('?')[0]!;
+    if (path === '/') return { status: 200, type: 'text/html; charset=utf-8', body: PAGE };
+    if (path === '/status.js')
+      return { status: 200, type: 'text/javascript; charset=utf-8', body: SCRIPT };
+    if (path === '/api/status') {
+      const body = JSON.stringify(hostStatus(this.model));
+      return { status: 200, type: 'application/json', body };
+    }
+    const display = UUID_PNG.exec(path);
+    if (!display) return plain(404, 'not found');
+    const uuid = display[1]!;
+    const dev = mdevDevices().find((m) => m.active && m.uuid === uuid);
+    if (!dev || !isDisplayType(dev.type.name)) return plain(404, `no display ${uuid}`);
+    try {
+      return { status: 200, type: 'image/png', body: screenshotOf(uuid).png };
+    } catch (err) {
+      // A display that shows nothing yet (no guest set a mode) has no picture.
+      if (KernelError.is(err) && err.code === 'EAGAIN') return plain(404, err.message);
+      throw err;
     }
   }
 }
+
+/** One response: status, content type, body, extra headers. */
+interface Answer {
+  status: number;
+  type: string;
+  body: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+const plain = (status: number, text: string, headers?: Record<string, string>): Answer => ({
+  status,
+  type: 'text/plain; charset=utf-8',
+  body: `${text}\n`,
+  headers,
+});
 
 const PAGE = `<!doctype html>
 <html lang="en">
