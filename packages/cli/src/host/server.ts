@@ -151,7 +151,11 @@ export function checkPeer(
  */
 export class ControlServer {
   private readonly server: Server;
-  private readonly clients = new Set<Socket>();
+  /** Each connected client, with what stops its work and the end of its last request. */
+  private readonly clients = new Map<
+    Socket,
+    { gone: AbortController; idle: () => Promise<void> }
+  >();
 
   constructor(
     readonly path: string,
@@ -181,10 +185,20 @@ export class ControlServer {
     }
   }
 
-  /** Stops listening, drops every client and removes the socket file. */
+  /**
+   * Stops listening, stops the work of every client (a pktgen run replies with what it did),
+   * drops them and removes the socket file.
+   */
   async close(): Promise<void> {
-    for (const c of this.clients) c.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.all(
+      [...this.clients].map(async ([socket, { gone, idle }]) => {
+        gone.abort();
+        await idle();
+        socket.destroy();
+      }),
+    );
+    await closed;
     try {
       unlinkSync(this.path);
     } catch {
@@ -215,10 +229,13 @@ export class ControlServer {
       socket.resume();
       return;
     }
-    this.clients.add(socket);
-    // Aborted when the client ends its side or goes away: work it asked for (a pktgen run)
-    // winds down and replies with what it did.
+    // Aborted when the client ends its side or goes away, or the host stops: work it asked for
+    // (a pktgen run) winds down and replies with what it did.
     const gone = new AbortController();
+    // Requests run one after the other, so replies leave in the order the requests came even
+    // when one of them takes a while (pktgen, tty).
+    let queue: Promise<void> = Promise.resolve();
+    this.clients.set(socket, { gone, idle: () => queue });
     socket.on('close', () => {
       this.clients.delete(socket);
       gone.abort();
@@ -226,9 +243,6 @@ export class ControlServer {
     // A client that does not read its replies stops being read from, so it cannot make the host
     // hold an unbounded backlog of them.
     socket.on('drain', () => socket.resume());
-    // Requests run one after the other, so replies leave in the order the requests came even
-    // when one of them takes a while (pktgen, tty).
-    let queue: Promise<void> = Promise.resolve();
     const run = async (line: string) => {
       let id: Reply['id'] = null;
       try {

@@ -1,14 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli';
 import { testPatternPixel } from '../commands/screenshot';
 import { capture } from '../testing/capture';
-import { hostFixture, mdev, RawClient } from '../testing/host';
+import { hostFixture, mdev, RawClient, stopHost } from '../testing/host';
 
 const { paths, host } = hostFixture();
+
+const VENDOR_VF = fileURLToPath(
+  new URL('../../../../examples/vendor-vf/src/mdev-driver.ts', import.meta.url),
+);
+
+/** Resolves once the device's transmit queue has counted a frame (a run is going on). */
+async function framesSent(c: string[], uuid: string): Promise<void> {
+  for (;;) {
+    const r = await mdev(['dev', 'vstats', 'show', uuid, 'qidx', '1', '-j', ...c]);
+    if (JSON.parse(r.out).vstats[uuid].counters.tx_packets > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 /** Starts a device of PARENT/TYPE on the host and returns its UUID. */
 async function start(c: string[], parent: string, type: string): Promise<string> {
@@ -73,8 +87,32 @@ describe('mdev tty -u on a running host', () => {
     }
     // A malformed request straight on the socket: an error reply, the host goes on.
     const raw = new RawClient(control);
-    raw.send(`${JSON.stringify({ version: 1, verb: 'tty', args: { uuid: one, data: '%%' } })}\n`);
-    expect(await raw.reply()).toMatchObject({ ok: false, error: { code: 'EINVAL' } });
+    for (const [verb, args, code] of [
+      ['tty', { uuid: one, data: '%%' }, 'EINVAL'],
+      ['tty', { uuid: one, data: 5 }, 'EINVAL'],
+      ['tty', { uuid: one, port: 7 }, 'EINVAL'],
+      ['tty', { uuid: one, baud: 7 }, 'EINVAL'],
+      ['tty', {}, 'EINVAL'],
+      ['screenshot', {}, 'EINVAL'],
+      ['screenshot', { uuid: 'x' }, 'ENODEV'],
+      ['screenshot', { uuid: one, mode: 7 }, 'EINVAL'],
+      ['pktgen', {}, 'EINVAL'],
+      ['pktgen', { uuid: net, duration: -1 }, 'EINVAL'],
+      ['pktgen', { uuid: net, duration: '1' }, 'EINVAL'],
+      ['pktgen', { uuid: net, duration: 0 }, 'EINVAL'],
+      ['pktgen', { uuid: net, count: 0 }, 'EINVAL'],
+      ['pktgen', { uuid: net, size: 10 }, 'EINVAL'],
+      ['pktgen', { uuid: net, size: 100_000 }, 'EINVAL'],
+      ['pktgen', { uuid: net, burst: 0 }, 'EINVAL'],
+      ['pktgen', { uuid: one }, 'ENODEV'],
+    ] as [string, Record<string, unknown>, string][]) {
+      raw.send(`${JSON.stringify({ version: 1, verb, args })}\n`);
+      expect({ verb, args, reply: await raw.reply() }).toMatchObject({
+        verb,
+        args,
+        reply: { ok: false, error: { code } },
+      });
+    }
     raw.close();
     expect((await mdev(['tty', '-u', one, '--text', 'ok', ...c])).out).toBe('ok');
   });
@@ -134,6 +172,10 @@ describe('mdev screenshot -u on a running host', () => {
     ] as const) {
       expect(rgb(kept, x, y)).toBe(testPatternPixel(x, y, 320, 200));
     }
+    // A mode the display cannot show: EINVAL, exit 1.
+    const big = await mdev(['screenshot', '-u', uuid, '--mode', '4000x4000', ...c, out]);
+    expect(big.code).toBe(1);
+    expect(big.err).toMatch(/^mdev screenshot: screenshot: --mode 4000x4000: mbochs-small shows/);
     // Not a display: an error, exit 1.
     const tty = await start(c, 'mtty', 'mtty-1');
     const bad = await mdev(['screenshot', '-u', tty, ...c, out]);
@@ -200,18 +242,55 @@ describe('mdev pktgen -u on a running host', () => {
       undefined,
       ac.signal,
     );
-    // Interrupted as soon as the host has the request (a run of 10^9 frames does not end).
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await framesSent(c, uuid);
+    // One run per device at a time.
+    const second = await mdev(['pktgen', '-u', uuid, '--count', '10', ...c]);
+    expect(second.code).toBe(1);
+    expect(second.err).toMatch(/EBUSY|a run over \S+ goes on/);
     ac.abort();
     const r = await run;
     expect(r.code).toBe(130);
     const result = JSON.parse(r.out.toString());
     expect(result.interrupted).toBe(true);
+    expect(result.tx).toBeGreaterThan(0);
     expect(result.tx).toBeLessThan(1_000_000_000);
     expect(result.rx + result.dropped).toBe(result.tx);
+    expect(r.err).toBe(`mdev pktgen: interrupted after ${result.tx} frames\n`);
     expect(h.child.exitCode).toBeNull();
     // The device is free for the next run.
     expect((await mdev(['pktgen', '-u', uuid, '--count', '10', ...c])).code).toBe(0);
+  });
+
+  it('SIGTERM during a run: the run stops and replies, every device is removed, exit 0', async () => {
+    const { control, config } = paths();
+    const h = await host(control, config);
+    const c = ['--control', control];
+    const uuid = await start(c, 'mvnet_loopback', 'mvnet_loopback-virtio');
+    const run = mdev(['pktgen', '-u', uuid, '--count', '1000000000', '--json', ...c]);
+    await framesSent(c, uuid);
+    expect(await stopHost(h, 'SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(h.stderr()).toContain(`stopped ${uuid}`);
+    expect(h.stderr()).not.toMatch(/failed|Error/);
+    // The client got the figures of the run the host stopped.
+    const r = await run;
+    expect(r.code).toBe(130);
+    const result = JSON.parse(r.out);
+    expect(result.interrupted).toBe(true);
+    expect(result.rx + result.dropped).toBe(result.tx);
+  });
+
+  it('runs over a vendor-vf VF loaded with --driver', async () => {
+    const { control, config } = paths();
+    await host(control, config, ['--driver', VENDOR_VF]);
+    const c = ['--control', control];
+    expect((await mdev(['dev', 'add', 'name', 'vf0', 'mgmtdev', 'vendor_vf', ...c])).code).toBe(0);
+    const uuid = JSON.parse((await mdev(['dev', 'show', '-j', ...c])).out).dev.vf0.uuid;
+    const r = await mdev(['pktgen', '-u', uuid, '--count', '2000', '--json', ...c]);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.out);
+    // The VF drops a frame that finds no receive buffer, as a NIC does, and counts it.
+    expect(result).toMatchObject({ parent: 'vendor-vf', tx: 2000, lost: 0, corrupted: 0 });
+    expect(result.rx + result.dropped).toBe(2000);
   });
 
   it('refuses: no host, options that shape the device, a device that is not virtio-net', async () => {

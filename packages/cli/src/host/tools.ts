@@ -18,6 +18,7 @@ import {
   type PktgenStack,
   runPktgen,
 } from '../pktgen/run';
+import { UsageError } from '../usage';
 import type { Args } from './protocol';
 
 const einval = (message: string) => new KernelError('EINVAL', message);
@@ -66,7 +67,14 @@ export function hostScreenshot(args: Args<'screenshot'>) {
   const mdev = mdevDevices().find((m) => m.active && m.uuid === uuid);
   if (mdev?.type.name.startsWith('mbochs-') && !held.has(mdev))
     held.set(mdev, vfioDeviceOpen(uuid));
-  const shot = screenshotOf(uuid, { mode: args.mode, read: args.read, setup: true });
+  let shot: ReturnType<typeof screenshotOf>;
+  try {
+    shot = screenshotOf(uuid, { mode: args.mode, read: args.read, setup: true });
+  } catch (err) {
+    // A mode the display cannot show, said as the command line says it.
+    if (err instanceof UsageError) throw einval(`screenshot: ${err.message}`);
+    throw err;
+  }
   const { png, ...rest } = shot;
   return { ...rest, png: png.toString('base64') };
 }
