@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { type Browser, chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,6 +206,25 @@ describe('mdev host --http: the status page in headless Chromium', () => {
     expect(parseHttpAddress('127.0.0.1:8080')).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(parseHttpAddress('127.1.2.3:0')).toEqual({ host: '127.1.2.3', port: 0 });
     expect(parseHttpAddress('[::1]:80')).toEqual({ host: '::1', port: 80 });
+    // A port that is taken: reported, the control socket removed again, exit 1.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const busy = paths();
+    const h1 = spawnHost([
+      '--control',
+      busy.control,
+      '--config',
+      busy.config,
+      '--http',
+      `127.0.0.1:${port}`,
+    ]);
+    expect((await h1.exited).code).toBe(1);
+    expect(h1.stderr()).toMatch(
+      new RegExp(`the status page cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`),
+    );
+    expect(existsSync(busy.control)).toBe(false);
+    taken.close();
     // The host does not start: nothing listens, nothing is made.
     const { control, config } = paths();
     const h = spawnHost(['--control', control, '--config', config, '--http', '0.0.0.0:0']);
