@@ -88,6 +88,18 @@ export interface VendorVfOptions {
   vhostUser?: string;
 }
 
+/**
+ * What an mdev's VF is set up with when it is created (`provision`): the station address and
+ * MTU of its device configuration (struct virtio_net_config, virtio 1.2 section 5.1.4), as a
+ * vendor's management tool writes them into a VF before the driver sees it.
+ */
+export interface VendorVfProvision {
+  /** The MAC: 6 bytes, unicast. Default: a random locally administered one. */
+  mac?: Uint8Array;
+  /** The MTU, 68 to 65535. Default VF_DEFAULT_MTU. */
+  mtu?: number;
+}
+
 /** The VF counters as the driver reads them from the statistics registers. */
 export type VendorVfStats = Record<VfStatName, number>;
 
@@ -398,6 +410,8 @@ export class VendorVfCard {
   private readonly slots: (VendorVfInstance | null)[];
   /** The last counters of each removed mdev (read before its VF was powered off). */
   private readonly lastStats = new WeakMap<MdevDevice, VendorVfStats>();
+  /** The setup of the next mdev created with each UUID (see `provision`). */
+  private readonly provisions = new Map<string, VendorVfProvision>();
 
   constructor(options: VendorVfOptions) {
     this.options = options;
@@ -464,11 +478,15 @@ export class VendorVfCard {
     const index = this.slots.indexOf(null);
     if (index < 0) throw new KernelError('ENOSPC', `vendor_vf: all ${this.vfs} VFs are in use`);
     const { memory, dma } = this.options;
+    const provisioned = this.provisions.get(mdev.uuid);
+    this.provisions.delete(mdev.uuid);
     const vf = new VirtioNetVf({
       memory,
       queueMax: this.queueSize,
       budget: this.options.budget,
       vhostUser: this.options.vhostUser,
+      mac: provisioned?.mac,
+      mtu: provisioned?.mtu,
     });
     let inst: VendorVfInstance;
     try {
@@ -541,6 +559,25 @@ export class VendorVfCard {
     void inst.vf.close();
     this.slots[inst.index] = null;
     mdevSetDrvdata(mdev, null);
+  }
+
+  /**
+   * Sets up the VF of the next mdev created with `uuid`: its MAC and MTU (`{}` forgets an
+   * earlier setup). EINVAL for a MAC that is not 6 unicast bytes or an MTU outside 68-65535.
+   */
+  provision(uuid: string, attrs: VendorVfProvision): void {
+    if (attrs.mac !== undefined && (attrs.mac.length !== 6 || (attrs.mac[0]! & 1) !== 0)) {
+      throw new KernelError('EINVAL', `vendor_vf: ${uuid}: the MAC must be 6 bytes and unicast`);
+    }
+    if (
+      attrs.mtu !== undefined &&
+      !(Number.isInteger(attrs.mtu) && attrs.mtu >= 68 && attrs.mtu <= 0xffff)
+    ) {
+      throw new KernelError('EINVAL', `vendor_vf: ${uuid}: MTU ${attrs.mtu} is not 68 to 65535`);
+    }
+    if (attrs.mac === undefined && attrs.mtu === undefined) this.provisions.delete(uuid);
+    else
+      this.provisions.set(uuid, { mac: attrs.mac && Uint8Array.from(attrs.mac), mtu: attrs.mtu });
   }
 
   /** The driver state of one of the card's mdevs. */

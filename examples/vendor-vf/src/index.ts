@@ -6,6 +6,7 @@ export {
   VendorVfCard,
   VendorVfInstance,
   type VendorVfOptions,
+  type VendorVfProvision,
   type VendorVfStats,
   VIRTIO_MDEV_DEVICE_API_STRING,
   vendorVfInit,

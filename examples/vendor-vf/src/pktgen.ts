@@ -1,6 +1,11 @@
 import { type PktgenParent, registerPktgenDevice } from '@mdev/cli';
 import { hostRam } from '@mdev/virtio';
-import { VENDOR_VF_TYPE_PATH, type VendorVfCard, vendorVfInit } from './driver';
+import {
+  VENDOR_VF_TYPE_PATH,
+  type VendorVfCard,
+  type VendorVfProvision,
+  vendorVfInit,
+} from './driver';
 
 /** The name pktgen knows the card by: `mdev pktgen --device vendor-vf`. */
 export const VENDOR_VF_PKTGEN_DEVICE = 'vendor-vf';
@@ -8,6 +13,8 @@ export const VENDOR_VF_PKTGEN_DEVICE = 'vendor-vf';
 /** The card as pktgen holds it (tests reach the VF through `card`). */
 export interface VendorVfPktgenParent extends PktgenParent {
   card: VendorVfCard;
+  /** The MAC and MTU of the next mdev of `uuid` (`mdev dev add ... mac M mtu N` on a host). */
+  provision(uuid: string, attrs: VendorVfProvision): void;
 }
 
 let registered = false;
@@ -31,6 +38,7 @@ export function registerVendorVfPktgenDevice(): void {
         typePath: VENDOR_VF_TYPE_PATH,
         txDropped: (mdev) => card.stats(mdev)?.tx_dropped ?? 0,
         exit: () => card.exit(),
+        provision: (uuid, attrs) => card.provision(uuid, attrs),
         card,
       };
     },

@@ -2,15 +2,23 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type HostConfig, HostConfigError, readHostConfig } from '../host/config';
+import { parseHttpAddress, StatusServer } from '../host/http';
 import { DeviceModel, errorText } from '../host/model';
 import { defaultConfigDir, defaultControlPath } from '../host/paths';
-import { ControlServer, HostStartError, prepareControlPath } from '../host/server';
+import {
+  ControlServer,
+  HostStartError,
+  loadPeerCredentials,
+  prepareControlPath,
+} from '../host/server';
 import type { CommandIo } from '../io';
 import { filePath, UsageError } from '../usage';
 
 export const summary = 'hold the devices in a long-running process, managed over a control socket';
 
 export const usage = `usage: mdev host [--control PATH] [--config DIR] [--driver MODULE]...
+                 [--http 127.0.0.1:PORT] [--config-file FILE]
 
 Runs in the foreground (a service manager runs it) and holds the device model: the virtio-mdev
 transport, virtio-net, mvnet_loopback, the VFIO samples (mtty, mdpy, mbochs) and the parents
@@ -23,6 +31,14 @@ of every --driver. Devices defined with 'start: auto' are started; 'mdev list', 
                    (default $XDG_CONFIG_HOME/mdev, /etc/mdev for root)
   --driver MODULE  load a vendor parent driver (repeatable): a module file or package name
                    whose default export, a function, registers the parent (its module init)
+  --http ADDR:PORT serve a read-only status page (parents, types, devices, counters, a rate
+                   plot, the displays) on a loopback address: 127.0.0.1:PORT or [::1]:PORT
+                   (port 0: a free one, which the host logs)
+  --config-file FILE
+                   settings as JSON: {"drivers": [...], "control": PATH, "definitions": DIR,
+                   "http": "127.0.0.1:PORT"}; the command line's options win over the file,
+                   its --driver options load after the file's drivers. Relative paths are
+                   taken from the file's folder.
 `;
 
 /**
@@ -45,6 +61,8 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       control: { type: 'string' },
       config: { type: 'string' },
       driver: { type: 'string', multiple: true },
+      http: { type: 'string' },
+      'config-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -53,22 +71,45 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     io.stdout.write(usage);
     return 0;
   }
+  let settings: HostConfig = { drivers: [] };
+  if (values['config-file'] !== undefined) {
+    const file = filePath(io, '--config-file', values['config-file']);
+    try {
+      settings = readHostConfig(file);
+    } catch (err) {
+      if (!(err instanceof HostConfigError)) throw err;
+      io.stderr.write(`mdev host: ${err.message}\n`);
+      return 2;
+    }
+  }
   const control =
-    values.control !== undefined ? filePath(io, '--control', values.control) : defaultControlPath();
+    values.control !== undefined
+      ? filePath(io, '--control', values.control)
+      : (settings.control ?? defaultControlPath());
   const config =
-    values.config !== undefined ? filePath(io, '--config', values.config) : defaultConfigDir();
+    values.config !== undefined
+      ? filePath(io, '--config', values.config)
+      : (settings.definitions ?? defaultConfigDir());
+  const http =
+    values.http !== undefined
+      ? parseHttpAddress(values.http)
+      : settings.http !== undefined
+        ? parseHttpAddress(settings.http)
+        : null;
   for (const d of values.driver ?? [])
     if (d === '') throw new UsageError('--driver needs a module');
+  const drivers = [...settings.drivers, ...(values.driver ?? [])];
   const log = (line: string) => io.stderr.write(`mdev host: ${line}\n`);
 
   try {
+    await loadPeerCredentials();
     await prepareControlPath(control);
   } catch (err) {
     if (!(err instanceof HostStartError)) throw err;
     io.stderr.write(`mdev host: ${err.message}\n`);
     return 2;
   }
-  for (const d of values.driver ?? []) {
+  for (const d of drivers) {
     try {
       await loadDriver(d, io.cwd ?? process.cwd());
       log(`driver ${d} loaded`);
@@ -78,6 +119,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   const model = new DeviceModel(config, log);
   const server = new ControlServer(control, model, log);
+  const status = http ? new StatusServer(model, log) : null;
   try {
     model.load();
     model.loadDefinitions();
@@ -86,6 +128,18 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   } catch (err) {
     model.shutdown();
     throw err;
+  }
+  if (status && http) {
+    try {
+      const port = await status.listen(http);
+      const where = http.host.includes(':') ? `[${http.host}]` : http.host;
+      log(`status page on http://${where}:${port}/`);
+    } catch (err) {
+      log(`the status page cannot listen on ${http.host}:${http.port}: ${errorText(err)}`);
+      await server.close();
+      model.shutdown();
+      return 1;
+    }
   }
   log(`listening on ${control}`);
 
@@ -101,6 +155,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   process.off('SIGTERM', onTerm);
   io.signal?.removeEventListener('abort', onAbort);
   log(`${why}: stopping`);
+  await status?.close();
   await server.close();
   model.shutdown();
   log('stopped');

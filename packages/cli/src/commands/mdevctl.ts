@@ -85,6 +85,7 @@ export function dumpDevices(entries: DeviceEntry[], single: boolean): unknown {
   return entries.length ? [byParent] : [];
 }
 
+/** The options every verb takes. */
 const common = {
   uuid: { type: 'string', short: 'u' },
   parent: { type: 'string', short: 'p' },
@@ -92,17 +93,72 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-function parentOption(text: string | undefined): string | undefined {
-  if (text === '') throw new UsageError('--parent needs a parent name');
-  return text;
+const typeOpt = { type: { type: 'string', short: 't' } } as const;
+const autoOpt = { auto: { type: 'boolean', short: 'a' } } as const;
+const jsonfileOpt = { jsonfile: { type: 'string' } } as const;
+
+/** A parsed option's value: a string, a boolean, or missing. */
+type Values = Record<string, string | boolean | undefined>;
+
+/** The options the shared step has checked: UUID, parent and type as the verbs take them. */
+interface Checked {
+  uuid?: string;
+  parent?: string;
+  type?: string;
 }
 
-function typeOption(text: string | undefined): string | undefined {
-  if (text === '') throw new UsageError('--type needs a type name');
-  return text;
+/**
+ * One mdevctl verb: parses its options, answers --help, checks -u/-p/-t, builds the request
+ * (`request`, which throws UsageError for a command line it cannot run), asks the host and
+ * prints its result (`print`). Exit 0, or 1 when there is no host or it refuses.
+ */
+function verb<V extends Verb>(spec: {
+  name: V;
+  summary: string;
+  usage: string;
+  options: Record<string, { type: 'string' | 'boolean'; short?: string }>;
+  request(checked: Checked, values: Values, io: CommandIo): Args<V>;
+  print?(result: unknown, checked: Checked, values: Values, io: CommandIo): void;
+}): Command {
+  return {
+    summary: spec.summary,
+    usage: spec.usage,
+    async run(args, io) {
+      const { values } = parseArgs({ args, options: spec.options, strict: true });
+      const v = values as Values;
+      if (v.help) {
+        io.stdout.write(spec.usage);
+        return 0;
+      }
+      const checked: Checked = {};
+      const uuid = uuidOption(v.uuid as string | undefined);
+      if (uuid !== undefined) checked.uuid = uuid;
+      if (v.parent === '') throw new UsageError('--parent needs a parent name');
+      if (v.parent !== undefined) checked.parent = v.parent as string;
+      if (v.type === '') throw new UsageError('--type needs a type name');
+      if (v.type !== undefined) checked.type = v.type as string;
+      const request = spec.request(checked, v, io);
+      const control = controlPath(io, v.control as string | undefined);
+      const result = await ask(spec.name, io, control, spec.name, request);
+      if (result === null) return 1;
+      spec.print?.(result, checked, v, io);
+      return 0;
+    },
+  };
 }
 
-export const list: Command = {
+/** Writes the UUID the host made for a device given none. */
+function printMadeUuid(result: unknown, checked: Checked, _v: Values, io: CommandIo): void {
+  if (checked.uuid === undefined) io.stdout.write(`${(result as { uuid: string }).uuid}\n`);
+}
+
+function requireUuid(checked: Checked): string {
+  if (checked.uuid === undefined) throw new UsageError('give -u UUID');
+  return checked.uuid;
+}
+
+export const list = verb({
+  name: 'list',
   summary: 'list running (or, with --defined, defined) devices of the host, like mdevctl list',
   usage: `usage: mdev list [-d|--defined] [-u UUID] [-p PARENT] [--dumpjson] [-v] [--control PATH]
 
@@ -117,40 +173,31 @@ running.
   -v, --verbose         the attributes under each device
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        ...common,
-        defined: { type: 'boolean', short: 'd' },
-        dumpjson: { type: 'boolean' },
-        verbose: { type: 'boolean', short: 'v' },
-      },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
-    const request: Args<'list'> = { defined: values.defined ?? false };
-    const uuid = uuidOption(values.uuid)?.toLowerCase();
-    if (uuid !== undefined) request.uuid = uuid;
-    const parent = parentOption(values.parent);
+  options: {
+    ...common,
+    defined: { type: 'boolean', short: 'd' },
+    dumpjson: { type: 'boolean' },
+    verbose: { type: 'boolean', short: 'v' },
+  },
+  request: ({ uuid, parent }, v) => {
+    const request: Args<'list'> = { defined: v.defined === true };
+    if (uuid !== undefined) request.uuid = uuid.toLowerCase();
     if (parent !== undefined) request.parent = parent;
-    const result = await ask('list', io, controlPath(io, values.control), 'list', request);
-    if (result === null) return 1;
+    return request;
+  },
+  print(result, { uuid }, v, io) {
     const entries = result as DeviceEntry[];
-    if (values.dumpjson) {
+    if (v.dumpjson) {
       io.stdout.write(`${JSON.stringify(dumpDevices(entries, uuid !== undefined), null, 2)}\n`);
-      return 0;
+      return;
     }
     for (const e of entries)
-      io.stdout.write(formatDevice(e, values.defined ?? false, values.verbose ?? false));
-    return 0;
+      io.stdout.write(formatDevice(e, v.defined === true, v.verbose === true));
   },
-};
+});
 
-export const define: Command = {
+export const define = verb({
+  name: 'define',
   summary: 'define a persistent device on the host, like mdevctl define',
   usage: `usage: mdev define [-u UUID] -p PARENT -t TYPE [-a|--auto]
        mdev define [-u UUID] -p PARENT --jsonfile FILE
@@ -166,48 +213,31 @@ Writes the definition to the host's config folder (PARENT/UUID, mdevctl's JSON).
   --jsonfile FILE       the definition as mdevctl's JSON (mdev_type, start, attrs)
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        ...common,
-        type: { type: 'string', short: 't' },
-        auto: { type: 'boolean', short: 'a' },
-        jsonfile: { type: 'string' },
-      },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
+  options: { ...common, ...typeOpt, ...autoOpt, ...jsonfileOpt },
+  request: ({ uuid, parent, type }, v, io) => {
     const request: Args<'define'> = {};
-    const uuid = uuidOption(values.uuid);
     if (uuid !== undefined) request.uuid = uuid;
-    const parent = parentOption(values.parent);
     if (parent !== undefined) request.parent = parent;
-    const type = typeOption(values.type);
-    if (values.jsonfile !== undefined) {
-      if (type !== undefined || values.auto)
+    if (v.jsonfile !== undefined) {
+      if (type !== undefined || v.auto)
         throw new UsageError('--jsonfile gives the type and start: not with -t or --auto');
       if (parent === undefined) throw new UsageError('--jsonfile needs -p PARENT');
-      request.json = jsonFile(io, values.jsonfile);
-    } else {
-      if (type !== undefined) request.type = type;
-      if (values.auto) request.auto = true;
-      if (uuid === undefined && (parent === undefined || type === undefined))
-        throw new UsageError('give -p PARENT and -t TYPE (or -u UUID of a running device)');
-      if ((parent === undefined) !== (type === undefined))
-        throw new UsageError('give -p PARENT and -t TYPE together');
+      request.json = jsonFile(io, v.jsonfile as string);
+      return request;
     }
-    const result = await ask('define', io, controlPath(io, values.control), 'define', request);
-    if (result === null) return 1;
-    if (uuid === undefined) io.stdout.write(`${(result as { uuid: string }).uuid}\n`);
-    return 0;
+    if (type !== undefined) request.type = type;
+    if (v.auto) request.auto = true;
+    if (uuid === undefined && (parent === undefined || type === undefined))
+      throw new UsageError('give -p PARENT and -t TYPE (or -u UUID of a running device)');
+    if ((parent === undefined) !== (type === undefined))
+      throw new UsageError('give -p PARENT and -t TYPE together');
+    return request;
   },
-};
+  print: printMadeUuid,
+});
 
-export const undefine: Command = {
+export const undefine = verb({
+  name: 'undefine',
   summary: 'remove a device definition from the host, like mdevctl undefine',
   usage: `usage: mdev undefine -u UUID [-p PARENT] [--control PATH]
 
@@ -217,23 +247,16 @@ Removes the definition (a running device keeps running).
   -p, --parent PARENT   only its definition under this parent
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({ args, options: common, strict: true });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
-    const uuid = uuidOption(values.uuid);
-    if (uuid === undefined) throw new UsageError('give -u UUID');
-    const request: Args<'undefine'> = { uuid };
-    const parent = parentOption(values.parent);
-    if (parent !== undefined) request.parent = parent;
-    const result = await ask('undefine', io, controlPath(io, values.control), 'undefine', request);
-    return result === null ? 1 : 0;
+  options: common,
+  request: (checked) => {
+    const request: Args<'undefine'> = { uuid: requireUuid(checked) };
+    if (checked.parent !== undefined) request.parent = checked.parent;
+    return request;
   },
-};
+});
 
-export const modify: Command = {
+export const modify = verb({
+  name: 'modify',
   summary: 'change a device definition on the host, like mdevctl modify',
   usage: `usage: mdev modify -u UUID [-p PARENT] [-t TYPE] [-a|--auto|-m|--manual]
                   [--addattr NAME --value VALUE [--index N] | --delattr [--index N]]
@@ -251,60 +274,49 @@ Changes the definition; a running device is not changed until it is started agai
   --jsonfile FILE       replace the definition by mdevctl's JSON in FILE
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        ...common,
-        type: { type: 'string', short: 't' },
-        auto: { type: 'boolean', short: 'a' },
-        manual: { type: 'boolean', short: 'm' },
-        addattr: { type: 'string' },
-        value: { type: 'string' },
-        delattr: { type: 'boolean' },
-        index: { type: 'string' },
-        jsonfile: { type: 'string' },
-      },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
-    const uuid = uuidOption(values.uuid);
-    if (uuid === undefined) throw new UsageError('give -u UUID');
-    const request: Args<'modify'> = { uuid };
-    const parent = parentOption(values.parent);
-    if (parent !== undefined) request.parent = parent;
-    const type = typeOption(values.type);
-    if (type !== undefined) request.type = type;
-    if (values.auto && values.manual) throw new UsageError('give --auto or --manual, not both');
-    if (values.auto) request.auto = true;
-    if (values.manual) request.auto = false;
-    if (values.addattr !== undefined && values.delattr)
+  options: {
+    ...common,
+    ...typeOpt,
+    ...autoOpt,
+    ...jsonfileOpt,
+    manual: { type: 'boolean', short: 'm' },
+    addattr: { type: 'string' },
+    value: { type: 'string' },
+    delattr: { type: 'boolean' },
+    index: { type: 'string' },
+  },
+  request: (checked, v, io) => {
+    const request: Args<'modify'> = { uuid: requireUuid(checked) };
+    if (checked.parent !== undefined) request.parent = checked.parent;
+    if (checked.type !== undefined) request.type = checked.type;
+    if (v.auto && v.manual) throw new UsageError('give --auto or --manual, not both');
+    if (v.auto) request.auto = true;
+    if (v.manual) request.auto = false;
+    if (v.addattr !== undefined && v.delattr)
       throw new UsageError('give --addattr or --delattr, not both');
-    if (values.addattr !== undefined) {
-      if (values.value === undefined) throw new UsageError('--addattr needs --value');
-      request.addattr = values.addattr;
-      request.value = values.value;
-    } else if (values.value !== undefined) {
+    if (v.addattr !== undefined) {
+      if (v.value === undefined) throw new UsageError('--addattr needs --value');
+      request.addattr = v.addattr as string;
+      request.value = v.value as string;
+    } else if (v.value !== undefined) {
       throw new UsageError('--value goes with --addattr');
     }
-    if (values.delattr) request.delattr = true;
-    if (values.index !== undefined) {
-      if (values.addattr === undefined && !values.delattr)
+    if (v.delattr) request.delattr = true;
+    if (v.index !== undefined) {
+      const index = v.index as string;
+      if (v.addattr === undefined && !v.delattr)
         throw new UsageError('--index goes with --addattr or --delattr');
-      if (!/^\d+$/.test(values.index) || !Number.isSafeInteger(Number(values.index)))
-        throw new UsageError(`--index must be an integer >= 0, not "${values.index}"`);
-      request.index = Number(values.index);
+      if (!/^\d+$/.test(index) || !Number.isSafeInteger(Number(index)))
+        throw new UsageError(`--index must be an integer >= 0, not "${index}"`);
+      request.index = Number(index);
     }
-    if (values.jsonfile !== undefined) request.json = jsonFile(io, values.jsonfile);
-    const result = await ask('modify', io, controlPath(io, values.control), 'modify', request);
-    return result === null ? 1 : 0;
+    if (v.jsonfile !== undefined) request.json = jsonFile(io, v.jsonfile as string);
+    return request;
   },
-};
+});
 
-export const start: Command = {
+export const start = verb({
+  name: 'start',
   summary: 'start a defined (or a transient) device on the host, like mdevctl start',
   usage: `usage: mdev start -u UUID [-p PARENT]
        mdev start [-u UUID] -p PARENT -t TYPE
@@ -320,40 +332,25 @@ printed.
   --jsonfile FILE       a transient device from mdevctl's JSON
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: { ...common, type: { type: 'string', short: 't' }, jsonfile: { type: 'string' } },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
+  options: { ...common, ...typeOpt, ...jsonfileOpt },
+  request: ({ uuid, parent, type }, v, io) => {
     const request: Args<'start'> = {};
-    const uuid = uuidOption(values.uuid);
     if (uuid !== undefined) request.uuid = uuid;
-    const parent = parentOption(values.parent);
     if (parent !== undefined) request.parent = parent;
-    const type = typeOption(values.type);
     if (type !== undefined) request.type = type;
-    if (values.jsonfile !== undefined) {
+    if (v.jsonfile !== undefined) {
       if (type !== undefined) throw new UsageError('--jsonfile gives the type: not with -t');
-      request.json = jsonFile(io, values.jsonfile);
+      request.json = jsonFile(io, v.jsonfile as string);
     }
-    if (
-      uuid === undefined &&
-      (parent === undefined || (type === undefined && values.jsonfile === undefined))
-    )
+    if (uuid === undefined && (parent === undefined || (type === undefined && !request.json)))
       throw new UsageError('give -u UUID of a defined device, or -p PARENT and -t TYPE');
-    const result = await ask('start', io, controlPath(io, values.control), 'start', request);
-    if (result === null) return 1;
-    if (uuid === undefined) io.stdout.write(`${(result as { uuid: string }).uuid}\n`);
-    return 0;
+    return request;
   },
-};
+  print: printMadeUuid,
+});
 
-export const stop: Command = {
+export const stop = verb({
+  name: 'stop',
   summary: 'stop a running device on the host, like mdevctl stop',
   usage: `usage: mdev stop -u UUID [--control PATH]
 
@@ -362,19 +359,6 @@ Removes the device through its sysfs 'remove' file (its definition stays).
   -u, --uuid UUID       the device
 ${CONTROL_HELP}
 `,
-  async run(args, io) {
-    const { values } = parseArgs({
-      args,
-      options: { uuid: common.uuid, control: common.control, help: common.help },
-      strict: true,
-    });
-    if (values.help) {
-      io.stdout.write(this.usage!);
-      return 0;
-    }
-    const uuid = uuidOption(values.uuid);
-    if (uuid === undefined) throw new UsageError('give -u UUID');
-    const result = await ask('stop', io, controlPath(io, values.control), 'stop', { uuid });
-    return result === null ? 1 : 0;
-  },
-};
+  options: { uuid: common.uuid, control: common.control, help: common.help },
+  request: (checked) => ({ uuid: requireUuid(checked) }),
+});

@@ -1,4 +1,7 @@
 import { parseArgs } from 'node:util';
+import { HostRequestError, HostUnavailableError, hostRequest } from '../host/client';
+import type { Args } from '../host/protocol';
+import type { HostPktgenResult } from '../host/tools';
 import type { CommandIo } from '../io';
 import { MAX_FRAME, MIN_FRAME } from '../pktgen/frame';
 import { PcapError } from '../pktgen/pcap';
@@ -9,8 +12,9 @@ import {
   runPktgen,
   setupStack,
 } from '../pktgen/run';
-import { filePath, integerOption, UsageError } from '../usage';
+import { filePath, integerOption, UsageError, uuidOption } from '../usage';
 import { loadDriver } from './host';
+import { controlPath } from './mdevctl';
 
 export const summary =
   'send frames through virtio-net over mvnet_loopback and verify what comes back';
@@ -27,6 +31,9 @@ export const usage = `usage: mdev pktgen [options]
   --pcap FILE      write the received frames to a pcap file (a FIFO: once a reader opens it)
   --no-verify      check order only, not frame contents
   --json           print one JSON line instead of text
+  -u, --uuid UUID  run over this virtio-net device of the running host (mdev dev add, mdev
+                   start): the host sends and checks the frames, this prints the figures
+  --control PATH   the host's control socket (default: as 'mdev host' has it)
 `;
 
 // Plain decimals only: Number() also takes "1.5", "0x40", "1e3" and " 8 ", none of which a size
@@ -58,6 +65,8 @@ function parseOptions(args: string[]) {
       pcap: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      uuid: { type: 'string', short: 'u' },
+      control: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -110,6 +119,63 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
   return `${lines.join('\n')}\n`;
 }
 
+/** The options that shape the stack, which the host holds when pktgen runs there. */
+const STACK_OPTIONS = ['--offload', '--device', '--driver', '--queue-size', '--pcap'];
+
+/**
+ * `mdev pktgen -u UUID`: the run goes on in the host, over its device; Ctrl-C ends the
+ * request's side of the connection, and the host stops and replies with what it did.
+ */
+async function runOnHost(
+  args: string[],
+  values: ReturnType<typeof parseCommandLine>,
+  io: CommandIo,
+): Promise<number> {
+  const uuid = uuidOption(values.uuid)!.toLowerCase();
+  for (const a of args) {
+    const name = a.split('=')[0]!;
+    if (STACK_OPTIONS.includes(name))
+      throw new UsageError(`${name} shapes the device, which the host holds: not with -u`);
+  }
+  const request: Args<'pktgen'> = {
+    uuid,
+    count: values.count,
+    burst: values.burst,
+    verify: !values['no-verify'],
+  };
+  if (values.duration !== undefined) request.duration = values.duration;
+  if (values.size !== undefined) {
+    request.size = INTEGER.test(values.size) ? Number(values.size) : Number.NaN;
+    if (!(request.size >= MIN_FRAME && request.size <= MAX_FRAME))
+      throw new UsageError(`--size must be an integer from ${MIN_FRAME} to ${MAX_FRAME}`);
+  }
+  let reply: HostPktgenResult;
+  try {
+    reply = (await hostRequest(
+      controlPath(io, values.control),
+      'pktgen',
+      request,
+      io.signal,
+    )) as HostPktgenResult;
+  } catch (err) {
+    if (!(err instanceof HostRequestError || err instanceof HostUnavailableError)) throw err;
+    io.stderr.write(`mdev pktgen: ${err.message}\n`);
+    return 1;
+  }
+  const { result, queueSize } = reply;
+  const mode = 'on the host';
+  io.stdout.write(
+    values.json
+      ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
+      : formatResult(result, mode, queueSize),
+  );
+  if (result.interrupted) {
+    io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);
+    return 130;
+  }
+  return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
+}
+
 /**
  * `mdev pktgen`: the main job. Exit status 1 when a frame was lost, corrupted or out of order;
  * 2 for a command line it cannot run or a pcap file it cannot write; 130 when interrupted
@@ -143,6 +209,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`  ${name.padEnd(16)} ${d.summary}\n`);
     return 0;
   }
+  if (values.uuid !== undefined) return runOnHost(args, values, io);
   const { count, duration, burst, queueSize, offload } = values;
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
   let progressShown = false;

@@ -109,7 +109,9 @@ describe('mdev screenshot', () => {
     expect(noOut.text.err).toContain('usage: mdev screenshot');
     const noType = capture();
     expect(await main(['screenshot', join(dir, 'x.png')], noType.io)).toBe(2);
-    expect(noType.text.err).toMatch(/^mdev screenshot: --type TYPE is required\n/);
+    expect(noType.text.err).toMatch(
+      /^mdev screenshot: --type TYPE is required \(or -u UUID of a running host's display\)\n/,
+    );
     // A mode larger or smaller than the type shows: refused before the device is made.
     for (const [type, mode, reason] of [
       ['mbochs-small', '1600x1200', 'mbochs-small shows 64x64 to 800x600'],

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { sysfs } from '@mdev/driver-core';
+import { KernelError, sysfs } from '@mdev/driver-core';
+import { mdevDevices } from '@mdev/mdev-core';
 import {
   DRM_PLANE_TYPE_PRIMARY,
   mdevVfioExit,
@@ -34,8 +35,12 @@ import {
   VBE_DISPI_LFB_ENABLED,
 } from '@mdev/samples-legacy';
 import { PNG } from 'pngjs';
+import { HostRequestError, HostUnavailableError, hostRequest } from '../host/client';
+import type { Args } from '../host/protocol';
+import { socketIsLive } from '../host/server';
 import type { CommandIo } from '../io';
 import { filePath, UsageError, uuidOption } from '../usage';
+import { controlPath } from './mdevctl';
 
 export const summary = 'create an mdpy or mbochs display, read its framebuffer and save a PNG';
 
@@ -46,6 +51,7 @@ const KNOWN_TYPES = [
 ];
 
 export const usage = `usage: mdev screenshot --type TYPE [--mode WxH] [--uuid UUID] [--read] OUT.png
+       mdev screenshot -u UUID [--mode WxH] [--read] [--control PATH] OUT.png
 
 Creates an mdev of TYPE (${KNOWN_TYPES.join(', ')}),
 opens it through its VFIO device, queries the primary plane and writes it as a PNG.
@@ -56,6 +62,10 @@ and a test pattern drawn through its memory BAR; mdpy shows the grey gradient it
                 (mbochs-small: 800x600)
   --uuid UUID   the UUID of the mdev to create (default: a random one)
   --read        read a region plane with read() rather than mmap()
+
+With -u UUID and no --type, while a host listens on the control socket (--control PATH,
+default as 'mdev host' has it): the picture of that display of the host's. An mbochs display
+no guest has set a mode on gets --mode (default 800x600) and the test pattern first.
 `;
 
 /** Bytes per pixel of DRM_FORMAT_XRGB8888. */
@@ -113,7 +123,7 @@ const DISPI_MAX = { x: 16000, y: 12000 };
  * The mode `--mode WxH` asks of an mbochs display of `type`: at least 64x64, at most the type's
  * limits (within which a 32-bit scanout fits its video memory). UsageError otherwise.
  */
-function parseMode(text: string, type: string): { width: number; height: number } {
+export function parseMode(text: string, type: string): { width: number; height: number } {
   const m = /^(\d{1,5})x(\d{1,5})$/.exec(text);
   if (!m) throw new UsageError(`--mode must look like 800x600, not "${text}"`);
   const width = Number(m[1]);
@@ -233,6 +243,42 @@ function toPng(bytes: Uint8Array, width: number, height: number, stride: number)
 }
 
 /**
+ * What the display `dev` shows, as a PNG. With `mode`, an mbochs display is first given a
+ * monitor, that mode and the test pattern, as a guest's driver would.
+ */
+function capture(
+  dev: VfioDevice,
+  type: string,
+  options: { mode?: { width: number; height: number }; read?: boolean },
+): Screenshot {
+  if (options.mode) {
+    const { width, height } = options.mode;
+    plugMonitor(dev, width, height);
+    setMode(dev, width, height);
+    // The device checks the mode when asked for its plane: no plane, no picture to draw.
+    const plane = dev.queryGfxPlane(VFIO_GFX_PLANE_TYPE_DMABUF, DRM_PLANE_TYPE_PRIMARY);
+    if (!plane.width) {
+      throw new Error(`screenshot: the display shows no plane at ${width}x${height}`);
+    }
+    drawTestPattern(dev, width, height);
+  }
+  const { plane, bytes, via } = fetchPlane(dev, options.read ?? false);
+  if (plane.drmFormat !== DRM_FORMAT_XRGB8888) {
+    throw new Error(`screenshot: drm format 0x${plane.drmFormat.toString(16)} not supported`);
+  }
+  return {
+    type,
+    uuid: dev.uuid,
+    width: plane.width,
+    height: plane.height,
+    stride: plane.stride,
+    drmFormat: plane.drmFormat,
+    via,
+    png: toPng(bytes, plane.width, plane.height, plane.stride),
+  };
+}
+
+/**
  * Loads the sample parent of `type`, creates an mdev through sysfs, opens its VFIO device, sets
  * a mode and draws a test pattern (mbochs), queries the primary plane and encodes it as a PNG.
  * Everything is torn down again before it returns.
@@ -251,31 +297,8 @@ export function takeScreenshot(options: ScreenshotOptions): Screenshot {
   try {
     sysfs.write(`${parent.parent.path}/mdev_supported_types/${options.type}/create`, uuid);
     dev = vfioDeviceOpen(uuid);
-    if (family === 'mbochs') {
-      const { width, height } = options.mode ?? { width: 800, height: 600 };
-      plugMonitor(dev, width, height);
-      setMode(dev, width, height);
-      // The device checks the mode when asked for its plane: no plane, no picture to draw.
-      const plane = dev.queryGfxPlane(VFIO_GFX_PLANE_TYPE_DMABUF, DRM_PLANE_TYPE_PRIMARY);
-      if (!plane.width) {
-        throw new Error(`screenshot: the display shows no plane at ${width}x${height}`);
-      }
-      drawTestPattern(dev, width, height);
-    }
-    const { plane, bytes, via } = fetchPlane(dev, options.read ?? false);
-    if (plane.drmFormat !== DRM_FORMAT_XRGB8888) {
-      throw new Error(`screenshot: drm format 0x${plane.drmFormat.toString(16)} not supported`);
-    }
-    return {
-      type: options.type,
-      uuid: dev.uuid,
-      width: plane.width,
-      height: plane.height,
-      stride: plane.stride,
-      drmFormat: plane.drmFormat,
-      via,
-      png: toPng(bytes, plane.width, plane.height, plane.stride),
-    };
+    const mode = family === 'mbochs' ? (options.mode ?? { width: 800, height: 600 }) : undefined;
+    return capture(dev, options.type, { mode, read: options.read });
   } finally {
     dev?.close();
     parent.exit(); // removes the mdev with the parent
@@ -283,15 +306,69 @@ export function takeScreenshot(options: ScreenshotOptions): Screenshot {
   }
 }
 
-/** `mdev screenshot --type TYPE OUT.png`. */
+/** Whether the mdev type `type` is a display a screenshot can be taken of. */
+export const isDisplayType = (type: string) => KNOWN_TYPES.includes(type);
+
+/**
+ * A screenshot of the running display mdev `uuid` (mdpy or mbochs) of the process it lives in
+ * (`mdev host`). With `setup`, an mbochs display that shows nothing yet (no guest set a mode)
+ * is given `mode` (default 800x600) and the test pattern first, and so is one given a `mode`;
+ * without it the display is only read (the status page), and one that shows nothing is EAGAIN.
+ */
+export function screenshotOf(
+  uuid: string,
+  options: { mode?: string; read?: boolean; setup?: boolean } = {},
+): Screenshot {
+  const m = mdevDevices().find((d) => d.active && d.uuid === uuid);
+  if (!m) throw new KernelError('ENODEV', `screenshot: no device ${uuid}`);
+  const type = m.type.name;
+  if (!isDisplayType(type))
+    throw new KernelError(
+      'ENODEV',
+      `screenshot: ${uuid} (${type}) is not an mdpy or mbochs display`,
+    );
+  const mode = options.mode === undefined ? undefined : parseMode(options.mode, type);
+  const dev = vfioDeviceOpen(uuid);
+  try {
+    let setMode = mode;
+    if (!setMode && type.startsWith('mbochs-')) {
+      const plane = dev.queryGfxPlane(VFIO_GFX_PLANE_TYPE_DMABUF, DRM_PLANE_TYPE_PRIMARY);
+      if (!plane.width && !options.setup)
+        throw new KernelError('EAGAIN', `screenshot: ${uuid} shows nothing yet (no mode set)`);
+      if (!plane.width) setMode = { width: 800, height: 600 };
+    }
+    return capture(dev, type, { mode: setMode, read: options.read });
+  } finally {
+    dev.close();
+  }
+}
+
+/** Writes `png` to `out`; false (and the reason on stderr) when it cannot. */
+function writePng(io: CommandIo, out: string, png: Buffer): boolean {
+  try {
+    writeFileSync(out, png);
+    return true;
+  } catch (err) {
+    io.stderr.write(
+      `mdev screenshot: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? err}\n`,
+    );
+    return false;
+  }
+}
+
+const describeShot = (shot: Omit<Screenshot, 'png'>, out: string, bytes: number) =>
+  `${shot.type} ${shot.uuid}: ${shot.width}x${shot.height} XR24, stride ${shot.stride}, via ${shot.via} -> ${out} (${bytes} bytes)\n`;
+
+/** `mdev screenshot --type TYPE OUT.png`, or `-u UUID OUT.png` of a running host's display. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
       type: { type: 'string' },
       mode: { type: 'string' },
-      uuid: { type: 'string' },
+      uuid: { type: 'string', short: 'u' },
       read: { type: 'boolean', default: false },
+      control: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -303,28 +380,42 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
   // the usage, exit status 2.
-  if (values.type === undefined) throw new UsageError('--type TYPE is required');
   if (positionals.length !== 1) throw new UsageError('one OUT.png file is required');
   const out = filePath(io, 'OUT.png', positionals[0]!);
+  const uuid = uuidOption(values.uuid)?.toLowerCase();
+  const control = controlPath(io, values.control);
+  if (uuid !== undefined && values.type === undefined && (await socketIsLive(control))) {
+    // The running host's display: the host reads it (and gives an mbochs display no guest
+    // set up a mode and the test pattern), the PNG comes back.
+    if (values.mode !== undefined && !/^\d{1,5}x\d{1,5}$/.test(values.mode))
+      throw new UsageError(`--mode must look like 800x600, not "${values.mode}"`);
+    const request: Args<'screenshot'> = { uuid, read: values.read };
+    if (values.mode !== undefined) request.mode = values.mode;
+    let shot: Omit<Screenshot, 'png'> & { png: string };
+    try {
+      shot = (await hostRequest(control, 'screenshot', request)) as typeof shot;
+    } catch (err) {
+      if (!(err instanceof HostRequestError || err instanceof HostUnavailableError)) throw err;
+      io.stderr.write(`mdev screenshot: ${err.message}\n`);
+      return 1;
+    }
+    const png = Buffer.from(shot.png, 'base64');
+    if (!writePng(io, out, png)) return 1;
+    io.stdout.write(describeShot(shot, out, png.length));
+    return 0;
+  }
+  if (values.type === undefined)
+    throw new UsageError("--type TYPE is required (or -u UUID of a running host's display)");
   if (!KNOWN_TYPES.includes(values.type)) {
     throw new UsageError(`unknown type "${values.type}" (known: ${KNOWN_TYPES.join(', ')})`);
   }
   const shot = takeScreenshot({
     type: values.type,
-    uuid: uuidOption(values.uuid),
+    uuid,
     mode: values.mode === undefined ? undefined : parseMode(values.mode, values.type),
     read: values.read,
   });
-  try {
-    writeFileSync(out, shot.png);
-  } catch (err) {
-    io.stderr.write(
-      `mdev screenshot: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? err}\n`,
-    );
-    return 1;
-  }
-  io.stdout.write(
-    `${shot.type} ${shot.uuid}: ${shot.width}x${shot.height} XR24, stride ${shot.stride}, via ${shot.via} -> ${out} (${shot.png.length} bytes)\n`,
-  );
+  if (!writePng(io, out, shot.png)) return 1;
+  io.stdout.write(describeShot(shot, out, shot.png.length));
   return 0;
 }

@@ -50,14 +50,17 @@ import {
   UART_RX,
   UART_TX,
 } from '@mdev/samples-legacy';
+import { HostRequestError, HostUnavailableError, hostRequest } from '../host/client';
+import { socketIsLive } from '../host/server';
 import type { CommandIo } from '../io';
 import { integerOption, UsageError, uuidOption } from '../usage';
 import { type SampleSetup, setupVfioSamples } from './lspci';
+import { controlPath } from './mdevctl';
 
 export const summary = 'a terminal session over an mtty serial port, echoed by its loopback';
 
-export const usage = `usage: mdev tty [--type mtty-1|mtty-2] [--uuid UUID] [--port N] [--baud RATE] [--msi]
-                [--text TEXT] [--verbose]
+export const usage = `usage: mdev tty [--type mtty-1|mtty-2] [-u|--uuid UUID] [--port N] [--baud RATE] [--msi]
+                [--text TEXT] [--verbose] [--control PATH]
 
 Opens an mtty serial port through VFIO and programs its 16550A as a guest driver does
 (divisor latch, 8N1, FIFO, interrupts through a SET_IRQS eventfd). What you type is sent and
@@ -65,11 +68,16 @@ comes back through the card's loopback. Without a terminal on stdin it sends std
 and writes the echo to stdout, ending at EOF. Interactive sessions end with Ctrl-] or Ctrl-D.
 
   --type TYPE   the mtty type to create when no mtty mdev exists (default mtty-1)
-  --uuid UUID   use this existing mtty mdev
+  -u, --uuid UUID
+                use this existing mtty mdev: the running host's when one listens on the
+                control socket (the host sends the bytes, the echo comes back), else one of
+                this process's
   --port N      the port of the card (0, or 1 on mtty-2; default 0)
   --baud RATE   the line speed, 115200 divided by a whole number (default 115200)
   --msi         take interrupts through MSI instead of INTx
   --verbose     print the session's counters on stderr at the end
+  --control PATH
+                the host's control socket (default: as 'mdev host' has it)
 `;
 
 /** The 16550's reference clock / 16: the divisor for a baud rate is BASE_BAUD / rate. */
@@ -263,12 +271,85 @@ function openMtty(
   }
 }
 
+/** What one exchange through an mtty port gave back: the echo and the session's counters. */
+export interface TtyExchange {
+  echo: Uint8Array;
+  stats: TtyStats;
+}
+
+/**
+ * Sends `data` through port `port` of the running mtty mdev `uuid` (of this process: the
+ * host's) and returns what came back through the card's loopback. The port is programmed as at
+ * open and quiesced again after: one exchange is one short session.
+ */
+export async function ttyExchange(
+  uuid: string,
+  options: { port: number; baud: number; msi: boolean },
+  data: Uint8Array,
+): Promise<TtyExchange> {
+  const { dev } = openMtty(uuid, 'mtty-1');
+  let tty: MttyPort | null = null;
+  const got: Uint8Array[] = [];
+  try {
+    if (dev.getRegionInfo(VFIO_PCI_BAR0_REGION_INDEX + options.port).size < 8) {
+      throw new KernelError(
+        'EINVAL',
+        `tty: ${dev.mdev.type.name} card ${uuid} has port 0 only, not port ${options.port}`,
+      );
+    }
+    tty = new MttyPort(dev, { ...options, onData: (bytes) => got.push(bytes) });
+    await tty.send(data);
+    return { echo: Buffer.concat(got), stats: { ...tty.stats } };
+  } finally {
+    tty?.close();
+    dev.close();
+  }
+}
+
 type RawStdin = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(raw: boolean): unknown };
 
 async function* chunks(stream: NodeJS.ReadableStream): AsyncGenerator<Uint8Array> {
   for await (const c of stream) {
     yield typeof c === 'string' ? Buffer.from(c) : (c as Uint8Array);
   }
+}
+
+/** The most bytes one request to a host carries (base64 of it fits a request line). */
+const HOST_CHUNK = 16 * 1024;
+
+/** Where a session's bytes go: a port opened here, or one of a running host's. */
+interface TtyLink {
+  describe: string;
+  send(bytes: Uint8Array): Promise<void>;
+  stats(): TtyStats;
+  close(): void;
+}
+
+/** A port of a running host's mtty mdev: each chunk is sent there, its echo comes back. */
+function hostLink(
+  control: string,
+  uuid: string,
+  options: { port: number; baud: number; msi: boolean },
+  onData: (bytes: Uint8Array) => void,
+): TtyLink {
+  const total: TtyStats = { sent: 0, received: 0, interrupts: 0, overruns: 0, polled: 0 };
+  return {
+    describe: `${uuid} on the host at ${control}`,
+    async send(bytes) {
+      for (let at = 0; at < bytes.length; at += HOST_CHUNK) {
+        const data = Buffer.from(bytes.subarray(at, at + HOST_CHUNK)).toString('base64');
+        const r = (await hostRequest(control, 'tty', { uuid, ...options, data })) as {
+          data: string;
+          stats: TtyStats;
+        };
+        const echo = Buffer.from(r.data, 'base64');
+        if (echo.length) onData(echo);
+        for (const k of Object.keys(total) as (keyof TtyStats)[]) total[k] += r.stats[k];
+      }
+    },
+    stats: () => total,
+    close() {},
+  };
 }
 
 /** `mdev tty`. */
@@ -279,12 +360,13 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     args,
     options: {
       type: { type: 'string' },
-      uuid: { type: 'string' },
+      uuid: { type: 'string', short: 'u' },
       port: { type: 'string' },
       baud: { type: 'string' },
       msi: { type: 'boolean' },
       text: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
+      control: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -296,7 +378,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const type = values.type ?? 'mtty-1';
   if (!MTTY_TYPES.some((t) => `mtty-${t.group}` === type))
     throw new UsageError(`--type must be mtty-1 or mtty-2, not "${type}"`);
-  const uuid = uuidOption(values.uuid);
+  const uuid = uuidOption(values.uuid)?.toLowerCase();
   // mtty cards have one or two ports; which of them a given card has is known once it is open.
   const port = integerOption('port', values.port, 0, 0, 1);
   const baud = integerOption('baud', values.baud, BASE_BAUD, 1, BASE_BAUD);
@@ -305,45 +387,41 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       `--baud must be ${BASE_BAUD} divided by a whole number (${BASE_BAUD}, 57600, 38400, ..., 9600, ...), not ${baud}`,
     );
   }
+  const msi = values.msi ?? false;
+  const control = controlPath(io, values.control);
 
   const stdin = io.stdin as RawStdin | undefined;
   const interactive = values.text === undefined && stdin?.isTTY === true;
-  const { dev, setup } = openMtty(uuid, type);
-  let tty: MttyPort | null = null;
+  const onData = (bytes: Uint8Array) => {
+    // A terminal wants CR LF for the Enter key's CR.
+    const out = interactive ? Buffer.from(bytes).toString('latin1').replace(/\r/g, '\r\n') : bytes;
+    io.stdout.write(typeof out === 'string' ? Buffer.from(out, 'latin1') : out);
+  };
+  let link: TtyLink;
+  // A device named by UUID is the running host's when a host listens; else it is one of this
+  // process's, as without a host.
+  if (uuid !== undefined && (await socketIsLive(control))) {
+    link = hostLink(control, uuid, { port, baud, msi }, onData);
+  } else {
+    link = openLocal(uuid, type, { port, baud, msi }, onData);
+  }
   try {
-    if (dev.getRegionInfo(VFIO_PCI_BAR0_REGION_INDEX + port).size < 8) {
-      throw new UsageError(
-        `--port ${port}: ${dev.mdev.type.name} card ${dev.uuid} has port 0 only`,
-      );
-    }
-    tty = new MttyPort(dev, {
-      port,
-      baud,
-      msi: values.msi ?? false,
-      onData(bytes) {
-        // A terminal wants CR LF for the Enter key's CR.
-        const out = interactive
-          ? Buffer.from(bytes).toString('latin1').replace(/\r/g, '\r\n')
-          : bytes;
-        io.stdout.write(typeof out === 'string' ? Buffer.from(out, 'latin1') : out);
-      },
-    });
     if (values.text !== undefined) {
-      await tty.send(Buffer.from(values.text));
+      await link.send(Buffer.from(values.text));
     } else if (interactive && stdin) {
       io.stderr.write(
-        `Connected to ${dev.uuid} port ${port} (${baud} 8N1, ${values.msi ? 'MSI' : 'INTx'}). Escape: Ctrl-]\r\n`,
+        `Connected to ${link.describe} port ${port} (${baud} 8N1, ${msi ? 'MSI' : 'INTx'}). Escape: Ctrl-]\r\n`,
       );
       stdin.setRawMode?.(true);
       try {
         outer: for await (const c of chunks(stdin)) {
           for (let i = 0; i < c.length; i++) {
             if (c[i] === ESCAPE || c[i] === EOT) {
-              await tty.send(c.subarray(0, i));
+              await link.send(c.subarray(0, i));
               break outer;
             }
           }
-          await tty.send(c);
+          await link.send(c);
         }
       } finally {
         stdin.setRawMode?.(false);
@@ -351,18 +429,58 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       }
       io.stderr.write('\r\nDisconnected.\r\n');
     } else if (stdin) {
-      for await (const c of chunks(stdin)) await tty.send(c);
+      for await (const c of chunks(stdin)) await link.send(c);
     }
     if (values.verbose) {
-      const s = tty.stats;
+      const s = link.stats();
       io.stderr.write(
         `tty: sent ${s.sent} received ${s.received} interrupts ${s.interrupts} overruns ${s.overruns} polled ${s.polled}\n`,
       );
     }
     return 0;
+  } catch (err) {
+    if (err instanceof HostRequestError || err instanceof HostUnavailableError) {
+      io.stderr.write(`mdev tty: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
   } finally {
-    tty?.close();
+    link.close();
+  }
+}
+
+/** A port of an mtty mdev of this process (the one named, an existing one, or a new one). */
+function openLocal(
+  uuid: string | undefined,
+  type: string,
+  options: { port: number; baud: number; msi: boolean },
+  onData: (bytes: Uint8Array) => void,
+): TtyLink {
+  const { dev, setup } = openMtty(uuid, type);
+  let tty: MttyPort;
+  try {
+    if (dev.getRegionInfo(VFIO_PCI_BAR0_REGION_INDEX + options.port).size < 8) {
+      throw new UsageError(
+        `--port ${options.port}: ${dev.mdev.type.name} card ${dev.uuid} has port 0 only`,
+      );
+    }
+    tty = new MttyPort(dev, { ...options, onData });
+  } catch (err) {
     dev.close();
     setup?.teardown();
+    throw err;
   }
+  return {
+    describe: dev.uuid,
+    send: (bytes) => tty.send(bytes),
+    stats: () => tty.stats,
+    close() {
+      try {
+        tty.close();
+      } finally {
+        dev.close();
+        setup?.teardown();
+      }
+    },
+  };
 }

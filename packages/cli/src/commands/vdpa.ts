@@ -108,7 +108,8 @@ export const dev: Command = {
        mdev dev del NAME
 
 Named devices on the host's management devices (see 'mdev mgmtdev show'), as iproute2's vdpa
-makes them. 'mac' and 'mtu' set the device's config space at creation (mvnet_loopback).
+makes them. 'mac' and 'mtu' set the device's config space at creation (mvnet_loopback,
+examples/vendor-vf).
 'config show' and 'del' also take the UUID of any device of a management device (one
 started with 'mdev start', say). 'config show' decodes the virtio-net config space: MAC, link
 status, MTU and the features the driver negotiated. 'vstats show' prints one queue's counters (qidx 0 receives, 1 sends).

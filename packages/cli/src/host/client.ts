@@ -29,12 +29,15 @@ export class HostRequestError extends Error {
 
 /**
  * Sends one request to the host on `path` and resolves to its result. HostUnavailableError when
- * no host listens there, HostRequestError when the host refuses the request.
+ * no host listens there, HostRequestError when the host refuses the request. When `signal` is
+ * aborted the client ends its side of the connection: the host stops the work (a pktgen run)
+ * and still replies.
  */
 export function hostRequest<V extends Verb>(
   path: string,
   verb: V,
   args: Args<V>,
+  signal?: AbortSignal,
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = connect({ path });
@@ -56,8 +59,11 @@ export function hostRequest<V extends Verb>(
         socket.destroy();
       },
     );
+    const onAbort = () => socket.end();
     socket.on('connect', () => {
       socket.write(`${JSON.stringify({ version: PROTOCOL_VERSION, id: 1, verb, args })}\n`);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
     socket.on('data', (chunk: Buffer) => lines.push(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -66,6 +72,7 @@ export function hostRequest<V extends Verb>(
       else if (!reply) reject(err);
     });
     socket.on('close', () => {
+      signal?.removeEventListener('abort', onAbort);
       const r = reply as Reply | null;
       if (!r) reject(new Error('the host closed the connection without a reply'));
       else if (r.ok) resolve(r.result);

@@ -1,11 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hostFixture, mdev, RawClient, spawnHost, stopHost } from '../testing/host';
-import { checkPeer } from './server';
+import { checkPeer, loadPeerCredentials, socketFd, socketPeerCredentials } from './server';
 
 const { paths, host } = hostFixture();
+
+// The peer checks run in this process too (as the host runs them): the SO_PEERCRED reader.
+beforeAll(loadPeerCredentials);
 
 const MVNET = ['-p', 'mvnet_loopback', '-t', 'mvnet_loopback-virtio'];
 const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
@@ -72,6 +75,72 @@ describe('mdev host: the control socket', () => {
     expect(r.stdout.trim()).toBe('EACCES');
     // The host's own user still can.
     expect((await mdev(['list', '--control', control])).code).toBe(0);
+  });
+
+  // SO_PEERCRED: a client of another user that got through the file modes is still refused.
+  it.skipIf(!asRoot)(
+    'refuses a client of another uid by its SO_PEERCRED, and says so',
+    async () => {
+      const { control, config, dir } = paths();
+      chmodSync(join(dir, '..'), 0o755);
+      chmodSync(dir, 0o755);
+      const h = await host(control, config);
+      // Someone opened the socket to everybody: nobody (65534) can connect(2) now.
+      chmodSync(join(control, '..'), 0o755);
+      chmodSync(control, 0o666);
+      const client = [
+        'import socket, sys',
+        's = socket.socket(socket.AF_UNIX)',
+        's.connect(sys.argv[1])',
+        's.sendall(b\'{"version":1,"id":1,"verb":"list"}\\n\')',
+        'data = b""',
+        'while True:',
+        '    chunk = s.recv(4096)',
+        '    if not chunk: break',
+        '    data += chunk',
+        'sys.stdout.write(data.decode())',
+      ].join('\n');
+      const r = spawnSync('python3', ['-c', client, control], {
+        uid: 65534,
+        gid: 65534,
+        encoding: 'utf8',
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.status).toBe(0);
+      const reply = JSON.parse(r.stdout.trim());
+      expect(reply).toMatchObject({ ok: false, error: { code: 'EACCES' } });
+      expect(reply.error.message).toMatch(
+        /^refused: uid 65534 \(pid \d+\) is not the host's user \(uid 0\)$/,
+      );
+      await h.waitFor(/client refused: uid 65534 \(pid \d+\) is not the host's user/);
+    },
+  );
+
+  it("the peer check refuses a uid not the host's, and credentials it cannot read", async () => {
+    const { control, config } = paths();
+    await host(control, config);
+    const c = new RawClient(control);
+    await new Promise((resolve) => c.socket.once('connect', resolve));
+    const me = process.getuid!();
+    const other = me === 0 ? 1000 : 0;
+    const as = (uid: number) => () => ({ pid: 4242, uid, gid: uid });
+    expect(checkPeer(c.socket, control, as(me))).toEqual({ allowed: true });
+    expect(checkPeer(c.socket, control, as(other))).toEqual({
+      allowed: false,
+      reason: `uid ${other} (pid 4242) is not the host's user (uid ${me})`,
+    });
+    const unreadable = () => {
+      throw Object.assign(new Error('EBADF: bad file descriptor'), { code: 'EBADF' });
+    };
+    expect(checkPeer(c.socket, control, unreadable)).toEqual({
+      allowed: false,
+      reason: "cannot read the client's credentials: EBADF: bad file descriptor",
+    });
+    // The real credentials of a connected socket: this process's, the host's user.
+    expect(socketPeerCredentials(c.socket).uid).toBe(me);
+    c.close();
+    await new Promise((resolve) => c.socket.once('close', resolve));
+    expect(() => socketFd(c.socket)).toThrow(/EBADF/);
   });
 
   it('the peer check allows a client while the socket and its folder are private', async () => {

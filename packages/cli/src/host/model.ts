@@ -16,7 +16,8 @@ import {
   parseDefinitionJson,
   UUID_RE,
 } from './store';
-import { mvnetOf, provisionAttrs, VdpaDevices } from './vdpa';
+import { hostPktgen, hostScreenshot, hostTty } from './tools';
+import { provisionAttrs, provisionerOf, VdpaDevices } from './vdpa';
 
 /** One device as `list` reports it: active, defined, or both. */
 export interface DeviceEntry {
@@ -142,8 +143,11 @@ export class DeviceModel {
     }
   }
 
-  /** Runs one checked request; a KernelError (or another Error) for a request that fails. */
-  handle<V extends Verb>(verb: V, args: Args<V>): unknown {
+  /**
+   * Runs one checked request; a KernelError (or another Error) for a request that fails.
+   * `signal` is aborted when the client goes away: a pktgen run then stops.
+   */
+  handle<V extends Verb>(verb: V, args: Args<V>, signal?: AbortSignal): unknown {
     switch (verb) {
       case 'ping':
         return { pid: process.pid };
@@ -173,6 +177,12 @@ export class DeviceModel {
         return this.vdpa.del(args as Args<'dev-del'>);
       case 'dev-vstats-show':
         return this.vdpa.vstats(args as Args<'dev-vstats-show'>);
+      case 'tty':
+        return hostTty(args as Args<'tty'>);
+      case 'screenshot':
+        return hostScreenshot(args as Args<'screenshot'>);
+      case 'pktgen':
+        return hostPktgen(args as Args<'pktgen'>, this.parents, signal);
     }
     throw new KernelError('EOPNOTSUPP', `unknown verb ${verb}`);
   }
@@ -337,19 +347,20 @@ export class DeviceModel {
   /**
    * Creates an mdev through its type's `create` file and writes its attributes to the device's
    * sysfs directory, as mdevctl does; the device is removed again when an attribute is refused.
-   * The attributes a device takes at creation only (mvnet_loopback's `mac` and `mtu`, which the
-   * driver binding during the creation reads) are given to its parent before.
+   * The attributes a device takes at creation only (`mac` and `mtu` of mvnet_loopback and of
+   * vendor parents that take them, which the driver binding during the creation reads) are
+   * given to its parent before.
    */
   create(parent: string, type: string, uuid: string, attrs: readonly Attr[]): MdevDevice {
     const dir = typeDir(parent, type);
     if (activeMdev(uuid)) throw new KernelError('EEXIST', `start: ${uuid} is running`);
-    const mvnet = mvnetOf(this.parents, parent);
-    if (mvnet) attrs = provisionAttrs(mvnet, uuid, attrs);
+    const provisioner = provisionerOf(this.parents, parent);
+    if (provisioner) attrs = provisionAttrs(provisioner, uuid, attrs);
     try {
       sysfs.write(`${dir}/create`, `${uuid}\n`);
     } catch (err) {
       // Not created: the next creation of this UUID must not inherit these attributes.
-      mvnet?.provision(uuid, {});
+      provisioner?.provision(uuid, {});
       throw err;
     }
     const m = activeMdev(uuid);

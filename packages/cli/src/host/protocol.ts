@@ -15,7 +15,7 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_LINE = 64 * 1024;
 
 /** The type of one argument: a string, a boolean, a JSON object, or a list of attributes. */
-type ArgType = 'string' | 'boolean' | 'object' | 'attrs' | 'integer';
+type ArgType = 'string' | 'boolean' | 'object' | 'attrs' | 'integer' | 'number';
 
 /** Every verb and the arguments it takes (all optional; the device model checks what it needs). */
 export const VERBS = {
@@ -50,6 +50,18 @@ export const VERBS = {
   'dev-config-show': { name: 'string' },
   'dev-del': { name: 'string' },
   'dev-vstats-show': { name: 'string', qidx: 'integer' },
+  // Work run on the host's devices: bytes through an mtty port (base64 both ways), a display's
+  // picture (a PNG, base64), a pktgen run over a virtio-net device.
+  tty: { uuid: 'string', port: 'integer', baud: 'integer', msi: 'boolean', data: 'string' },
+  screenshot: { uuid: 'string', mode: 'string', read: 'boolean' },
+  pktgen: {
+    uuid: 'string',
+    count: 'integer',
+    duration: 'number',
+    size: 'integer',
+    burst: 'integer',
+    verify: 'boolean',
+  },
 } as const satisfies Record<string, Record<string, ArgType>>;
 
 export type Verb = keyof typeof VERBS;
@@ -61,7 +73,7 @@ type ArgValue<T extends ArgType> = T extends 'string'
   ? string
   : T extends 'boolean'
     ? boolean
-    : T extends 'integer'
+    : T extends 'integer' | 'number'
       ? number
       : T extends 'attrs'
         ? Attr[]
@@ -119,6 +131,10 @@ function checkArg(verb: string, name: string, type: ArgType, value: unknown, id:
       return;
     case 'integer':
       if (!Number.isSafeInteger(value) || (value as number) < 0) throw bad('an integer >= 0');
+      return;
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+        throw bad('a number >= 0');
       return;
     case 'object':
       if (!isObject(value)) throw bad('an object');

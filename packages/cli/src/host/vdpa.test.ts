@@ -1,8 +1,13 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { hostFixture, mdev, RawClient } from '../testing/host';
 import { featureNames } from './vdpa';
 
 const { paths, host } = hostFixture();
+
+const VENDOR_VF = fileURLToPath(
+  new URL('../../../../examples/vendor-vf/src/mdev-driver.ts', import.meta.url),
+);
 
 describe('vdpa verbs against a running host', () => {
   it('names features as vdpa prints them, lowest bit first', () => {
@@ -96,6 +101,53 @@ describe('vdpa verbs against a running host', () => {
     // Stopped another way, the device's name goes with it.
     expect((await mdev(['stop', '-u', shown.dev.vdpa1.uuid, ...c])).code).toBe(0);
     expect((await mdev(['dev', 'show', ...c])).out).toBe('');
+  });
+
+  it("dev add with mac and mtu reaches a vendor-vf VF's config space (a --driver parent)", async () => {
+    const { control, config } = paths();
+    await host(control, config, ['--driver', VENDOR_VF]);
+    const c = ['--control', control];
+    expect((await mdev(['mgmtdev', 'show', ...c])).out).toContain('vendor_vf:\n');
+    const add = ['dev', 'add', 'name', 'vf0', 'mgmtdev', 'vendor_vf'];
+    expect((await mdev([...add, 'mac', '02:aa:bb:cc:dd:01', 'mtu', '4000', ...c])).code).toBe(0);
+    const j = JSON.parse((await mdev(['dev', 'config', 'show', 'vf0', '-j', ...c])).out);
+    expect(j.config.vf0).toMatchObject({ mac: '02:aa:bb:cc:dd:01', link: 'up', mtu: 4000 });
+    expect(j.config.vf0.negotiated_features).toEqual(expect.arrayContaining(['MAC', 'MTU']));
+    // A definition's attributes go the same way when it starts.
+    const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
+    const vf = ['-p', 'vendor_vf', '-t', 'vendor_vf-net'];
+    expect((await mdev(['define', '-u', U, ...vf, ...c])).code).toBe(0);
+    const mac = ['--addattr', 'mac', '--value', '02:aa:bb:cc:dd:02'];
+    expect((await mdev(['modify', '-u', U, ...mac, ...c])).code).toBe(0);
+    expect((await mdev(['start', '-u', U, ...c])).code).toBe(0);
+    expect((await mdev(['dev', 'config', 'show', U, ...c])).out).toMatch(
+      new RegExp(`^${U}: mac 02:aa:bb:cc:dd:02 link up link_announce false mtu 1500\n`),
+    );
+    // The VF checks what it is given: a multicast MAC, an MTU under 68.
+    const bad = await mdev([
+      'dev',
+      'add',
+      'name',
+      'vf1',
+      'mgmtdev',
+      'vendor_vf',
+      'mtu',
+      '67',
+      ...c,
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/MTU 67 is not 68 to 65535/);
+    const multicast = [
+      'dev',
+      'add',
+      'name',
+      'vf1',
+      'mgmtdev',
+      'vendor_vf',
+      'mac',
+      '01:00:00:00:00:01',
+    ];
+    expect((await mdev([...multicast, ...c])).err).toMatch(/unicast/);
   });
 
   it('a MAC given to a creation that fails is not given to the next creation of the UUID', async () => {

@@ -4,6 +4,7 @@
  * their decoded virtio-net config space (drivers/vdpa/vdpa.c, vdpa_dev_net_config_fill).
  */
 import { randomUUID } from 'node:crypto';
+import { basename, dirname } from 'node:path';
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioGetOps } from '@mdev/mdev-virtio';
@@ -116,7 +117,7 @@ export class VdpaDevices {
     const attrs: Attr[] = [];
     if (args.mac !== undefined) attrs.push(['mac', args.mac]);
     if (args.mtu !== undefined) attrs.push(['mtu', String(args.mtu)]);
-    if (attrs.length && !mvnetOf(this.parents(), mgmtdev))
+    if (attrs.length && !provisionerOf(this.parents(), mgmtdev))
       throw new KernelError('EOPNOTSUPP', `dev add: ${mgmtdev} takes no mac or mtu attribute`);
     const uuid = randomUUID();
     this.create(mgmtdev, m.type, uuid, attrs);
@@ -217,21 +218,47 @@ export class VdpaDevices {
   }
 }
 
-/** The mvnet_loopback among `parents` whose parent device is named `name`, else null. */
-export function mvnetOf(parents: { parent: PktgenParent }[], name: string): MvnetLoopback | null {
+/**
+ * What a parent that takes creation attributes offers: the MAC and MTU of the config space of
+ * the next mdev created with a UUID, given before the creation (the driver that binds during
+ * the creation reads them).
+ */
+export interface Provisioner {
+  provision(uuid: string, attrs: { mac?: Uint8Array; mtu?: number }): void;
+}
+
+/** The name of the parent device a pktgen parent's type directory belongs to. */
+const parentNameOf = (p: PktgenParent) => basename(dirname(dirname(p.typePath)));
+
+/**
+ * The provisioner of the parent named `name` among `parents`: mvnet_loopback, or a vendor
+ * parent (examples/vendor-vf) whose pktgen parent has a `provision` method. Null when that
+ * parent takes no creation attributes.
+ */
+export function provisionerOf(
+  parents: { parent: PktgenParent }[],
+  name: string,
+): Provisioner | null {
   for (const { parent } of parents) {
-    const mvnet = (parent as { mvnet?: MvnetLoopback }).mvnet;
-    if (mvnet?.parent.name === name) return mvnet;
+    const p = parent as PktgenParent & Partial<Provisioner> & { mvnet?: MvnetLoopback };
+    if (p.mvnet?.parent.name === name) return p.mvnet;
+    if (typeof p.provision === 'function' && parentNameOf(p) === name) {
+      return { provision: (uuid, attrs) => p.provision!(uuid, attrs) };
+    }
   }
   return null;
 }
 
 /**
- * Takes the creation attributes mvnet_loopback has (`mac`, `mtu`) out of `attrs` and
- * provisions them for the mdev `uuid`; the other attributes are returned, to be written to the
+ * Takes the creation attributes (`mac`, `mtu`) out of `attrs` and provisions them for the mdev
+ * `uuid`; the other attributes are returned, to be written to the
  * device's sysfs files once it exists. EINVAL for a value that is not a MAC or an MTU.
  */
-export function provisionAttrs(mvnet: MvnetLoopback, uuid: string, attrs: readonly Attr[]): Attr[] {
+export function provisionAttrs(
+  provisioner: Provisioner,
+  uuid: string,
+  attrs: readonly Attr[],
+): Attr[] {
   const rest: Attr[] = [];
   const provision: { mac?: Uint8Array; mtu?: number } = {};
   for (const [k, v] of attrs) {
@@ -246,6 +273,6 @@ export function provisionAttrs(mvnet: MvnetLoopback, uuid: string, attrs: readon
       rest.push([k, v]);
     }
   }
-  if (provision.mac || provision.mtu !== undefined) mvnet.provision(uuid, provision);
+  if (provision.mac || provision.mtu !== undefined) provisioner.provision(uuid, provision);
   return rest;
 }
