@@ -3,7 +3,7 @@ import { KernelError } from '@mdev/driver-core';
 import * as demo from './commands/demo';
 import * as host from './commands/host';
 import * as lspci from './commands/lspci';
-import { define, list, modify, start, stop, undefine } from './commands/mdevctl';
+import { bind, define, list, modify, start, stop, undefine } from './commands/mdevctl';
 import * as pktgen from './commands/pktgen';
 import * as screenshot from './commands/screenshot';
 import * as sysfsCmd from './commands/sysfs';
@@ -30,6 +30,7 @@ export const commands: Record<string, Command> = {
   modify,
   start,
   stop,
+  bind,
   mgmtdev,
   dev,
   'vhost-user': vhostUser,

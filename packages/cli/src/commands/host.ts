@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type HostConfig, HostConfigError, readHostConfig } from '../host/config';
@@ -117,7 +117,9 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       log(`driver ${d} failed to load: ${errorText(err)}`);
     }
   }
-  const model = new DeviceModel(config, log);
+  // A device bound to vhost_mdev without a socket of its own is served next to the control
+  // socket, in the directory only the host's user can reach.
+  const model = new DeviceModel(config, log, dirname(control));
   const server = new ControlServer(control, model, log);
   const status = http ? new StatusServer(model, log) : null;
   try {

@@ -362,3 +362,42 @@ ${CONTROL_HELP}
   options: { uuid: common.uuid, control: common.control, help: common.help },
   request: (checked) => ({ uuid: requireUuid(checked) }),
 });
+
+export const bind = verb({
+  name: 'bind',
+  summary: 'hand a running virtio device to virtio_mdev or to vhost_mdev (a vhost-user socket)',
+  usage: `usage: mdev bind -u UUID --driver virtio_mdev|vhost_mdev [--socket PATH] [--control PATH]
+
+Binds the device to a driver with the sysfs writes a vDPA user knows (driver_override, unbind,
+drivers_probe). vhost_mdev serves it to a vhost-user frontend (QEMU, DPDK virtio-user) on a unix
+socket, by default next to the host's control socket; virtio_mdev gives it back to the host's
+own virtio-net. Prints the socket a vhost_mdev device is served on.
+
+  -u, --uuid UUID       the device
+  --driver DRIVER       virtio_mdev or vhost_mdev
+  --socket PATH         where vhost_mdev serves it (owner-only; a stale file is replaced)
+${CONTROL_HELP}
+`,
+  options: {
+    uuid: common.uuid,
+    driver: { type: 'string' },
+    socket: { type: 'string' },
+    control: common.control,
+    help: common.help,
+  },
+  request: (checked, v, io) => {
+    const driver = v.driver as string | undefined;
+    if (driver !== 'virtio_mdev' && driver !== 'vhost_mdev')
+      throw new UsageError('--driver must be virtio_mdev or vhost_mdev');
+    const request: Args<'bind'> = { uuid: requireUuid(checked), driver };
+    if (v.socket !== undefined) {
+      if (driver !== 'vhost_mdev') throw new UsageError('--socket is for --driver vhost_mdev');
+      request.socket = filePath(io, '--socket', v.socket as string);
+    }
+    return request;
+  },
+  print(result, _checked, _v, io) {
+    const r = result as { uuid: string; driver: string; socket?: string };
+    io.stdout.write(r.socket ? `${r.uuid} ${r.driver} ${r.socket}\n` : `${r.uuid} ${r.driver}\n`);
+  },
+});

@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
+import { vhostMdevBackendOf } from '@mdev/vhost-mdev';
 import { netdevList, VirtNet } from '@mdev/virtio-net';
 import { isDisplayType, screenshotOf } from '../commands/screenshot';
 import { listTypes } from '../commands/types';
@@ -65,6 +66,8 @@ export interface DeviceStatus {
   driver: string | null;
   /** The devices made on it (virtio0, ...) and the driver each is bound to. */
   children: { name: string; driver: string | null }[];
+  /** Bound to vhost_mdev: the vhost-user socket it is served on, and whether a frontend is there. */
+  vhost: { socket: string; connected: boolean } | null;
   /** The net device virtio-net made of it. */
   netdev: string | null;
   queues: QueueStatus[];
@@ -127,12 +130,18 @@ export function hostStatus(model: DeviceModel): HostStatus {
       auto: e?.auto ?? false,
       driver: m.driver?.name ?? null,
       children: m.children().map((d) => ({ name: d.name, driver: d.driver?.name ?? null })),
+      vhost: vhostOf(m),
       netdev: net?.name ?? null,
       queues: queuesOf(m),
       display: isDisplayType(m.type.name),
     });
   }
   return { pid: process.pid, time: Date.now(), parents: [...parents.values()], devices };
+}
+
+function vhostOf(m: MdevDevice): DeviceStatus['vhost'] {
+  const backend = vhostMdevBackendOf(m);
+  return backend ? { socket: backend.path, connected: backend.connected } : null;
 }
 
 const UUID_PNG = /^\/display\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.png$/;
@@ -361,7 +370,8 @@ function renderDevices(status) {
       if (i === 0) {
         const span = String(queues.length);
         for (const v of [d.uuid, d.name, d.parent, d.type, d.driver,
-          d.children.map((c) => c.name + (c.driver ? ' \\u2192 ' + c.driver : '')).join(', '),
+          d.vhost ? d.vhost.socket + (d.vhost.connected ? ' (frontend connected)' : ' (waiting)')
+            : d.children.map((c) => c.name + (c.driver ? ' \\u2192 ' + c.driver : '')).join(', '),
           d.netdev]) {
           cell(row, v).rowSpan = Number(span);
         }

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
-import { mdevVirtioExit } from '@mdev/mdev-virtio';
+import { mdevVirtioExit, mdevVirtioFromDev } from '@mdev/mdev-virtio';
+import {
+  VHOST_MDEV_DRIVER_NAME,
+  vhostMdevBackendOf,
+  vhostMdevExit,
+  vhostMdevInit,
+  vhostMdevSetSocket,
+  vhostMdevSocketOf,
+} from '@mdev/vhost-mdev';
 import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
 import { registerVirtioNetDriver, unregisterVirtioNetDriver } from '@mdev/virtio-net';
 import { type LoadedSamples, loadVfioSamples } from '../commands/lspci';
@@ -64,6 +72,8 @@ export class DeviceModel {
   constructor(
     configDir: string,
     private readonly log: HostLog,
+    /** Where devices bound to vhost_mdev without a socket of their own are served. */
+    private readonly socketDir?: string,
   ) {
     this.store = new DefinitionStore(configDir);
   }
@@ -75,6 +85,15 @@ export class DeviceModel {
   load(): void {
     virtioMdevInit();
     registerVirtioNetDriver();
+    // Second: a new virtio mdev binds to virtio_mdev, and moves to vhost_mdev by `bind`.
+    vhostMdevInit({
+      socketDir: this.socketDir,
+      onEvent: (mdev, e) => {
+        if (e.type === 'connected') this.log(`${mdev.uuid}: frontend connected`);
+        else if (e.type === 'disconnected') this.log(`${mdev.uuid}: frontend gone (${e.reason})`);
+        else if (e.type === 'refused') this.log(`${mdev.uuid}: refused ${e.request}: ${e.error}`);
+      },
+    });
     this.loaded = true;
     for (const [name, device] of pktgenDeviceList()) {
       try {
@@ -136,6 +155,7 @@ export class DeviceModel {
     }
     this.parents.length = 0;
     if (this.loaded) {
+      vhostMdevExit();
       unregisterVirtioNetDriver();
       virtioMdevExit();
       mdevVirtioExit();
@@ -165,6 +185,8 @@ export class DeviceModel {
         return this.start(args as Args<'start'>);
       case 'stop':
         return this.stop(args as Args<'stop'>);
+      case 'bind':
+        return this.bind(args as Args<'bind'>);
       case 'mgmtdev-show':
         return this.vdpa.mgmtdevs();
       case 'dev-add':
@@ -185,6 +207,52 @@ export class DeviceModel {
         return hostPktgen(args as Args<'pktgen'>, this.parents, signal);
     }
     throw new KernelError('EOPNOTSUPP', `unknown verb ${verb}`);
+  }
+
+  /**
+   * Hands a virtio device to a driver with the sysfs writes a vDPA user knows
+   * (`driver_override`, `unbind`, `drivers_probe`): `vhost_mdev` serves it to a vhost-user
+   * frontend on `socket` (default `<socket dir>/vhost-mdev-<uuid>.sock`), `virtio_mdev` gives it
+   * back to the host's own virtio-net. ENODEV for no such running device, EINVAL for a device
+   * not on the mediated virtio bus or another driver, the probe's error when it cannot bind
+   * (EADDRINUSE: the socket is in use); the device is then left unbound.
+   */
+  bind(args: Args<'bind'>): { uuid: string; driver: string; socket?: string } {
+    const uuid = checkUuid(args.uuid);
+    if (uuid === undefined) throw einval('bind: give the UUID of a running device');
+    const m = activeMdev(uuid);
+    if (!m) throw new KernelError('ENODEV', `bind: no running device ${uuid}`);
+    if (!mdevVirtioFromDev(m)) throw einval(`bind: ${uuid} is not a virtio device`);
+    const driver = args.driver;
+    if (driver !== 'virtio_mdev' && driver !== VHOST_MDEV_DRIVER_NAME)
+      throw einval(`bind: driver ${String(driver)} (virtio_mdev or vhost_mdev)`);
+    if (args.socket !== undefined && driver !== VHOST_MDEV_DRIVER_NAME)
+      throw einval('bind: a socket is for vhost_mdev');
+    if (args.socket !== undefined && !args.socket.startsWith('/'))
+      throw einval('bind: the socket path must be absolute');
+    const bus = '/sys/bus/mdev_virtio';
+    const current = m.driver?.name;
+    if (driver === VHOST_MDEV_DRIVER_NAME) {
+      const wanted = args.socket ?? vhostMdevSocketOf(uuid).path;
+      if (current === driver && vhostMdevBackendOf(m)?.path === wanted) {
+        return { uuid, driver, socket: wanted };
+      }
+      vhostMdevSetSocket(uuid, args.socket === undefined ? null : { path: args.socket });
+    } else if (current === driver) {
+      return { uuid, driver };
+    }
+    sysfs.write(`${m.path}/driver_override`, `${driver}\n`);
+    if (current !== undefined) sysfs.write(`${bus}/drivers/${current}/unbind`, `${uuid}\n`);
+    sysfs.write(`${bus}/drivers_probe`, `${uuid}\n`);
+    if (m.driver?.name !== driver) {
+      const why = (m.lastProbeError as Error | null)?.message ?? 'the driver did not bind';
+      throw KernelError.is(m.lastProbeError)
+        ? m.lastProbeError
+        : new KernelError('EIO', `bind: ${uuid} to ${driver}: ${why}`);
+    }
+    this.log(`${uuid} bound to ${driver}`);
+    const backend = vhostMdevBackendOf(m);
+    return backend ? { uuid, driver, socket: backend.path } : { uuid, driver };
   }
 
   list(args: Args<'list'>): DeviceEntry[] {

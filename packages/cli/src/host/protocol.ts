@@ -44,6 +44,7 @@ export const VERBS = {
   },
   start: { uuid: 'string', parent: 'string', type: 'string', json: 'object' },
   stop: { uuid: 'string' },
+  bind: { uuid: 'string', driver: 'string', socket: 'string' },
   'mgmtdev-show': {},
   'dev-add': { name: 'string', mgmtdev: 'string', mac: 'string', mtu: 'integer' },
   'dev-show': { name: 'string' },
