@@ -9,11 +9,18 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type AddressSpace, loadIndex, MAX_ADDR, storeIndex, type Translation } from './memory';
+import type { AddressSpace, Translation } from './memory';
+import * as mem from './memory';
 
-// The layout's word offsets and flags, copied into module constants: every use of an imported
-// binding is a load through its module cell and a hole check (about 7 instructions), and these
-// are used a few dozen times a frame; a module constant costs next to nothing.
+// The layout's word offsets and flags, and the memory helpers, copied into module constants:
+// every use of an imported binding is a load through its module cell and a hole check (about 7
+// instructions), and these are used a few dozen times a frame; a module constant costs next to
+// nothing (V8 folds it into the code). The module's own functions called per frame are constants
+// too (below): a function declaration is a variable, which optimised code loads and compares on
+// every call.
+const MAX_ADDR = mem.MAX_ADDR;
+const loadIndex = mem.loadIndex;
+const storeIndex = mem.storeIndex;
 const loadAddr64 = layout.loadAddr64;
 const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
 const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
@@ -602,13 +609,13 @@ export class Vringh {
  * Appends a segment to `iov`. A module function, not a method: only the chain walk fills an iov,
  * and what is not exported is not in the published types.
  */
-function pushSegment(
+const pushSegment = (
   iov: VringhIov,
   buf: Uint8Array,
   off: number,
   len: number,
   addr: number,
-): void {
+): void => {
   if (iov.used === iov.off.length) growIov(iov);
   const n = iov.used++;
   iov.buf[n] = buf;
@@ -616,7 +623,7 @@ function pushSegment(
   iov.len[n] = len;
   iov.addr[n] = addr;
   iov.total += len;
-}
+};
 
 // Apart from pushSegment, which is inlined into the walk: this is rare and not small.
 function growIov(iov: VringhIov): void {
@@ -628,13 +635,13 @@ function growIov(iov: VringhIov): void {
   }
 }
 
-function advance(iov: VringhIov, n: number): void {
+const advance = (iov: VringhIov, n: number): void => {
   iov.consumed += n;
   if (iov.consumed === iov.len[iov.i]) {
     iov.i++;
     iov.consumed = 0;
   }
-}
+};
 
 function xfer(iov: VringhIov, data: Uint8Array, len: number, toIov: boolean): number {
   let done = 0;
