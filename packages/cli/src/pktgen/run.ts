@@ -15,7 +15,6 @@ import {
 } from '@mdev/virtio-net';
 import {
   FramePattern,
-  frameSeq,
   initFrame,
   MAX_FRAME,
   MIN_FRAME,
@@ -30,7 +29,6 @@ import { PcapWriter } from './pcap';
 // compared before every call), where V8 folds a module constant into the code.
 const TX_BUSY = NETDEV_TX_BUSY;
 const SEQ_END = SEQ_OFFSET + 4;
-const frameSeqOf = frameSeq;
 const seqIsBefore = seqBefore;
 
 export const MVNET_TYPE_PATH =
@@ -343,7 +341,7 @@ async function sendAndCheck(
       corrupted++;
       return;
     }
-    const seq = frameSeqOf(buf, offset);
+    const seq = pattern.seqOf(buf, offset);
     // Both in 32 bits, as the sequence field is: tx goes past 2^32 on a long enough run.
     if (seqIsBefore(seq, expected)) reordered++;
     else expected = (seq + 1) >>> 0;
