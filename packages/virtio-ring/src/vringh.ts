@@ -618,7 +618,8 @@ const pushSegment = (
 ): void => {
   if (iov.used === iov.off.length) growIov(iov);
   const n = iov.used++;
-  iov.buf[n] = buf;
+  // As in GuestMemory.translate: an object is stored (with its write barrier) only when it changes.
+  if (iov.buf[n] !== buf) iov.buf[n] = buf;
   iov.off[n] = off;
   iov.len[n] = len;
   iov.addr[n] = addr;
