@@ -153,6 +153,8 @@ export class Vringh {
   private availShadow = 0;
   private lastUsed = 0;
   private completed = 0;
+  // Whether completeDeferred wrote used elements whose index is not published yet.
+  private unpublished = false;
   private brokenErr = 0;
   /** The head of the chain the last successful getDesc returned. */
   head = 0;
@@ -183,6 +185,7 @@ export class Vringh {
     this.ready = false;
     this.brokenErr = 0;
     this.lastAvail = this.availShadow = this.lastUsed = this.completed = 0;
+    this.unpublished = false;
     const { num } = cfg;
     if (!Number.isInteger(num) || num < 1 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
       return -EINVAL;
@@ -535,6 +538,23 @@ export class Vringh {
     return 0;
   }
 
+  /**
+   * complete() without the index store: the used element is written, and the used index that
+   * makes it visible is stored by the next complete(), completeMulti() or needNotify(), so a
+   * batch of chains costs one store of the shared word (as vhost's vhost_add_used_n() and a
+   * DPDK burst publish theirs). The caller must end the batch with needNotify().
+   */
+  completeDeferred(head: number, len: number): number {
+    if (this.ready !== true) return -EINVAL;
+    const slot = (this.lastUsed + this.completed) & (this.num - 1);
+    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+    this.used32[e + VRING_USED32_ELEM_ID] = head;
+    this.used32[e + VRING_USED32_ELEM_LEN] = len;
+    this.completed++;
+    this.unpublished = true;
+    return 0;
+  }
+
   /** Mirrors vringh_complete_multi_kern(): completes `count` chains in one index update. */
   completeMulti(heads: ArrayLike<number>, lens: ArrayLike<number>, count: number): number {
     if (this.ready !== true) return -EINVAL;
@@ -572,6 +592,11 @@ export class Vringh {
     // Fold the completions in on both paths (the 5.4 code forgot to without event idx).
     this.lastUsed = newUsed;
     this.completed = 0;
+    if (this.unpublished === true) {
+      this.unpublished = false;
+      // virtio_wmb: the elements completeDeferred wrote are visible before the index.
+      storeIndex(this.space, this.used16, VRING_USED16_IDX, newUsed);
+    }
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
     if (this.eventIdx !== true) {
       return (loadIndex(this.space, this.avail16, VRING_AVAIL16_FLAGS) &
