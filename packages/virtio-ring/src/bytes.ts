@@ -2,8 +2,10 @@
  * Byte copies and compares inside one shared buffer, done by WebAssembly when the buffer is the
  * memory of a shared `WebAssembly.Memory`. Copying a 76-byte frame took 5 to 8 ns as a call into
  * wasm's `memory.copy`, against 15 ns by a JS loop of 32-bit words (a bounds check per access)
- * and 26 ns by `copyWithin` (a call into C++); the compare reads 8 bytes a step. Made by
- * `sharedMemoryBuffer`; guest memory regions and the host's RAM use it.
+ * and 26 ns by `copyWithin` (a call into C++); a loop of 16-byte steps in wasm takes about half
+ * the instructions of `memory.copy` (itself a call into C++) at that size, so small copies use
+ * one. The compare reads 16 bytes a step. Made by `sharedMemoryBuffer`; guest memory regions and
+ * the host's RAM use it.
  */
 
 /** Copy and compare on byte offsets of one buffer. Ranges must lie inside the buffer. */
@@ -38,9 +40,33 @@ const MAX_PAGES = 0x1_0000;
 //   (module
 //     (import "env" "memory" (memory 0 65536 shared))
 //     (func (export "copy") (param $dst i32) (param $src i32) (param $len i32)
+//       ;; Up to 256 bytes between ranges that do not overlap (|dst - src| >= len, modulo 2^32,
+//       ;; which holds exactly for ranges inside a 4 GiB memory): by a loop here, 16 bytes a turn,
+//       ;; then 4, then 1. memory.copy is a call into C++ that costs more than such a copy.
+//       (if (i32.and (i32.le_u (local.get $len) (i32.const 256))
+//             (i32.and (i32.ge_u (i32.sub (local.get $dst) (local.get $src)) (local.get $len))
+//                      (i32.ge_u (i32.sub (local.get $src) (local.get $dst)) (local.get $len))))
+//         (then
+//           (block $b16 (loop $l16
+//             (br_if $b16 (i32.lt_u (local.get $len) (i32.const 16)))
+//             (v128.store (local.get $dst) (v128.load (local.get $src)))
+//             (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+//             (local.set $src (i32.add (local.get $src) (i32.const 16)))
+//             (local.set $len (i32.sub (local.get $len) (i32.const 16)))
+//             (br $l16)))
+//           ;; the same turn with i32.load/i32.store (4 bytes), then i32.load8_u/i32.store8
+//           (return)))
 //       (memory.copy (local.get $dst) (local.get $src) (local.get $len)))
 //     (func (export "equal") (param $a i32) (param $b i32) (param $len i32) (result i32)
-//       (block $tail (loop $words                       ;; 8 bytes a turn
+//       (block $wide (loop $vectors                     ;; 16 bytes a turn
+//         (br_if $wide (i32.lt_u (local.get $len) (i32.const 16)))
+//         (if (v128.any_true (v128.xor (v128.load (local.get $a)) (v128.load (local.get $b))))
+//           (then (return (i32.const 0))))
+//         (local.set $a (i32.add (local.get $a) (i32.const 16)))
+//         (local.set $b (i32.add (local.get $b) (i32.const 16)))
+//         (local.set $len (i32.sub (local.get $len) (i32.const 16)))
+//         (br $vectors)))
+//       (block $tail (loop $words                       ;; then 8 bytes a turn
 //         (br_if $tail (i32.lt_u (local.get $len) (i32.const 8)))
 //         (if (i64.ne (i64.load (local.get $a)) (i64.load (local.get $b)))
 //           (then (return (i32.const 0))))
@@ -58,7 +84,8 @@ const MAX_PAGES = 0x1_0000;
 //         (br $bytes)))
 //       (i32.const 1)))
 //
-// Offsets are i32 and wasm reads them unsigned, so a JS number up to 4 GiB passes as it is.
+// Offsets are i32 and wasm reads them unsigned, so a JS number up to 4 GiB passes as it is. The
+// 16-byte steps are wasm SIMD (v128), which every maintained Node has.
 
 const I32 = 0x7f;
 const I64_NE = 0x52;
@@ -72,15 +99,27 @@ const op = {
   return: 0x0f,
   get: 0x20,
   set: 0x21,
+  i32Load: 0x28,
   i64Load: 0x29,
   i32Load8U: 0x2d,
+  i32Store: 0x36,
+  i32Store8: 0x3a,
   i32Const: 0x41,
   i32Eqz: 0x45,
   i32Ne: 0x47,
   i32LtU: 0x49,
+  i32LeU: 0x4d,
+  i32GeU: 0x4f,
   i32Add: 0x6a,
   i32Sub: 0x6b,
+  i32And: 0x71,
   void: 0x40,
+  // The SIMD prefix, then the instruction (both one byte here).
+  simd: 0xfd,
+  v128Load: 0x00,
+  v128Store: 0x0b,
+  v128Xor: 0x51,
+  v128AnyTrue: 0x53,
 } as const;
 
 function uleb(n: number): number[] {
@@ -98,17 +137,35 @@ const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.fl
 const name = (s: string): number[] => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
 const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
 
-/** One turn of a compare loop over `step`-byte units; `load` and `ne` are the unit's opcodes. */
-function compareTurn(step: number, load: number[], ne: number, exitIf: number[]): number[] {
+/**
+ * One turn of a compare loop over `step`-byte units; `load` is the unit's load and `ne` what
+ * turns two units into an i32 that is not 0 when they differ.
+ */
+function compareTurn(step: number, load: number[], ne: number[], exitIf: number[]): number[] {
   const [a, b, len] = [0, 1, 2];
   // biome-ignore format: one instruction a line
   return [
     op.block, op.void, op.loop, op.void,
     ...exitIf, op.brIf, 1,
-    op.get, a, ...load, op.get, b, ...load, ne,
+    op.get, a, ...load, op.get, b, ...load, ...ne,
     op.if, op.void, op.i32Const, 0, op.return, op.end,
     op.get, a, op.i32Const, step, op.i32Add, op.set, a,
     op.get, b, op.i32Const, step, op.i32Add, op.set, b,
+    op.get, len, op.i32Const, step, op.i32Sub, op.set, len,
+    op.br, 0, op.end, op.end,
+  ];
+}
+
+/** One turn of a copy loop over `step`-byte units; `load` and `store` are the unit's. */
+function copyTurn(step: number, load: number[], store: number[], exitIf: number[]): number[] {
+  const [dst, src, len] = [0, 1, 2];
+  // biome-ignore format: one instruction a line
+  return [
+    op.block, op.void, op.loop, op.void,
+    ...exitIf, op.brIf, 1,
+    op.get, dst, op.get, src, ...load, ...store,
+    op.get, dst, op.i32Const, step, op.i32Add, op.set, dst,
+    op.get, src, op.i32Const, step, op.i32Add, op.set, src,
     op.get, len, op.i32Const, step, op.i32Sub, op.set, len,
     op.br, 0, op.end, op.end,
   ];
@@ -136,12 +193,30 @@ function moduleBytes(): Uint8Array {
       [...name('equal'), 0x00, 0x01],
     ]),
   );
-  const copyBody = [0x00, op.get, 0, op.get, 1, op.get, 2, 0xfc, 0x0a, 0x00, 0x00, op.end];
+  const lenBelow = (n: number) => [op.get, 2, op.i32Const, n, op.i32LtU];
+  // Memory immediates: alignment hint (log2) and offset.
+  const v128Load = [op.simd, op.v128Load, 0, 0];
+  // biome-ignore format: one instruction a line
+  const copyBody = [
+    0x00, // no locals
+    op.get, 2, op.i32Const, 0x80, 0x02, op.i32LeU, // len <= 256 (signed LEB128)
+    op.get, 0, op.get, 1, op.i32Sub, op.get, 2, op.i32GeU,
+    op.get, 1, op.get, 0, op.i32Sub, op.get, 2, op.i32GeU,
+    op.i32And, op.i32And,
+    op.if, op.void,
+    ...copyTurn(16, v128Load, [op.simd, op.v128Store, 0, 0], lenBelow(16)),
+    ...copyTurn(4, [op.i32Load, 0, 0], [op.i32Store, 0, 0], lenBelow(4)),
+    ...copyTurn(1, [op.i32Load8U, 0, 0], [op.i32Store8, 0, 0], [op.get, 2, op.i32Eqz]),
+    op.return, op.end,
+    op.get, 0, op.get, 1, op.get, 2, 0xfc, 0x0a, 0x00, 0x00, // memory.copy
+    op.end,
+  ];
   // biome-ignore format: one instruction a line
   const equalBody = [
     0x00, // no locals
-    ...compareTurn(8, [op.i64Load, 3, 0], I64_NE, [op.get, 2, op.i32Const, 8, op.i32LtU]),
-    ...compareTurn(1, [op.i32Load8U, 0, 0], op.i32Ne, [op.get, 2, op.i32Eqz]),
+    ...compareTurn(16, v128Load, [op.simd, op.v128Xor, op.simd, op.v128AnyTrue], lenBelow(16)),
+    ...compareTurn(8, [op.i64Load, 3, 0], [I64_NE], lenBelow(8)),
+    ...compareTurn(1, [op.i32Load8U, 0, 0], [op.i32Ne], [op.get, 2, op.i32Eqz]),
     op.i32Const, 1, op.end,
   ];
   const code = section(

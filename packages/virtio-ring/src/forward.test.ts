@@ -4,7 +4,7 @@ import { RingForward } from './forward';
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY } from './layout';
 import { GuestMemory } from './memory';
 import { RawRing } from './testing';
-import { Vringh } from './vringh';
+import { Vringh, VringhIov } from './vringh';
 
 const BASE = 0x10_0000;
 const NUM = 8;
@@ -45,6 +45,41 @@ function world() {
 }
 
 const frame = (len: number, seed = 1) => Uint8Array.from({ length: len }, (_, i) => seed + i);
+
+describe('Vringh.completeDeferred', () => {
+  it('writes used elements that the next needNotify or complete publishes with one index store', () => {
+    const { txRing, tx, send } = world();
+    const r = new VringhIov();
+    const heads = [send(frame(20)), send(frame(20)), send(frame(20)), send(frame(20))];
+    const take = () => {
+      expect(tx.getDesc(r, null)).toBe(1);
+      return tx.head;
+    };
+    expect(tx.completeDeferred(take(), 0)).toBe(0);
+    expect(tx.completeDeferred(take(), 5)).toBe(0);
+    // Written, not yet visible to the driver.
+    expect(txRing.usedElem(0)).toEqual({ id: heads[0], len: 0 });
+    expect(txRing.usedElem(1)).toEqual({ id: heads[1], len: 5 });
+    expect(txRing.usedIdx()).toBe(0);
+    expect(tx.needNotify()).toBe(1);
+    expect(txRing.usedIdx()).toBe(2);
+    // complete() after a deferred one publishes both.
+    expect(tx.completeDeferred(take(), 7)).toBe(0);
+    expect(txRing.usedIdx()).toBe(2);
+    expect(tx.complete(take(), 9)).toBe(0);
+    expect(txRing.usedIdx()).toBe(4);
+    expect([txRing.usedElem(2), txRing.usedElem(3)]).toEqual([
+      { id: heads[2], len: 7 },
+      { id: heads[3], len: 9 },
+    ]);
+    expect(tx.needNotify()).toBe(1);
+    expect(txRing.usedIdx()).toBe(4);
+  });
+
+  it('is refused on a ring that is not set up', () => {
+    expect(new Vringh(new GuestMemory()).completeDeferred(0, 0)).toBe(-EINVAL);
+  });
+});
 
 describe('RingForward', () => {
   it('copies a TX frame into an RX chain, completes both and asks for both interrupts', () => {

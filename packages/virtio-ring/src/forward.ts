@@ -21,7 +21,9 @@ export type ForwardResult = 'idle' | 'more' | 'starved' | 'broken';
  * `oversize`, and the RX chain is given back unused: cut short, it would look like a real shorter
  * frame. When no RX chain is there, the frame is dropped (completed, counted in `noRxBuffer`), or
  * with `holdWhenNoRx` left on the TX ring, RX kicks enabled, and the run ends `starved`. TX
- * chains complete with length 0, RX chains with the bytes written.
+ * chains complete with length 0, RX chains with the bytes written. Each ring's used index is
+ * stored once, when the run ends (`Vringh.completeDeferred`): the driver sees a run's
+ * completions together.
  *
  * The budget: every look at the TX ring counts one, whether it finds a chain (forwarded,
  * dropped, malformed: all alike) or not (the look again after asking for a kick included), and
@@ -125,7 +127,7 @@ export class RingForward {
       const len = r.total;
       if (echo) {
         const written = tx.copy(r, w);
-        tx.complete(tx.head, written);
+        tx.completeDeferred(tx.head, written);
         txChains++;
         txBytes += len;
         rxFrames++;
@@ -136,7 +138,7 @@ export class RingForward {
       if (len < minLen) {
         // Not a frame (virtio-net: every packet starts with a header, virtio 1.2 5.1.6.2). It
         // must not cost the driver a receive buffer.
-        tx.complete(tx.head, 0);
+        tx.completeDeferred(tx.head, 0);
         txChains++;
         txBytes += len;
         malformed++;
@@ -151,10 +153,10 @@ export class RingForward {
       if (rgot === 1 && asIs === true && w.total >= len) {
         // The common case: the frame, as it is, into the one RX chain it fits.
         const written = tx.copy(r, w);
-        // Written before complete() publishes the buffer.
+        // Written before the run publishes the buffer (needNotify below).
         if (numBuffersAt >= 0 && written >= numBuffersAt + 2) w.storeLe16(numBuffersAt, 1);
-        tx.complete(tx.head, 0);
-        rx.complete(rx.head, written);
+        tx.completeDeferred(tx.head, 0);
+        rx.completeDeferred(rx.head, written);
         txChains++;
         txBytes += len;
         rxFrames++;
@@ -181,7 +183,7 @@ export class RingForward {
           result = 'starved';
           break;
         }
-        tx.complete(tx.head, 0);
+        tx.completeDeferred(tx.head, 0);
         txChains++;
         txBytes += len;
         noRxBuffer++;
@@ -189,7 +191,7 @@ export class RingForward {
       }
       if (held === 1 && w.total < len) {
         rx.abandon(1);
-        tx.complete(tx.head, 0);
+        tx.completeDeferred(tx.head, 0);
         txChains++;
         txBytes += len;
         oversize++;
@@ -203,10 +205,10 @@ export class RingForward {
       }
       if (held === 1) {
         const written = hdr + tx.copy(r, w);
-        // Written before complete() publishes the buffer.
+        // Written before the run publishes the buffer (needNotify below).
         if (numBuffersAt >= 0 && written >= numBuffersAt + 2) w.storeLe16(numBuffersAt, 1);
-        tx.complete(tx.head, 0);
-        rx.complete(this.heads[0]!, written);
+        tx.completeDeferred(tx.head, 0);
+        rx.completeDeferred(this.heads[0]!, written);
         rxBytes += written;
       } else {
         let written = 0;
@@ -216,7 +218,7 @@ export class RingForward {
           written += l;
         }
         if (numBuffersAt >= 0 && this.lens[0]! >= numBuffersAt + 2) w.storeLe16(numBuffersAt, held);
-        tx.complete(tx.head, 0);
+        tx.completeDeferred(tx.head, 0);
         rx.completeMulti(this.heads, this.lens, held);
         rxBytes += written;
       }

@@ -184,7 +184,9 @@ export class GuestMemory implements AddressSpace {
   translate(addr: number, len: number, out: Translation): boolean {
     const r = this.regionOf(addr, len);
     if (r === undefined) return false;
-    out.u8 = r.u8;
+    // Stored only when it changes (hardly ever: the hot paths keep their `out`): a store of an
+    // object costs a write barrier, about ten instructions, and a compare three.
+    if (out.u8 !== r.u8) out.u8 = r.u8;
     out.offset = addr - r.base;
     return true;
   }

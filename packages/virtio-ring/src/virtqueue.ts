@@ -12,11 +12,18 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type GuestMemory, HOST_LITTLE_ENDIAN, loadIndex, MAX_ADDR, storeIndex } from './memory';
+import type { GuestMemory } from './memory';
+import * as mem from './memory';
 
-// The layout's word offsets and flags, copied into module constants: every use of an imported
-// binding is a load through its module cell and a hole check (about 7 instructions), and these
-// are used a few dozen times a frame; a module constant costs next to nothing.
+// The layout's word offsets and flags, and the memory helpers, copied into module constants:
+// every use of an imported binding is a load through its module cell and a hole check (about 7
+// instructions), and these are used a few dozen times a frame; a module constant costs next to
+// nothing (V8 folds it into the code). Functions called per frame are constants too (below): a
+// function declaration is a variable, which optimised code loads and compares on every call.
+const HOST_LITTLE_ENDIAN = mem.HOST_LITTLE_ENDIAN;
+const MAX_ADDR = mem.MAX_ADDR;
+const loadIndex = mem.loadIndex;
+const storeIndex = mem.storeIndex;
 const storeAddr64 = layout.storeAddr64;
 const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
 const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
@@ -766,18 +773,18 @@ export class Virtqueue<T = unknown> {
 
 const U32 = 0x1_0000_0000;
 
-function checkToken(token: unknown): void {
+const checkToken = (token: unknown): void => {
   if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
-}
+};
 
-function checkSg(addr: number, len: number): void {
+const checkSg = (addr: number, len: number): void => {
   if (!(Number.isInteger(addr) && addr >= 0 && addr <= MAX_ADDR)) {
     throw new RangeError(`virtqueue: bad buffer address ${addr}`);
   }
   if (!(Number.isInteger(len) && len >= 0 && len < U32)) {
     throw new RangeError(`virtqueue: bad buffer length ${len}`);
   }
-}
+};
 
 function validDma(addr: number): boolean {
   return Number.isInteger(addr) && addr >= 0 && addr <= MAX_ADDR;

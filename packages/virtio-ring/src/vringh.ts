@@ -9,11 +9,18 @@ import {
   vringNeedEvent,
   vringUsedSize,
 } from './layout';
-import { type AddressSpace, loadIndex, MAX_ADDR, storeIndex, type Translation } from './memory';
+import type { AddressSpace, Translation } from './memory';
+import * as mem from './memory';
 
-// The layout's word offsets and flags, copied into module constants: every use of an imported
-// binding is a load through its module cell and a hole check (about 7 instructions), and these
-// are used a few dozen times a frame; a module constant costs next to nothing.
+// The layout's word offsets and flags, and the memory helpers, copied into module constants:
+// every use of an imported binding is a load through its module cell and a hole check (about 7
+// instructions), and these are used a few dozen times a frame; a module constant costs next to
+// nothing (V8 folds it into the code). The module's own functions called per frame are constants
+// too (below): a function declaration is a variable, which optimised code loads and compares on
+// every call.
+const MAX_ADDR = mem.MAX_ADDR;
+const loadIndex = mem.loadIndex;
+const storeIndex = mem.storeIndex;
 const loadAddr64 = layout.loadAddr64;
 const VRING_AVAIL_F_NO_INTERRUPT = layout.VRING_AVAIL_F_NO_INTERRUPT;
 const VRING_AVAIL16_FLAGS = layout.VRING_AVAIL16_FLAGS;
@@ -146,6 +153,8 @@ export class Vringh {
   private availShadow = 0;
   private lastUsed = 0;
   private completed = 0;
+  // Whether completeDeferred wrote used elements whose index is not published yet.
+  private unpublished = false;
   private brokenErr = 0;
   /** The head of the chain the last successful getDesc returned. */
   head = 0;
@@ -176,6 +185,7 @@ export class Vringh {
     this.ready = false;
     this.brokenErr = 0;
     this.lastAvail = this.availShadow = this.lastUsed = this.completed = 0;
+    this.unpublished = false;
     const { num } = cfg;
     if (!Number.isInteger(num) || num < 1 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
       return -EINVAL;
@@ -528,6 +538,23 @@ export class Vringh {
     return 0;
   }
 
+  /**
+   * complete() without the index store: the used element is written, and the used index that
+   * makes it visible is stored by the next complete(), completeMulti() or needNotify(), so a
+   * batch of chains costs one store of the shared word (as vhost's vhost_add_used_n() and a
+   * DPDK burst publish theirs). The caller must end the batch with needNotify().
+   */
+  completeDeferred(head: number, len: number): number {
+    if (this.ready !== true) return -EINVAL;
+    const slot = (this.lastUsed + this.completed) & (this.num - 1);
+    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+    this.used32[e + VRING_USED32_ELEM_ID] = head;
+    this.used32[e + VRING_USED32_ELEM_LEN] = len;
+    this.completed++;
+    this.unpublished = true;
+    return 0;
+  }
+
   /** Mirrors vringh_complete_multi_kern(): completes `count` chains in one index update. */
   completeMulti(heads: ArrayLike<number>, lens: ArrayLike<number>, count: number): number {
     if (this.ready !== true) return -EINVAL;
@@ -565,6 +592,11 @@ export class Vringh {
     // Fold the completions in on both paths (the 5.4 code forgot to without event idx).
     this.lastUsed = newUsed;
     this.completed = 0;
+    if (this.unpublished === true) {
+      this.unpublished = false;
+      // virtio_wmb: the elements completeDeferred wrote are visible before the index.
+      storeIndex(this.space, this.used16, VRING_USED16_IDX, newUsed);
+    }
     // virtio_mb (the used index store was atomic): read the driver's suppression state after it.
     if (this.eventIdx !== true) {
       return (loadIndex(this.space, this.avail16, VRING_AVAIL16_FLAGS) &
@@ -602,21 +634,22 @@ export class Vringh {
  * Appends a segment to `iov`. A module function, not a method: only the chain walk fills an iov,
  * and what is not exported is not in the published types.
  */
-function pushSegment(
+const pushSegment = (
   iov: VringhIov,
   buf: Uint8Array,
   off: number,
   len: number,
   addr: number,
-): void {
+): void => {
   if (iov.used === iov.off.length) growIov(iov);
   const n = iov.used++;
-  iov.buf[n] = buf;
+  // As in GuestMemory.translate: an object is stored (with its write barrier) only when it changes.
+  if (iov.buf[n] !== buf) iov.buf[n] = buf;
   iov.off[n] = off;
   iov.len[n] = len;
   iov.addr[n] = addr;
   iov.total += len;
-}
+};
 
 // Apart from pushSegment, which is inlined into the walk: this is rare and not small.
 function growIov(iov: VringhIov): void {
@@ -628,13 +661,13 @@ function growIov(iov: VringhIov): void {
   }
 }
 
-function advance(iov: VringhIov, n: number): void {
+const advance = (iov: VringhIov, n: number): void => {
   iov.consumed += n;
   if (iov.consumed === iov.len[iov.i]) {
     iov.i++;
     iov.consumed = 0;
   }
-}
+};
 
 function xfer(iov: VringhIov, data: Uint8Array, len: number, toIov: boolean): number {
   let done = 0;

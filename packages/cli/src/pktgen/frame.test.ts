@@ -1,7 +1,7 @@
 import { byteOpsOf, sharedMemoryBuffer } from '@mdev/virtio-ring';
 import { countViewReads } from '@mdev/virtio-ring/testing';
 import { describe, expect, it } from 'vitest';
-import { FramePattern, frameIntact, initFrame, seqBefore, stampFrame } from './frame';
+import { FramePattern, frameIntact, frameSeq, initFrame, seqBefore, stampFrame } from './frame';
 
 const mac = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 
@@ -40,6 +40,7 @@ describe('FramePattern', () => {
           expect(got).toEqual(ref);
           for (const off of [12, 13, 14, 15]) {
             rx.set(got, off);
+            expect(p.seqOf(rx, off)).toBe(frameSeq(rx, off));
             expect(p.intact(rx, off, size)).toBe(true);
             expect(frameIntact(rx, off, size, size, mac)).toBe(true);
             // A flipped byte (the low sequence byte included: another payload class), or a wrong length,
@@ -57,6 +58,9 @@ describe('FramePattern', () => {
           for (const off of [12, 13, 14, 15]) {
             tx.fill(0xee);
             p.stampAt(tx, off, seq);
+            expect(tx.subarray(off, off + size)).toEqual(ref);
+            // A sequence number past 2^32 is written modulo 2^32, as writeSeq does.
+            p.stampAt(tx, off, seq + 2 ** 32);
             expect(tx.subarray(off, off + size)).toEqual(ref);
             expect(tx[off - 1]).toBe(0xee);
             expect(tx[off + size]).toBe(0xee);
