@@ -76,14 +76,14 @@ export interface FuzzOptions {
 }
 
 const UUID = 'f022c0de-5eed-4bad-8bad-0fe11a7e0000';
-const MEM_SIZE = 128 << 10;
+const MEM_SIZE = 32 << 10;
 const PAGE = 4096;
 const NUM = 16;
 const QUEUES = 2;
 const RX = 0;
 const TX = 1;
 const FRAME_LEN = 10 + 60; // VERSION_1 net header + a minimum Ethernet frame
-const RX_BUF = 2048;
+const RX_BUF = 128;
 /** Names of the memfds a case makes: none may stay mapped after it. */
 const MEMFD_NAMES = ['memfd:test-frontend', 'memfd:vhost-fuzz'];
 /**
@@ -570,6 +570,8 @@ function collect(c: Case): void {
   const rx = c.f.rings[RX];
   if (!rx) return;
   for (let b = rx.vq.getBuf(); b !== null; b = rx.vq.getBuf()) {
+    // A buffer of 'bad-buffer' (token -1) never comes back: the device broke on it.
+    if (b.token < 0) fail(`a receive buffer outside the memory table came back (${b.len} bytes)`);
     c.got.push(c.f.memory.read(b.token, b.len).slice());
   }
   // Completed transmit buffers are not reused: their bytes are checked at the end.
@@ -821,7 +823,10 @@ const MUTATIONS: Record<string, Mutation> = {
     switch (rng.below(8)) {
       case 0:
         what = 'overlapping guest ranges';
-        regions = [c.region(), second({ guestAddr: c.f.guestBase + PAGE * rng.below(32) })];
+        regions = [
+          c.region(),
+          second({ guestAddr: c.f.guestBase + PAGE * rng.below(MEM_SIZE / PAGE) }),
+        ];
         break;
       case 1:
         what = 'overlapping user ranges';
@@ -908,7 +913,7 @@ const MUTATIONS: Record<string, Mutation> = {
       ? QUEUES + c.rng.below(8)
       : c.rng.pick([255, 0x100, 0xffff_ffff]);
     const small = index & 0xff;
-    const fdIndex = small < QUEUES ? QUEUES : small;
+    const fdIndex = Math.max(small, QUEUES);
     const bodies: VhostUserRequest[] = [
       { type: 'SET_VRING_NUM', index, num: NUM },
       { type: 'SET_VRING_BASE', index, num: 0 },
@@ -1051,6 +1056,22 @@ const MUTATIONS: Record<string, Mutation> = {
     const changes = body.type === 'SET_STATUS' || body.type === 'RESET_OWNER';
     await c.request(body, changes ? 'any' : c.clean ? 'accept' : 'any');
   },
+  async 'bad-buffer'(c) {
+    // A buffer outside the memory table (or straddling its end) on a ring: a ring fault for
+    // the device, which must write nothing of it (the end of the memory is canary).
+    const index = c.rng.below(QUEUES);
+    const ring = c.f.rings[index];
+    if (!ring) return;
+    const { guestBase } = c.f;
+    const addr = c.rng.pick([guestBase + MEM_SIZE - 16, guestBase + MEM_SIZE, guestBase - 64, 0]);
+    const len = index === RX ? RX_BUF : FRAME_LEN;
+    c.trace.push(`a ${index === RX ? 'receive' : 'transmit'} buffer at 0x${addr.toString(16)}`);
+    c.clean = false;
+    if (index === RX) ring.vq.addInbuf(addr, len, -1);
+    else ring.vq.addOutbuf(addr, len, -1);
+    ring.vq.kick();
+    for (let i = 0; i < 4; i++) await turn();
+  },
   async random(c) {
     const n = 1 + c.rng.below(200);
     const bytes = c.rng.bytes(n);
@@ -1064,7 +1085,8 @@ const MUTATIONS: Record<string, Mutation> = {
   },
 };
 
-const MUTATION_NAMES = Object.keys(MUTATIONS);
+/** The kinds of hostile message a case draws from (the keys of `FuzzStats.mutations`). */
+export const FUZZ_MUTATIONS: readonly string[] = Object.keys(MUTATIONS);
 
 // ---- the run -------------------------------------------------------------------------------
 
@@ -1102,14 +1124,15 @@ export async function fuzzFrontend(
   let c: Case | null = null;
   try {
     if ((statSync(path).mode & 0o777) !== 0o600) fail(`the socket ${path} is not owner-only`);
+    // The fds open after a case are those before the next (a leak fails the run).
+    let fdsBefore = openFds();
     for (let k = first; k < first + cases; k++) {
       const rng = new Rng((seed * 0x9e3779b1 + k * 0x85ebca6b) >>> 0);
       events.length = 0;
-      const fdsBefore = openFds();
       c = new Case(rng, path, events);
       try {
         await playCase(c, stats);
-        await endCase(c, ops, mdev, fdsBefore, stats);
+        fdsBefore = await endCase(c, ops, mdev, fdsBefore, stats);
         if (escaped.length > 0) fail(`an exception escaped: ${String(escaped[0])}`);
       } catch (err) {
         if (!(err instanceof CaseFailure)) {
@@ -1162,7 +1185,7 @@ async function playCase(c: Case, stats: FuzzStats): Promise<void> {
       sendFrame(c);
       collect(c);
     }
-    const kind = rng.pick(MUTATION_NAMES);
+    const kind = rng.pick(FUZZ_MUTATIONS);
     stats.mutations[kind] = (stats.mutations[kind] ?? 0) + 1;
     await MUTATIONS[kind]!(c);
   }
@@ -1207,7 +1230,7 @@ async function endCase(
   mdev: MdevDevice,
   fdsBefore: Set<string>,
   stats: FuzzStats,
-): Promise<void> {
+): Promise<Set<string>> {
   c.closedByBackend = c.disconnected;
   c.trace.push('close');
   c.f.conn.close();
@@ -1231,10 +1254,15 @@ async function endCase(
   if (vhostMdevBackendOf(mdev)?.connected !== false) fail('the backend still holds a session');
   // (c) No write outside the rings and the buffers.
   const mem = new Uint8Array(c.f.buffer);
-  for (let i = 0; i < MEM_SIZE; i++) {
-    if (c.mask[i] === 0 && mem[i] !== CANARY[i]) {
+  for (let start = c.mask.indexOf(0); start >= 0; ) {
+    const end = c.mask.indexOf(1, start);
+    const stop = end < 0 ? MEM_SIZE : end;
+    if (Buffer.compare(mem.subarray(start, stop), CANARY.subarray(start, stop)) !== 0) {
+      let i = start;
+      while (mem[i] === CANARY[i]) i++;
       fail(`the frontend's memory changed at offset 0x${i.toString(16)}, outside its buffers`);
     }
+    start = end < 0 ? -1 : c.mask.indexOf(0, end);
   }
   for (const { addr, bytes } of c.txBufs) {
     const now = c.f.memory.read(addr, bytes.length);
@@ -1243,7 +1271,8 @@ async function endCase(
   // (b) Nothing of the case stays open or mapped.
   c.f.close();
   for (const fd of c.extra) fd.close();
-  const leaked = [...openFds()].filter((fd) => !fdsBefore.has(fd) && SESSION_FD.test(fd));
+  const fdsAfter = openFds();
+  const leaked = [...fdsAfter].filter((fd) => !fdsBefore.has(fd) && SESSION_FD.test(fd));
   if (leaked.length > 0) fail(`fds left open: ${leaked.join(', ')}`);
   const mapped = caseMappings();
   if (mapped.length > 0) fail(`mappings left: ${mapped.join('; ')}`);
@@ -1253,4 +1282,5 @@ async function endCase(
       ? 'ack-error'
       : 'served';
   stats.outcomes[outcome]++;
+  return fdsAfter;
 }
