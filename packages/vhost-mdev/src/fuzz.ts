@@ -1056,6 +1056,17 @@ const MUTATIONS: Record<string, Mutation> = {
     const changes = body.type === 'SET_STATUS' || body.type === 'RESET_OWNER';
     await c.request(body, changes ? 'any' : c.clean ? 'accept' : 'any');
   },
+  async 'same-eventfd'(c) {
+    // One eventfd as two rings' kick, or as a ring's kick and another's call: the backend
+    // drains what the device signals; nothing may loop or break.
+    const from = c.f.rings[c.rng.below(QUEUES)];
+    if (!from) return;
+    const fd = c.rng.chance(0.5) ? from.kick : from.call;
+    const type = c.rng.pick(['SET_VRING_KICK', 'SET_VRING_CALL', 'SET_VRING_ERR'] as const);
+    await c.request({ type, index: c.rng.below(QUEUES), fd }, 'any');
+    if (c.f.rings[TX]) sendFrame(c);
+    for (let i = 0; i < 4; i++) await turn();
+  },
   async 'bad-buffer'(c) {
     // A buffer outside the memory table (or straddling its end) on a ring: a ring fault for
     // the device, which must write nothing of it (the end of the memory is canary).
