@@ -22,12 +22,14 @@ import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import { loopedFrame, mvnetCreate, mvnetWorld } from '@mdev/mvnet-loopback/testing';
 import {
+  connectUnix,
   createEventFd,
   createMemfd,
   type EncodedMessage,
   encodeRequest,
   type Fd,
   type FdLike,
+  receiveFds,
   signalEventFd,
   socketPair,
   VHOST_USER_F_PROTOCOL_FEATURES,
@@ -192,11 +194,9 @@ class Case {
   readonly sent: Uint8Array[] = [];
   readonly got: Uint8Array[] = [];
   readonly events: VhostMdevEvent[];
-  f: TestFrontend;
+  readonly f: TestFrontend;
   /** Reply-ack negotiated (VHOST_USER_PROTOCOL_F_REPLY_ACK). */
   ack = false;
-  /** VHOST_USER_F_PROTOCOL_FEATURES acked: rings start disabled until SET_VRING_ENABLE. */
-  protocolBit = false;
   featuresSet = false;
   tableSet = false;
   features = 0n;
@@ -210,7 +210,6 @@ class Case {
   /** The backend ended the session before the frontend closed. */
   closedByBackend = false;
   hungUp = false;
-  readonly refusals: string[] = [];
 
   constructor(
     readonly rng: Rng,
@@ -314,7 +313,7 @@ class Case {
       }
       if (m.payload.length !== 8) fail(`${what}: a reply-ack of ${m.payload.length} bytes`);
       const value = new DataView(m.payload.buffer, m.payload.byteOffset).getBigUint64(0, true);
-      // (e) 0 or an errno, nothing else.
+      // 0 or an errno (vhost-user.rst, REPLY_ACK), nothing else.
       if (value >= 4096n) fail(`${what}: reply-ack ${value} is no errno`);
       if (value !== 0n) {
         this.ackErrors++;
@@ -465,7 +464,6 @@ async function planStep(c: Case, step: string, expect: Expect): Promise<void> {
       if (r.kind !== 'gone' && !(r.kind === 'ack' && r.value !== 0n)) {
         c.featuresSet = true;
         c.features = features;
-        c.protocolBit = (features & (1n << VHOST_USER_F_PROTOCOL_FEATURES)) !== 0n;
       }
       return;
     }
@@ -485,8 +483,6 @@ async function planStep(c: Case, step: string, expect: Expect): Promise<void> {
 function makeRing(c: Case, index: number): Virtqueue<number> {
   const existing = c.f.rings[index];
   if (existing) return existing.vq;
-  const kick = createEventFd();
-  const call = createEventFd();
   const dma = offsetDmaOps(c.f.allocator);
   const vq = Virtqueue.create<number>({
     index,
@@ -510,7 +506,7 @@ function makeRing(c: Case, index: number): Virtqueue<number> {
     },
   });
   if (!vq) fail(`no room for ring ${index}`);
-  c.f.rings[index] = { vq, kick, call };
+  c.f.rings[index] = { vq, kick: createEventFd(), call: createEventFd() };
   return vq;
 }
 
@@ -612,7 +608,7 @@ function someMessage(c: Case): EncodedMessage {
 
 const UNKNOWN_REQUESTS = [0, 6, 7, 19, 20, 21, 22, 23, 25, 30, 31, 32, 34, 35, 37, 38, 41, 42, 99];
 
-/** Offsets into the frontend's memory, as user addresses, for rings that must not start. */
+/** A user address outside the memory table, or straddling its end: no ring may start there. */
 function outsideAddr(c: Case, len: number): number {
   const { userBase } = c.f;
   switch (c.rng.below(6)) {
@@ -1067,6 +1063,32 @@ const MUTATIONS: Record<string, Mutation> = {
     if (c.f.rings[TX]) sendFrame(c);
     for (let i = 0; i < 4; i++) await turn();
   },
+  async 'second-frontend'(c) {
+    // Another frontend while this one is served: turned away (its socket closes), this one
+    // served on. (Unless the messages before, still being read, end the session first: then
+    // the second one is served, which is no finding.)
+    for (let i = 0; i < 4; i++) await turn();
+    if (c.disconnected || c.hungUp) return;
+    let sock: Fd;
+    try {
+      sock = connectUnix(c.path);
+    } catch {
+      return; // the backlog is full: refused by the kernel already
+    }
+    c.extra.push(sock);
+    c.trace.push('a second frontend connects');
+    const buf = new Uint8Array(16);
+    const closed = await waitFor(() => {
+      try {
+        return receiveFds(sock, buf, 0)?.bytes === 0;
+      } catch {
+        return true; // reset
+      }
+    });
+    if (!closed) fail('a second frontend was not turned away');
+    sock.close();
+    if (c.disconnected) fail(`a second frontend ended the first one's session: ${c.why()}`);
+  },
   async 'bad-buffer'(c) {
     // A buffer outside the memory table (or straddling its end) on a ring: a ring fault for
     // the device, which must write nothing of it (the end of the memory is canary).
@@ -1257,13 +1279,13 @@ async function endCase(
       fail(`${e.request} refused with a host error: ${e.error}`);
     }
   }
-  // (d) The device is reset, its queues stopped, and the backend free for the next frontend.
+  // The device is reset, its queues stopped, and the backend free for the next frontend.
   if (ops.getStatus(mdev) !== 0) fail(`device status ${ops.getStatus(mdev)} after the disconnect`);
   for (let i = 0; i < QUEUES; i++) {
     if (ops.getVqReady(mdev, i)) fail(`queue ${i} ready after the disconnect`);
   }
   if (vhostMdevBackendOf(mdev)?.connected !== false) fail('the backend still holds a session');
-  // (c) No write outside the rings and the buffers.
+  // No write outside the rings and the buffers.
   const mem = new Uint8Array(c.f.buffer);
   for (let start = c.mask.indexOf(0); start >= 0; ) {
     const end = c.mask.indexOf(1, start);
@@ -1279,7 +1301,7 @@ async function endCase(
     const now = c.f.memory.read(addr, bytes.length);
     if (now.some((b, j) => b !== bytes[j])) fail(`transmit buffer 0x${addr.toString(16)} written`);
   }
-  // (b) Nothing of the case stays open or mapped.
+  // Nothing of the case stays open or mapped.
   c.f.close();
   for (const fd of c.extra) fd.close();
   const fdsAfter = openFds();
