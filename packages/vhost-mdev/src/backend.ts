@@ -29,6 +29,7 @@ import {
   encodeVringBaseReply,
   type Fd,
   type FdWatch,
+  isEventFd,
   POLLIN,
   signalEventFd,
   VHOST_MEMORY_BASELINE_NREGIONS,
@@ -394,7 +395,9 @@ export class VhostMdevBackend {
       }
       case 'GET_VRING_BASE': {
         const ring = this.#ring(body.index);
-        const state = ring.started ? this.#stopRing(body.index) : ring.base;
+        // Kept: a second GET_VRING_BASE, or a start without SET_VRING_BASE, goes on from there.
+        if (ring.started) ring.base = this.#stopRing(body.index);
+        const state = ring.base;
         // The ring is stopped: its kick fd is done with (vhost-user.rst, "Starting and stopping
         // rings").
         ring.kick?.close();
@@ -402,24 +405,25 @@ export class VhostMdevBackend {
         return encodeVringBaseReply(body.index, state);
       }
       case 'SET_VRING_KICK': {
-        const ring = this.#ring(body.index);
+        const ring = this.#fdRing(body.index, body.fd);
         if (body.fd === null) {
           throw new KernelError('EOPNOTSUPP', 'vhost_mdev: rings without a kick fd (polling)');
         }
-        if (ring.started) this.#stopRing(body.index);
+        // A running ring gets a new kick fd: it starts again where it stopped.
+        if (ring.started) ring.base = this.#stopRing(body.index);
         ring.kick?.close();
         ring.kick = body.fd;
         this.#maybeStart(body.index);
         return null;
       }
       case 'SET_VRING_CALL': {
-        const ring = this.#ring(body.index);
+        const ring = this.#fdRing(body.index, body.fd);
         ring.call?.close();
         ring.call = body.fd;
         return null;
       }
       case 'SET_VRING_ERR': {
-        const ring = this.#ring(body.index);
+        const ring = this.#fdRing(body.index, body.fd);
         ring.err?.close();
         ring.err = body.fd;
         return null;
@@ -444,6 +448,25 @@ export class VhostMdevBackend {
         return null;
       case 'GET_STATUS':
         return encodeU64Reply(40, ops.getStatus(mdev));
+    }
+  }
+
+  /**
+   * The ring of a SET_VRING_KICK/CALL/ERR, whose fd must be an eventfd: the backend drains and
+   * signals it as one. The fd, owned from decoding on, is closed when the request is refused.
+   */
+  #fdRing(index: number, fd: Fd | null): Ring {
+    try {
+      if (fd !== null && !isEventFd(fd)) {
+        throw new KernelError(
+          'EINVAL',
+          `vhost_mdev: ring ${index} was given an fd that is no eventfd`,
+        );
+      }
+      return this.#ring(index);
+    } catch (err) {
+      fd?.close();
+      throw err;
     }
   }
 
@@ -546,7 +569,8 @@ export class VhostMdevBackend {
     }
     this.#memory?.close();
     this.#memory = memory;
-    for (const i of running) this.#maybeStart(i);
+    // And a ring set up before the first table (kick fd and all) starts now.
+    for (let i = 0; i < this.#rings.length; i++) this.#maybeStart(i);
   }
 
   /** Starts ring `index` when it has all it needs; a device that refuses it is an error. */

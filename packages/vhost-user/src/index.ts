@@ -103,6 +103,7 @@ export {
   type FdLike,
   type FdWatch,
   fileSize,
+  isEventFd,
   type ListenOptions,
   listenUnix,
   MAX_FDS_PER_MESSAGE,

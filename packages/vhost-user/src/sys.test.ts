@@ -13,6 +13,7 @@ import {
   createMemfd,
   drainEventFd,
   fileSize,
+  isEventFd,
   listenUnix,
   mapShared,
   POLLIN,
@@ -312,6 +313,21 @@ describe('eventfd and poll', () => {
         20,
       ),
     ).toEqual([0, POLLIN]);
+  });
+});
+
+describe('isEventFd', () => {
+  it('tells an eventfd from a memfd, a socket and a closed fd', () => {
+    const ev = owned(createEventFd());
+    const mem = owned(createMemfd('not-an-eventfd', PAGE));
+    const pair = owned(socketPair());
+    expect(isEventFd(ev)).toBe(true);
+    expect(isEventFd(mem)).toBe(false);
+    expect(isEventFd(pair[0])).toBe(false);
+    const gone = createEventFd();
+    const n = gone.value;
+    gone.close();
+    expect(isEventFd(n)).toBe(false);
   });
 });
 

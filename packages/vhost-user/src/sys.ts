@@ -3,6 +3,7 @@
  * back as an owned `Fd`. System call failures throw Errors shaped like Node's (`code`, negative
  * `errno`, `syscall`); "would block" is a result (`null`, `0`, `false`), not an error.
  */
+import { readlinkSync } from 'node:fs';
 import { Fd } from './fd';
 import { native } from './native';
 
@@ -159,6 +160,19 @@ export function truncate(fd: FdLike, size: number): void {
 /** eventfd(2): a counter that a kick or call signals and a poller drains. */
 export function createEventFd(initval = 0): Fd {
   return new Fd(native.eventfd(initval));
+}
+
+/**
+ * Whether an fd is an eventfd (its /proc/self/fd link reads `anon_inode:[eventfd]`). A kick,
+ * call or error fd a peer sends may be anything; written to as an eventfd, a file would take
+ * the 8 bytes into its contents and a socket or a read-only file would fail the write.
+ */
+export function isEventFd(fd: FdLike): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${num(fd)}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
 }
 
 /** Adds `value` (default 1) to an eventfd; false when the counter would overflow. */
