@@ -79,6 +79,9 @@ export class FrontendMemory {
             throw new KernelError('EINVAL', `${where} overlaps another region`);
           }
         }
+        // Sealed first, then measured: a file that shrank between the two would be mapped past
+        // its end.
+        sealShrink(r.fd);
         const file = fileSize(r.fd);
         if (!file.regular) throw new KernelError('EINVAL', `${where}: its fd is not a file`);
         if (file.size < end) {
@@ -87,7 +90,6 @@ export class FrontendMemory {
             `${where}: its file has ${file.size} bytes, the region ends at ${end}`,
           );
         }
-        sealShrink(r.fd);
         let buffer: ArrayBuffer;
         try {
           buffer = mapShared(r.fd, { length: end });

@@ -1157,6 +1157,19 @@ export async function fuzzFrontend(
   let c: Case | null = null;
   try {
     if ((statSync(path).mode & 0o777) !== 0o600) fail(`the socket ${path} is not owner-only`);
+    // One plain session first, not counted: what the device sets up once for good (a worker
+    // datapath's thread, with its event loop's fds) is there before the first baseline.
+    const warm = TestFrontend.connect(path, { memSize: MEM_SIZE, num: NUM });
+    try {
+      await warm.negotiate();
+      await warm.startRing(0);
+      await warm.startRing(1);
+    } finally {
+      warm.close();
+    }
+    if (!(await waitFor(() => events.some((e) => e.type === 'disconnected')))) {
+      fail('the warm-up session did not end');
+    }
     // The fds open after a case are those before the next (a leak fails the run).
     let fdsBefore = openFds();
     for (let k = first; k < first + cases; k++) {
