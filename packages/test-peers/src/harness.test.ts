@@ -4,8 +4,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { isMissing, isStaticElf, kernelDir, peer, peersRequired, requirePeer } from './peers';
 import { PeerProcess } from './process';
-import { consoleText, parseGuestStats, qemuArgs } from './qemu';
-import { parseForwardStats, parseNicStats, testpmdArgs, vhostBackend, virtioUserFrontend } from './testpmd';
+import { consoleText, parseGuestStats, parseQemuErrors, qemuArgs } from './qemu';
+import {
+  parseForwardStats,
+  parseNicStats,
+  testpmdArgs,
+  vhostBackend,
+  virtioUserFrontend,
+} from './testpmd';
 
 const scratch = mkdtempSync(join(tmpdir(), 'mdev-harness-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -223,7 +229,7 @@ describe('command lines and output parsing', () => {
     expect(joined).toContain('-chardev socket,id=c0,path=/tmp/a,,b.sock');
     expect(joined).toContain('-netdev vhost-user,id=n0,chardev=c0');
     expect(joined).toContain('-device virtio-net-pci,netdev=n0,vectors=0,romfile=,packed=on');
-    expect(joined).toContain("-append console=ttyS0 panic=-1 quiet");
+    expect(joined).toContain('-append console=ttyS0 panic=-1 quiet');
   });
 
   it('guest console: escapes and carriage returns removed, the counters parsed', () => {
@@ -242,7 +248,16 @@ describe('command lines and output parsing', () => {
       txDropped: 3,
     });
     expect(parseGuestStats('mdev-guest: no eth0')).toBeUndefined();
+    // What QEMU printed when its vhost-user backend went away during a boot.
+    const lost = consoleText(
+      'Booting from ROM...\r\nqemu-system-x86_64: Unexpected end-of-file before all data were ' +
+        'read\r\nmdev-guest: [3.42] init\r\nqemu-system-x86_64: Failed to set msg fds.\r\n',
+    );
+    expect(parseQemuErrors(lost)).toEqual([
+      'Unexpected end-of-file before all data were read',
+      'Failed to set msg fds.',
+    ]);
+    expect(parseQemuErrors(log)).toEqual([]);
     expect(() => parseGuestStats('MDEV-GUEST-STATS rx_packets=1')).toThrow(/without tx_packets/);
   });
 });
-

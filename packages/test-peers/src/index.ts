@@ -44,6 +44,7 @@ export {
   type GuestResult,
   type GuestStats,
   parseGuestStats,
+  parseQemuErrors,
   qemuArgs,
   runLinuxGuest,
 } from './qemu';

@@ -91,7 +91,8 @@ function modulesUnder(modulesDir: string, fresh = false): Map<string, string> {
 /** A module's bytes, decompressed (Debian ships plain .ko for 6.1; later kernels .ko.xz). */
 function moduleBytes(modulesDir: string, name: string): Buffer {
   // Module names treat '-' and '_' alike (kernel/module/main.c, and modprobe's naming).
-  const lookup = (index: Map<string, string>) => index.get(name) ?? index.get(name.replaceAll('_', '-'));
+  const lookup = (index: Map<string, string>) =>
+    index.get(name) ?? index.get(name.replaceAll('_', '-'));
   const path = lookup(modulesUnder(modulesDir)) ?? lookup(modulesUnder(modulesDir, true));
   if (!path) throw new Error(`initramfs: module ${name} not found under ${modulesDir}/kernel`);
   const raw = readFileSync(path);
@@ -107,7 +108,8 @@ function moduleBytes(modulesDir: string, name: string): Buffer {
 }
 
 function shellWord(s: string): string {
-  if (!/^[A-Za-z0-9_./:@-]+$/.test(s)) throw new Error(`initramfs: unsafe word ${JSON.stringify(s)}`);
+  if (!/^[A-Za-z0-9_./:@-]+$/.test(s))
+    throw new Error(`initramfs: unsafe word ${JSON.stringify(s)}`);
   return s;
 }
 

@@ -2,7 +2,15 @@
  * Finding the peers on this machine: each lookup answers with where the peer is or why it is
  * not usable, so a test can say why it skips (or, in CI, why it fails).
  */
-import { accessSync, constants, existsSync, openSync, readdirSync, readSync, closeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -130,7 +138,8 @@ function findKernel(): PeerLookup {
       }
     }
   }
-  const where = releases.length > 0 ? `no modules for ${releases.join(', ')} under` : 'no vmlinuz-* in';
+  const where =
+    releases.length > 0 ? `no modules for ${releases.join(', ')} under` : 'no vmlinuz-* in';
   return {
     name: 'kernel',
     reason:

@@ -50,6 +50,11 @@ export interface GuestResult {
   durationMs: number;
   /** The init script's progress and error lines (`mdev-guest: ...`). */
   events: string[];
+  /**
+   * What QEMU itself reported (its `qemu-system-x86_64: ...` lines): a vhost-user backend that
+   * went away shows here as "Unexpected end-of-file" and "Failed to set msg fds".
+   */
+  qemuErrors: string[];
 }
 
 /**
@@ -59,6 +64,14 @@ export interface GuestResult {
 export function consoleText(raw: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the escapes are what is removed
   return raw.replace(/\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z])/g, '').replaceAll('\r', '');
+}
+
+/** QEMU's own messages in the console log (`qemu-system-x86_64: ...`), without the prefix. */
+export function parseQemuErrors(log: string): string[] {
+  return log
+    .split('\n')
+    .filter((l) => /^qemu-system-[\w-]+: /.test(l))
+    .map((l) => l.slice(l.indexOf(': ') + 2));
 }
 
 /** Parses the guest's counter line; undefined when the log has none. */
@@ -137,10 +150,7 @@ export async function runLinuxGuest(opts: GuestOptions): Promise<GuestResult> {
   try {
     const initrd = join(dir, 'initramfs.cpio');
     writeFileSync(initrd, initramfs);
-    const args = [
-      ...qemuArgs({ ...opts, kernel, initrd }),
-      ...(opts.qemuArgs ?? []),
-    ];
+    const args = [...qemuArgs({ ...opts, kernel, initrd }), ...(opts.qemuArgs ?? [])];
     proc = new PeerProcess(qemu, args, { timeoutMs: opts.timeoutMs ?? 90_000, graceMs: 2000 });
     opts.onStart?.(proc);
     const exit = await proc.exited;
@@ -150,12 +160,13 @@ export async function runLinuxGuest(opts: GuestOptions): Promise<GuestResult> {
       .split('\n')
       .filter((l) => l.includes(LOG_TAG))
       .map((l) => l.slice(l.indexOf(LOG_TAG) + LOG_TAG.length).trim());
+    const qemuErrors = parseQemuErrors(log);
     const stats = parseGuestStats(log);
     if (!stats) {
       const how = exit.timedOut ? `ran past its ${opts.timeoutMs ?? 90_000} ms` : 'ended';
       throw proc.error(`${how} without printing the guest's counters`);
     }
-    return { stats, log, exit, durationMs, events };
+    return { stats, log, exit, durationMs, events, qemuErrors };
   } finally {
     await proc?.kill();
     rmSync(dir, { recursive: true, force: true });

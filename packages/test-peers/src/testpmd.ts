@@ -74,7 +74,13 @@ export function vhostBackend(
 /** `--vdev` for testpmd as a vhost-user frontend (virtio-user) connecting to `socket`. */
 export function virtioUserFrontend(
   socket: string,
-  opts: { id?: number; queues?: number; packed?: boolean; server?: boolean; queueSize?: number } = {},
+  opts: {
+    id?: number;
+    queues?: number;
+    packed?: boolean;
+    server?: boolean;
+    queueSize?: number;
+  } = {},
 ): string {
   let s = `net_virtio_user${opts.id ?? 0},path=${socket},queues=${opts.queues ?? 1}`;
   if (opts.packed) s += ',packed_vq=1';
@@ -153,7 +159,8 @@ export class Testpmd {
     for (;;) {
       const s = this.nic()[port];
       if (s && s.rxPackets >= (want.rx ?? 0) && s.txPackets >= (want.tx ?? 0)) return s;
-      if (this.process.exit) throw this.process.error(`exited before port ${port} reached ${JSON.stringify(want)}`);
+      if (this.process.exit)
+        throw this.process.error(`exited before port ${port} reached ${JSON.stringify(want)}`);
       if (performance.now() > end) {
         throw this.process.error(`port ${port} did not reach ${JSON.stringify(want)} in ${ms} ms`);
       }

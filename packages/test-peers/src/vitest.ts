@@ -3,7 +3,13 @@
  * and on stderr; with `CI=true` it fails instead, so CI never passes by skipping.
  */
 import { describe, it } from 'vitest';
-import { type MissingPeer, missingPeers, type PeerName, PeerMissingError, peersRequired } from './peers';
+import {
+  type MissingPeer,
+  missingPeers,
+  PeerMissingError,
+  type PeerName,
+  peersRequired,
+} from './peers';
 
 const warned = new Set<string>();
 
