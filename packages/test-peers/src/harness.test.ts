@@ -6,6 +6,7 @@ import { isMissing, isStaticElf, kernelDir, peer, peersRequired, requirePeer } f
 import { PeerProcess } from './process';
 import { consoleText, parseGuestStats, parseQemuErrors, qemuArgs } from './qemu';
 import {
+  negotiatedFeatures,
   parseForwardStats,
   parseNicStats,
   testpmdArgs,
@@ -219,6 +220,11 @@ describe('command lines and output parsing', () => {
       },
     ]);
     expect(parseForwardStats('no statistics')).toEqual([]);
+    const log =
+      'VHOST_CONFIG: (/tmp/a.sock) negotiated Virtio features: 0x150208182\n' +
+      'VHOST_CONFIG: (/tmp/a.sock) negotiated Virtio features: 0x57020e783\n';
+    expect(negotiatedFeatures(log)).toBe(0x57020e783n);
+    expect(negotiatedFeatures('')).toBeUndefined();
   });
 
   it('qemu: memfd shared memory, a vhost-user netdev, no MSI-X; the socket path escaped', () => {

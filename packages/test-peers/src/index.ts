@@ -51,6 +51,7 @@ export {
 export {
   type ForwardStats,
   type NicStats,
+  negotiatedFeatures,
   parseForwardStats,
   parseNicStats,
   runTestpmd,

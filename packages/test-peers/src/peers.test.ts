@@ -10,7 +10,13 @@ import { afterAll, expect, it } from 'vitest';
 import { readCpio } from './cpio';
 import { buildInitramfs, VIRTIO_NET_MODULES } from './initramfs';
 import { runLinuxGuest } from './qemu';
-import { startTestpmd, type Testpmd, vhostBackend, virtioUserFrontend } from './testpmd';
+import {
+  negotiatedFeatures,
+  startTestpmd,
+  type Testpmd,
+  vhostBackend,
+  virtioUserFrontend,
+} from './testpmd';
 import { describeWithPeers } from './vitest';
 
 const dir = mkdtempSync(join(tmpdir(), 'mdev-peers-'));
@@ -51,30 +57,41 @@ describeWithPeers(
   ['testpmd', 'qemu', 'kernel', 'busybox'],
   'testpmd net_vhost and a Linux guest',
   () => {
-    it('the guest sends 20 ARP requests; io forwarding returns each on the same port', async () => {
-      const socket = join(dir, 'guest.sock');
-      const { value: guest, backend } = await withVhostBackend(socket, () =>
-        runLinuxGuest({ socket, timeoutMs: 100_000 }),
-      );
-      process.stderr.write(
-        `[test-peers] guest ran ${(guest.durationMs / 1000).toFixed(1)} s: ` +
-          `${JSON.stringify(guest.stats)}; ${guest.events.join(', ')}` +
-          `${guest.qemuErrors.length > 0 ? `; qemu: ${guest.qemuErrors.join(' | ')}` : ''}\n`,
-      );
-      expect(guest.events.some((e) => e.includes('eth0 up'))).toBe(true);
-      // QEMU kept its vhost-user connection (a lost one leaves the guest's link down).
-      expect(guest.qemuErrors).toEqual([]);
-      // With IPv6 off on eth0, the ARP requests are all the guest sends: 10 arpings of 2.
-      expect(guest.stats.txPackets).toBe(20);
-      // 42 bytes each: an Ethernet header and an ARP packet, no padding on virtio.
-      expect(guest.stats.txBytes).toBe(20 * 42);
-      // Each came back: io forwarding with one port sends what it receives out of that port.
-      expect(guest.stats.rxPackets).toBe(20);
-      expect(guest.stats.rxBytes).toBe(20 * 42);
-      const port = backend.ports[0]!;
-      expect(port).toMatchObject({ rxPackets: 20, txPackets: 20, txDropped: 0 });
-      expect(guest.exit).toMatchObject({ code: 0, timedOut: false });
-    }, 150_000);
+    // VIRTIO_F_RING_PACKED (virtio 1.1, 6 Reserved Feature Bits): what packed=on offers.
+    it.each([
+      { ring: 'split', packed: false },
+      { ring: 'packed', packed: true },
+    ])(
+      '$ring ring: the guest sends 20 ARP requests; io forwarding returns each on the same port',
+      async ({ ring, packed }) => {
+        const socket = join(dir, `guest-${ring}.sock`);
+        const { value: guest, backend } = await withVhostBackend(socket, () =>
+          runLinuxGuest({ socket, timeoutMs: 100_000, packed }),
+        );
+        process.stderr.write(
+          `[test-peers] ${ring} guest ran ${(guest.durationMs / 1000).toFixed(1)} s: ` +
+            `${JSON.stringify(guest.stats)}; ${guest.events.join(', ')}` +
+            `${guest.qemuErrors.length > 0 ? `; qemu: ${guest.qemuErrors.join(' | ')}` : ''}\n`,
+        );
+        expect(guest.events.some((e) => e.includes('eth0 up'))).toBe(true);
+        // QEMU kept its vhost-user connection (a lost one leaves the guest's link down).
+        expect(guest.qemuErrors).toEqual([]);
+        // With IPv6 off on eth0, the ARP requests are all the guest sends: 10 arpings of 2.
+        expect(guest.stats.txPackets).toBe(20);
+        // 42 bytes each: an Ethernet header and an ARP packet, no padding on virtio.
+        expect(guest.stats.txBytes).toBe(20 * 42);
+        // Each came back: io forwarding with one port sends what it receives out of that port.
+        expect(guest.stats.rxPackets).toBe(20);
+        expect(guest.stats.rxBytes).toBe(20 * 42);
+        const port = backend.ports[0]!;
+        expect(port).toMatchObject({ rxPackets: 20, txPackets: 20, txDropped: 0 });
+        expect(guest.exit).toMatchObject({ code: 0, timedOut: false });
+        const features = negotiatedFeatures(backend.log);
+        expect(features).toBeDefined();
+        expect((features! >> 34n) & 1n).toBe(packed ? 1n : 0n);
+      },
+      150_000,
+    );
   },
 );
 

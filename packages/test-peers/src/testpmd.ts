@@ -118,6 +118,16 @@ export function parseForwardStats(out: string): ForwardStats[] {
   return ports;
 }
 
+/**
+ * The virtio feature bits the vhost library last agreed with a frontend ("negotiated Virtio
+ * features" in its log), or undefined when none was logged.
+ */
+export function negotiatedFeatures(out: string): bigint | undefined {
+  const all = [...out.matchAll(/negotiated Virtio features: (0x[0-9a-fA-F]+)/g)];
+  const last = all.at(-1)?.[1];
+  return last === undefined ? undefined : BigInt(last);
+}
+
 /** The last periodic NIC statistics per port in testpmd's output. */
 export function parseNicStats(out: string): NicStats[] {
   const ports: NicStats[] = [];
