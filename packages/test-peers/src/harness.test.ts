@@ -163,6 +163,7 @@ describe('command lines and output parsing', () => {
       '1024',
       '--no-pci',
       '--no-shconf',
+      '--no-telemetry',
       '--file-prefix=pfx',
       '--lcores',
       '0@0,1@0',

@@ -2,7 +2,7 @@
  * The harness against DPDK's own vhost-user backend (testpmd's net_vhost), with a Linux guest
  * and with testpmd's virtio-user as frontends: what a backend of ours is later held to.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +133,9 @@ describeWithPeers(['testpmd'], 'testpmd virtio-user against testpmd net_vhost', 
       } finally {
         await fe.stop();
       }
+      // The EAL runtime directory of its file prefix is gone with it.
+      const runtime = ['/var/run/dpdk', join(tmpdir(), 'dpdk')].map((b) => join(b, fe.filePrefix));
+      expect(runtime.filter((d) => existsSync(d))).toEqual([]);
       return fe.stop();
     });
     const fe = frontend.ports[0]!;

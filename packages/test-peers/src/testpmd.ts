@@ -4,7 +4,9 @@
  * It runs non-interactive, forwarding from start, printing port statistics every period; SIGINT
  * makes it stop forwarding and print each port's totals, which are parsed.
  */
-import { availableParallelism } from 'node:os';
+import { rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { requirePeer } from './peers';
 import { type Exit, PeerProcess } from './process';
 
@@ -61,6 +63,17 @@ export interface TestpmdResult {
 }
 
 let serial = 0;
+
+/**
+ * Removes the EAL runtime directory of the file prefix (`/var/run/dpdk/<prefix>` for root,
+ * `$XDG_RUNTIME_DIR/dpdk/<prefix>` or `/tmp/dpdk/<prefix>` otherwise, as in DPDK's
+ * lib/eal/linux/eal.c): DPDK leaves it behind, with sockets in it when the process was killed.
+ */
+function removeRuntimeDir(filePrefix: string): void {
+  const bases = ['/var/run/dpdk', join(tmpdir(), 'dpdk')];
+  if (process.env.XDG_RUNTIME_DIR) bases.push(join(process.env.XDG_RUNTIME_DIR, 'dpdk'));
+  for (const base of bases) rmSync(join(base, filePrefix), { recursive: true, force: true });
+}
 
 /** `--vdev` for testpmd as a vhost-user backend listening on `socket`. */
 export function vhostBackend(
@@ -182,6 +195,7 @@ export class Testpmd {
   stop(): Promise<TestpmdResult> {
     this.#stopped ??= (async () => {
       const exit = await this.process.stop('SIGINT');
+      removeRuntimeDir(this.filePrefix);
       const log = this.process.output;
       return {
         ports: parseForwardStats(log),
@@ -208,6 +222,7 @@ export function testpmdArgs(opts: TestpmdOptions, filePrefix: string): string[] 
     `${opts.memMb ?? 1024}`,
     '--no-pci',
     '--no-shconf',
+    '--no-telemetry',
     `--file-prefix=${filePrefix}`,
     '--lcores',
     opts.lcores ?? `0@${cpu},1@${cpu}`,
@@ -244,7 +259,7 @@ export async function startTestpmd(opts: TestpmdOptions): Promise<Testpmd> {
     }
     return t;
   } catch (err) {
-    await proc.kill();
+    await t.stop();
     throw err;
   }
 }
