@@ -2,8 +2,7 @@
 // and a Linux guest under QEMU whose own virtio_net driver sends through mvnet_loopback. Each
 // peer is bounded in time; where one is missing the test is skipped with the reason, and fails
 // under CI=true.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import {
   virtioUserFrontend,
 } from '@mdev/test-peers';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { hostFixture, mdev } from '../src/testing/host';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 let dir: string;
@@ -142,7 +142,12 @@ describeWithPeers(['testpmd'], 'mdev vhost-user with DPDK testpmd (virtio-user)'
       await second.waitForPackets(0, { rx: 10_000 }, 45_000);
       const r = await second.stop();
       expect(r.ports[0]!.rxPackets).toBeGreaterThanOrEqual(10_000);
-      expect(await until(() => served.events().filter((e) => e.event === 'disconnected').length === 2, 10_000)).toBe(true);
+      expect(
+        await until(
+          () => served.events().filter((e) => e.event === 'disconnected').length === 2,
+          10_000,
+        ),
+      ).toBe(true);
       expect(resources(pid)).toEqual(before);
       const { code } = await served.stop();
       expect(code).toBe(0);
@@ -152,22 +157,63 @@ describeWithPeers(['testpmd'], 'mdev vhost-user with DPDK testpmd (virtio-user)'
   }, 150_000);
 });
 
-describeWithPeers(['qemu', 'kernel', 'busybox'], 'mdev vhost-user with a Linux guest (QEMU)', () => {
-  for (const offload of [false, true]) {
-    it(`the guest's virtio_net receives its own frames back (${offload ? 'worker' : 'in-thread'} datapath)`, async () => {
-      const served = await serve(`guest-${offload}`, offload ? ['--offload'] : []);
-      try {
-        const guest = await runLinuxGuest({ socket: served.socket, timeoutMs: 120_000 });
-        const { counters, code } = await served.stop();
-        expect(code).toBe(0);
-        // The guest sent (ARP requests) and received every frame back from the loopback.
-        expect(guest.stats.txPackets).toBeGreaterThan(0);
-        expect(guest.stats.rxPackets).toBe(guest.stats.txPackets);
-        expect(counters.tx_packets).toBe(guest.stats.txPackets);
-        expect(counters.rx_packets).toBe(guest.stats.rxPackets);
-      } finally {
-        await served.proc.kill();
-      }
+describeWithPeers(
+  ['qemu', 'kernel', 'busybox'],
+  'mdev vhost-user with a Linux guest (QEMU)',
+  () => {
+    for (const offload of [false, true]) {
+      it(`the guest's virtio_net receives its own frames back (${offload ? 'worker' : 'in-thread'} datapath)`, async () => {
+        const served = await serve(`guest-${offload}`, offload ? ['--offload'] : []);
+        try {
+          const guest = await runLinuxGuest({ socket: served.socket, timeoutMs: 120_000 });
+          const { counters, code } = await served.stop();
+          expect(code).toBe(0);
+          // The guest sent (ARP requests) and received every frame back from the loopback.
+          expect(guest.stats.txPackets).toBeGreaterThan(0);
+          expect(guest.stats.rxPackets).toBe(guest.stats.txPackets);
+          expect(counters.tx_packets).toBe(guest.stats.txPackets);
+          expect(counters.rx_packets).toBe(guest.stats.rxPackets);
+        } finally {
+          await served.proc.kill();
+        }
+      }, 180_000);
+    }
+  },
+);
+
+const hosts = hostFixture();
+
+describeWithPeers(
+  ['qemu', 'kernel', 'busybox'],
+  'a device made with mdev dev add, given to a VM',
+  () => {
+    it('QEMU boots a Linux guest against the socket of a dev-add device bound to vhost_mdev', async () => {
+      const { control, config, dir: hostDir } = hosts.paths();
+      await hosts.host(control, config);
+      const c = ['--control', control];
+      const add = await mdev([
+        'dev',
+        'add',
+        'name',
+        'vm0',
+        'mgmtdev',
+        'mvnet_loopback',
+        'mac',
+        '02:00:00:00:00:2a',
+        ...c,
+      ]);
+      expect(add.code).toBe(0);
+      const uuid = JSON.parse((await mdev(['dev', 'show', 'vm0', '-j', ...c])).out).dev.vm0.uuid;
+      const socket = join(hostDir, 'vm0.sock');
+      expect(
+        (await mdev(['bind', '-u', uuid, '--driver', 'vhost_mdev', '--socket', socket, ...c])).code,
+      ).toBe(0);
+      const guest = await runLinuxGuest({ socket, timeoutMs: 120_000 });
+      expect(guest.stats.txPackets).toBeGreaterThan(0);
+      expect(guest.stats.rxPackets).toBe(guest.stats.txPackets);
+      // The host's counters of the device are the guest's.
+      const tx = await mdev(['dev', 'vstats', 'show', 'vm0', 'qidx', '1', ...c]);
+      expect(tx.out).toContain(`tx_packets ${guest.stats.txPackets}`);
     }, 180_000);
-  }
-});
+  },
+);
