@@ -2,7 +2,7 @@
 // and a Linux guest under QEMU whose own virtio_net driver sends through mvnet_loopback. Each
 // peer is bounded in time; where one is missing the test is skipped with the reason, and fails
 // under CI=true.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,13 +71,24 @@ async function serve(name: string, extra: string[] = []): Promise<Served> {
   };
 }
 
-/** The fds of a process with what they are, and its mappings of another process's memory. */
+/**
+ * What a frontend's session leaves in the backend process if it leaks: sockets, eventfds and
+ * memory files among its open fds, and mappings of another process's memory.
+ */
 function resources(pid: number) {
-  const fds = readdirSync(`/proc/${pid}/fd`).length;
+  const fds = new Set<string>();
+  for (const n of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${n}`);
+      if (/^socket:|eventfd|memfd:|\/dev\/hugepages|rte/.test(target)) fds.add(`${n} -> ${target}`);
+    } catch {
+      // closed meanwhile
+    }
+  }
   const maps = readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
-    .filter((l) => /memfd:|\/dev\/hugepages|rte|\(deleted\)/.test(l)).length;
-  return { fds, maps };
+    .filter((l) => /memfd:|\/dev\/hugepages|rte/.test(l)).length;
+  return { fds: [...fds].sort(), maps };
 }
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
