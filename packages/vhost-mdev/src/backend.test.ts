@@ -284,6 +284,29 @@ describe('vhost_mdev', () => {
     vhostMdevSetSocket(UUID, null);
   });
 
+  it('in client mode connects to a listening frontend, and again after it goes', async () => {
+    const path = join(dir, 'frontend.sock');
+    vhostMdevSetSocket(UUID, { path, client: true });
+    try {
+      world();
+      const first = await TestFrontend.listen(path);
+      frontends.push(first);
+      await bringUp(first, 4);
+      const sent = send(first, 5);
+      expect(await nextFrame(first)).toEqual(loopedFrame(sent));
+      first.close();
+      // The backend sees the end and tries again (every second by default): a new frontend
+      // listening on the path is served.
+      const second = await TestFrontend.listen(path, {}, 10_000);
+      frontends.push(second);
+      await bringUp(second, 4);
+      const again = send(second, 6);
+      expect(await nextFrame(second)).toEqual(loopedFrame(again));
+    } finally {
+      vhostMdevSetSocket(UUID, null);
+    }
+  });
+
   it('refuses a hostile ring address message as a protocol error and disconnects', async () => {
     world();
     const f = connect();

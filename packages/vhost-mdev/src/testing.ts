@@ -4,14 +4,18 @@
  * and the requests QEMU sends to bring a virtio-net device up. It runs in the same thread as the
  * backend it talks to, so every wait for a reply yields to the event loop.
  */
+
+import { unlinkSync } from 'node:fs';
 import { KernelError } from '@mdev/driver-core';
 import {
+  acceptUnix,
   connectUnix,
   createEventFd,
   createMemfd,
   type EncodedMessage,
   encodeRequest,
   type Fd,
+  listenUnix,
   mapShared,
   requestName,
   signalEventFd,
@@ -83,6 +87,30 @@ export class TestFrontend {
   /** Connects to a backend listening on `path`. */
   static connect(path: string, options: TestFrontendOptions = {}): TestFrontend {
     return new TestFrontend(connectUnix(path), options);
+  }
+
+  /**
+   * Listens on `path` (as QEMU with `server=on`) until a backend in client mode connects, then
+   * stops listening; rejects after `timeoutMs`.
+   */
+  static async listen(
+    path: string,
+    options: TestFrontendOptions = {},
+    timeoutMs = 5000,
+  ): Promise<TestFrontend> {
+    const listener = listenUnix(path);
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const sock = acceptUnix(listener);
+        if (sock !== null) return new TestFrontend(sock, options);
+        if (Date.now() > deadline) throw new KernelError('EIO', `no backend connected to ${path}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    } finally {
+      listener.close();
+      unlinkSync(path);
+    }
   }
 
   /** The frontend's virtual address of a guest address in its memory. */
