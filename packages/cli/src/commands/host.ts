@@ -119,7 +119,10 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   }
   // A device bound to vhost_mdev without a socket of its own is served next to the control
   // socket, in the directory only the host's user can reach.
-  const model = new DeviceModel(config, log, dirname(control));
+  // vhost_mdev (`mdev bind`) needs the same addon the peer check just loaded; imported here
+  // so that no other command needs it.
+  const vhost = await import('@mdev/vhost-mdev');
+  const model = new DeviceModel(config, log, vhost, dirname(control));
   const server = new ControlServer(control, model, log);
   const status = http ? new StatusServer(model, log) : null;
   try {

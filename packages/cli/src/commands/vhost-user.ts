@@ -3,13 +3,7 @@ import { parseArgs } from 'node:util';
 import { sysfs } from '@mdev/driver-core';
 import { mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit } from '@mdev/mdev-virtio';
-import {
-  type VhostMdevEvent,
-  vhostMdevBackendOf,
-  vhostMdevExit,
-  vhostMdevInit,
-  vhostMdevSetSocket,
-} from '@mdev/vhost-mdev';
+import type { VhostMdevEvent } from '@mdev/vhost-mdev';
 import type { CommandIo } from '../io';
 import { pktgenDeviceList } from '../pktgen/run';
 import { filePath, UsageError } from '../usage';
@@ -118,6 +112,15 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     io.stdout.write(usage);
     return 0;
   }
+  // Imported here, not at the top: its native addon is needed by this command only.
+  let vhost: typeof import('@mdev/vhost-mdev');
+  try {
+    vhost = await import('@mdev/vhost-mdev');
+  } catch (err) {
+    io.stderr.write(`mdev vhost-user: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const { vhostMdevBackendOf, vhostMdevExit, vhostMdevInit, vhostMdevSetSocket } = vhost;
   const say = (line: object | string) =>
     io.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `${line as string}\n`);
   const device = new Map(pktgenDeviceList()).get(values.device)!;

@@ -13,7 +13,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
-import { vhostMdevBackendOf } from '@mdev/vhost-mdev';
 import { netdevList, VirtNet } from '@mdev/virtio-net';
 import { isDisplayType, screenshotOf } from '../commands/screenshot';
 import { listTypes } from '../commands/types';
@@ -130,7 +129,7 @@ export function hostStatus(model: DeviceModel): HostStatus {
       auto: e?.auto ?? false,
       driver: m.driver?.name ?? null,
       children: m.children().map((d) => ({ name: d.name, driver: d.driver?.name ?? null })),
-      vhost: vhostOf(m),
+      vhost: vhostOf(model, m),
       netdev: net?.name ?? null,
       queues: queuesOf(m),
       display: isDisplayType(m.type.name),
@@ -139,8 +138,8 @@ export function hostStatus(model: DeviceModel): HostStatus {
   return { pid: process.pid, time: Date.now(), parents: [...parents.values()], devices };
 }
 
-function vhostOf(m: MdevDevice): DeviceStatus['vhost'] {
-  const backend = vhostMdevBackendOf(m);
+function vhostOf(model: DeviceModel, m: MdevDevice): DeviceStatus['vhost'] {
+  const backend = model.vhost?.vhostMdevBackendOf(m);
   return backend ? { socket: backend.path, connected: backend.connected } : null;
 }
 

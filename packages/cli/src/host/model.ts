@@ -2,14 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { KernelError, sysfs } from '@mdev/driver-core';
 import { type MdevDevice, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit, mdevVirtioFromDev } from '@mdev/mdev-virtio';
-import {
-  VHOST_MDEV_DRIVER_NAME,
-  vhostMdevBackendOf,
-  vhostMdevExit,
-  vhostMdevInit,
-  vhostMdevSetSocket,
-  vhostMdevSocketOf,
-} from '@mdev/vhost-mdev';
+import type * as VhostMdev from '@mdev/vhost-mdev';
 import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
 import { registerVirtioNetDriver, unregisterVirtioNetDriver } from '@mdev/virtio-net';
 import { type LoadedSamples, loadVfioSamples } from '../commands/lspci';
@@ -72,6 +65,11 @@ export class DeviceModel {
   constructor(
     configDir: string,
     private readonly log: HostLog,
+    /**
+     * The vhost_mdev driver module, imported by the caller (`mdev host` loads it with the
+     * native addon it needs, so no other command does); without it `bind` has no vhost_mdev.
+     */
+    readonly vhost?: typeof VhostMdev,
     /** Where devices bound to vhost_mdev without a socket of their own are served. */
     private readonly socketDir?: string,
   ) {
@@ -86,7 +84,7 @@ export class DeviceModel {
     virtioMdevInit();
     registerVirtioNetDriver();
     // Second: a new virtio mdev binds to virtio_mdev, and moves to vhost_mdev by `bind`.
-    vhostMdevInit({
+    this.vhost?.vhostMdevInit({
       socketDir: this.socketDir,
       onEvent: (mdev, e) => {
         if (e.type === 'connected') this.log(`${mdev.uuid}: frontend connected`);
@@ -155,7 +153,7 @@ export class DeviceModel {
     }
     this.parents.length = 0;
     if (this.loaded) {
-      vhostMdevExit();
+      this.vhost?.vhostMdevExit();
       unregisterVirtioNetDriver();
       virtioMdevExit();
       mdevVirtioExit();
@@ -224,20 +222,22 @@ export class DeviceModel {
     if (!m) throw new KernelError('ENODEV', `bind: no running device ${uuid}`);
     if (!mdevVirtioFromDev(m)) throw einval(`bind: ${uuid} is not a virtio device`);
     const driver = args.driver;
-    if (driver !== 'virtio_mdev' && driver !== VHOST_MDEV_DRIVER_NAME)
+    if (driver !== 'virtio_mdev' && driver !== 'vhost_mdev')
       throw einval(`bind: driver ${String(driver)} (virtio_mdev or vhost_mdev)`);
-    if (args.socket !== undefined && driver !== VHOST_MDEV_DRIVER_NAME)
+    if (args.socket !== undefined && driver !== 'vhost_mdev')
       throw einval('bind: a socket is for vhost_mdev');
     if (args.socket !== undefined && !args.socket.startsWith('/'))
       throw einval('bind: the socket path must be absolute');
     const bus = '/sys/bus/mdev_virtio';
     const current = m.driver?.name;
-    if (driver === VHOST_MDEV_DRIVER_NAME) {
-      const wanted = args.socket ?? vhostMdevSocketOf(uuid).path;
-      if (current === driver && vhostMdevBackendOf(m)?.path === wanted) {
+    const vhost = this.vhost;
+    if (driver === 'vhost_mdev') {
+      if (!vhost) throw new KernelError('EOPNOTSUPP', 'bind: this host has no vhost_mdev');
+      const wanted = args.socket ?? vhost.vhostMdevSocketOf(uuid).path;
+      if (current === driver && vhost.vhostMdevBackendOf(m)?.path === wanted) {
         return { uuid, driver, socket: wanted };
       }
-      vhostMdevSetSocket(uuid, args.socket === undefined ? null : { path: args.socket });
+      vhost.vhostMdevSetSocket(uuid, args.socket === undefined ? null : { path: args.socket });
     } else if (current === driver) {
       return { uuid, driver };
     }
@@ -251,7 +251,7 @@ export class DeviceModel {
         : new KernelError('EIO', `bind: ${uuid} to ${driver}: ${why}`);
     }
     this.log(`${uuid} bound to ${driver}`);
-    const backend = vhostMdevBackendOf(m);
+    const backend = vhost?.vhostMdevBackendOf(m);
     return backend ? { uuid, driver, socket: backend.path } : { uuid, driver };
   }
 
