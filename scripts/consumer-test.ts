@@ -12,7 +12,8 @@
  *    published declarations (module "nodenext", skipLibCheck off) and runs it with node.
  *
  * Scenarios: "ring" (virtio-ring alone drives a ring, no other @mdev package), "pktgen" (the
- * whole stack through `npx mdev pktgen`, same-thread and worker datapath), "vhost-user" (the
+ * whole stack through `npx mdev pktgen`, same-thread and worker datapath, and `mdev vhost-user`
+ * serving its socket until SIGTERM), "vhost-user" (the
  * package's prebuilt addon loads: fd passing and mmap), "mtty" (mdev-core + mdev-vfio +
  * samples-legacy, no virtio package), "vendor" (mdev-core + mdev-virtio + the virtio-mdev
  * transport + virtio-net, no CLI: the root README's vendor skeleton, taken from the README
@@ -93,6 +94,27 @@ const scenarios: Scenario[] = [
         }
         console.log(`  ${line}`);
       }
+      // `mdev vhost-user` from the packed CLI: it loads the vhost layers and their addon when it
+      // runs, serves its socket, and stops cleanly on SIGTERM with its counters.
+      const bin = join(dir, 'node_modules', '@mdev', 'cli', 'bin', 'mdev.js');
+      const sock = join(dir, 'vu.sock');
+      const script = [
+        `node ${JSON.stringify(bin)} vhost-user --socket ${JSON.stringify(sock)} --json &`,
+        'pid=$!',
+        `for i in $(seq 300); do [ -S ${JSON.stringify(sock)} ] && break; sleep 0.1; done`,
+        'kill -TERM $pid',
+        'wait $pid',
+      ].join('\n');
+      const r = spawnSync('sh', ['-c', script], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      const events = r.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { event: string }).event);
+      if (r.status !== 0 || events[0] !== 'listening' || events.at(-1) !== 'stopped') {
+        throw new Error(`mdev vhost-user exited ${r.status}:\n${r.stdout}${r.stderr}`);
+      }
+      console.log(`  mdev vhost-user: ${events.join(', ')}`);
     },
   },
   {
