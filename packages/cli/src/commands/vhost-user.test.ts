@@ -1,6 +1,8 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loopedFrame } from '@mdev/mvnet-loopback/testing';
 import { until } from '@mdev/test-utils';
 import { TestFrontend } from '@mdev/vhost-mdev/testing';
@@ -97,6 +99,26 @@ describe('mdev vhost-user', () => {
     const run = serve(['--socket', 'file']);
     expect(await run.exit).toBe(1);
     expect(run.text.err).toMatch(/not a socket.*EEXIST/);
+  });
+
+  it('a SIGTERM sent the moment the socket appears stops it cleanly: exit 0, socket removed', async () => {
+    const path = join(dir, 'early.sock');
+    const main = fileURLToPath(new URL('../main.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', main, 'vhost-user', '--socket', path, '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b) => (out += b));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', (code) => resolve(code)),
+    );
+    expect(await until(() => existsSync(path), 30_000)).toBe(true);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(out.trim().split('\n').at(-1)).toContain('"event":"stopped"');
+    expect(existsSync(path)).toBe(false);
   });
 
   it('a stale socket file is replaced', async () => {

@@ -136,6 +136,14 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
       }
     },
   });
+  // Listened for before the socket exists: a SIGTERM sent as soon as it appears must stop the
+  // device cleanly, not meet the default action (the process killed, the socket file left).
+  let stop = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    stop = () => resolve();
+  });
+  io.signal?.addEventListener('abort', stop);
+  process.on('SIGTERM', stop);
   try {
     sysfs.write(`${parent.typePath}/create`, `${uuid}\n`);
     const mdev = mdevDevices().find((m) => m.uuid === uuid)!;
@@ -147,15 +155,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     }
     if (!values.json)
       say(`serving mdev ${uuid} (${values.device}${values.offload ? ', worker datapath' : ''})`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        io.signal?.removeEventListener('abort', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      io.signal?.addEventListener('abort', stop);
-      process.on('SIGTERM', stop);
-    });
+    await stopped;
     // The session ends first (its events come before the counters), as the device is reset.
     const rings = backend.stats;
     backend.stop();
@@ -167,6 +167,8 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     }
     return 0;
   } finally {
+    io.signal?.removeEventListener('abort', stop);
+    process.off('SIGTERM', stop);
     vhostMdevSetSocket(uuid, null);
     for (const m of mdevDevices()) if (m.uuid === uuid && m.isAdded) mdevDeviceRemove(m);
     vhostMdevExit();
