@@ -53,6 +53,33 @@ export async function loadDriver(spec: string, cwd: string): Promise<void> {
   if (typeof mod.default === 'function') await (mod.default as () => unknown)();
 }
 
+/**
+ * Loads the `--driver` modules of a single-shot command's `args` before its other options are
+ * checked (the devices they register are what `--device` is checked against). Returns false,
+ * after saying which one on stderr, when a module fails to load; UsageError for an empty one.
+ */
+export async function loadDriverOptions(
+  command: string,
+  args: string[],
+  io: CommandIo,
+): Promise<boolean> {
+  const { values } = parseArgs({
+    args,
+    options: { driver: { type: 'string', multiple: true } },
+    strict: false,
+  });
+  for (const d of (values.driver ?? []) as (string | boolean)[]) {
+    if (typeof d !== 'string' || d === '') throw new UsageError('--driver needs a module');
+    try {
+      await loadDriver(d, io.cwd ?? process.cwd());
+    } catch (err) {
+      io.stderr.write(`mdev ${command}: driver ${d} failed to load: ${errorText(err)}\n`);
+      return false;
+    }
+  }
+  return true;
+}
+
 /** `mdev host`: runs until SIGTERM or Ctrl-C, then stops every device; 0 after a clean stop. */
 export async function run(args: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({

@@ -13,7 +13,7 @@ import {
   setupStack,
 } from '../pktgen/run';
 import { filePath, integerOption, UsageError, uuidOption } from '../usage';
-import { loadDriver } from './host';
+import { loadDriverOptions } from './host';
 import { controlPath } from './mdevctl';
 
 export const summary =
@@ -183,22 +183,7 @@ async function runOnHost(
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
   // Vendor drivers first: the devices they register are what --device is checked against.
-  const { values: early } = parseArgs({
-    args,
-    options: { driver: { type: 'string', multiple: true } },
-    strict: false,
-  });
-  for (const d of (early.driver ?? []) as (string | boolean)[]) {
-    if (typeof d !== 'string' || d === '') throw new UsageError('--driver needs a module');
-    try {
-      await loadDriver(d, io.cwd ?? process.cwd());
-    } catch (err) {
-      io.stderr.write(
-        `mdev pktgen: driver ${d} failed to load: ${(err as Error).message ?? err}\n`,
-      );
-      return 1;
-    }
-  }
+  if (!(await loadDriverOptions('pktgen', args, io))) return 1;
   // A command line it cannot run throws (UsageError, parseArgs' errors): `main` reports it with
   // the usage, exit status 2.
   const values = parseCommandLine(args, io);

@@ -7,7 +7,7 @@ import type { VhostMdevEvent } from '@mdev/vhost-mdev';
 import type { CommandIo } from '../io';
 import { pktgenDeviceList } from '../pktgen/run';
 import { filePath, UsageError } from '../usage';
-import { loadDriver } from './host';
+import { loadDriverOptions } from './host';
 
 export const summary = 'serve a device to a vhost-user frontend (QEMU, DPDK virtio-user)';
 
@@ -93,20 +93,7 @@ function deviceCounters(path: string): Record<string, number> {
  * stop; 1 when the socket cannot be served (in use, not a socket) or a driver fails to load.
  */
 export async function run(args: string[], io: CommandIo): Promise<number> {
-  const { values: early } = parseArgs({
-    args,
-    options: { driver: { type: 'string', multiple: true } },
-    strict: false,
-  });
-  for (const d of (early.driver ?? []) as (string | boolean)[]) {
-    if (typeof d !== 'string' || d === '') throw new UsageError('--driver needs a module');
-    try {
-      await loadDriver(d, io.cwd ?? process.cwd());
-    } catch (err) {
-      io.stderr.write(`mdev vhost-user: driver ${d} failed to load: ${(err as Error).message}\n`);
-      return 1;
-    }
-  }
+  if (!(await loadDriverOptions('vhost-user', args, io))) return 1;
   const values = parseOptions(args, io);
   if (values.help) {
     io.stdout.write(usage);
