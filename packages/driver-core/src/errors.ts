@@ -26,6 +26,9 @@ export const ERRNO = {
   EPROTO: 71,
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
 } as const;
 
 export type ErrnoCode = keyof typeof ERRNO;

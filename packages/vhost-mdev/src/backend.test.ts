@@ -169,6 +169,20 @@ describe('vhost_mdev', () => {
     expect(events).toContainEqual({ type: 'ring-stopped', index: 1, state: 2 });
   });
 
+  it('reads back the status the frontend wrote: 0 after a reset, no FEATURES_OK before features', async () => {
+    const mdev = world();
+    const f = connect();
+    await f.negotiate();
+    await f.request({ type: 'SET_STATUS', status: 0x0b }, { needReply: true });
+    expect(await f.u64({ type: 'GET_STATUS' })).toBe(0x0bn);
+    await f.request({ type: 'SET_STATUS', status: 0 }, { needReply: true });
+    // The device itself stays acknowledged by the backend; the frontend sees its own reset.
+    expect(mdevVirtioGetOps(mdev).getStatus(mdev)).not.toBe(0);
+    expect(await f.u64({ type: 'GET_STATUS' })).toBe(0n);
+    await f.request({ type: 'SET_STATUS', status: 0x0b }, { needReply: true });
+    expect(await f.u64({ type: 'GET_STATUS' })).toBe(0x03n);
+  });
+
   it('resets the device when the frontend goes, then serves the next one; nothing leaks', async () => {
     const mdev = world();
     const fdsBefore = openFds();

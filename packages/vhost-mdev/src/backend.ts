@@ -168,6 +168,8 @@ export class VhostMdevBackend {
   /** The frontend's SET_FEATURES word, with the protocol features bit. */
   #acked = 0n;
   #protocolFeatures = 0n;
+  /** The status the frontend last wrote (SET_STATUS): what GET_STATUS reads back. */
+  #frontendStatus = 0;
   #memory: FrontendMemory | null = null;
   #rings: Ring[] = [];
 
@@ -259,6 +261,7 @@ export class VhostMdevBackend {
   #serve(sock: Fd): void {
     this.#conn = new VhostUserConnection(sock, { maxFds: VHOST_MEMORY_BASELINE_NREGIONS });
     this.#protocolFeatures = 0n;
+    this.#frontendStatus = 0;
     this.#rings = Array.from({ length: this.#queues }, () => newRing());
     this.#resetDevice(true);
     this.#ops.setConfigCb(this.mdev, { callback: () => this.#configChanged(), private: null });
@@ -447,7 +450,7 @@ export class VhostMdevBackend {
         this.#setStatus(body.status);
         return null;
       case 'GET_STATUS':
-        return encodeU64Reply(40, ops.getStatus(mdev));
+        return encodeU64Reply(40, this.#statusForFrontend());
     }
   }
 
@@ -542,6 +545,7 @@ export class VhostMdevBackend {
    * on, the rest is already true or becomes true as the rings start.
    */
   #setStatus(status: number): void {
+    this.#frontendStatus = status & 0xff;
     if (status === 0) {
       this.#stopRings();
       this.#resetDevice(true);
@@ -550,6 +554,17 @@ export class VhostMdevBackend {
     if ((status & S_FAILED) !== 0) {
       this.#ops.setStatus(this.mdev, this.#ops.getStatus(this.mdev) | S_FAILED);
     }
+  }
+
+  /**
+   * GET_STATUS: the status as the frontend wrote it (a reset reads back 0, as on any virtio
+   * device; the device itself stays acknowledged by this backend), less FEATURES_OK while no
+   * features were taken, with the device's NEEDS_RESET and FAILED.
+   */
+  #statusForFrontend(): number {
+    let status = this.#frontendStatus;
+    if (this.#features === null) status &= ~S_FEATURES_OK;
+    return status | (this.#ops.getStatus(this.mdev) & (S_NEEDS_RESET | S_FAILED));
   }
 
   #setMemTable(regions: Parameters<typeof FrontendMemory.map>[0]): void {

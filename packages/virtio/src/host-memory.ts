@@ -16,6 +16,17 @@ export interface HostRamOptions {
   regionSize?: number;
   /** Upper bound on the total bytes of all regions; allocations beyond it fail (ENOMEM). */
   limit?: number;
+  /**
+   * Makes the buffer of each new region (`size` bytes, whole pages): memory another process maps
+   * too, such as a memfd a vhost-user backend gets with SET_MEM_TABLE. By default a shared wasm
+   * memory (`sharedMemoryBuffer`).
+   */
+  backing?: (size: number) => ArrayBuffer | SharedArrayBuffer;
+  /**
+   * The memory is reached by another thread or process from the start (a `backing` of mmap'd
+   * memory, which `GuestMemory.share()` cannot see): the rings in it use `Atomics`.
+   */
+  shared?: boolean;
 }
 
 const PAGE_SIZE = 4096;
@@ -47,9 +58,11 @@ export class HostRam {
   private readonly regionSize: number;
   private readonly limit: number;
   private total = 0;
+  private readonly backing: (size: number) => ArrayBuffer | SharedArrayBuffer;
 
   constructor(options: HostRamOptions = {}) {
-    this.memory = new GuestMemory();
+    this.memory = new GuestMemory({ shared: options.shared === true });
+    this.backing = options.backing ?? sharedMemoryBuffer;
     this.nextBase = options.base ?? DEFAULT_BASE;
     if (this.nextBase % PAGE_SIZE !== 0) throw new RangeError('HostRam: base must be page aligned');
     this.regionSize = pageAlign(options.regionSize ?? DEFAULT_REGION);
@@ -73,7 +86,13 @@ export class HostRam {
         `HostRam: growing by ${size} would pass the limit of ${this.limit} bytes`,
       );
     }
-    const region = this.memory.addRegion(this.nextBase, sharedMemoryBuffer(size));
+    const buffer = this.backing(size);
+    if (buffer.byteLength !== size) {
+      throw new RangeError(
+        `HostRam: a region of ${size} bytes came back with ${buffer.byteLength}`,
+      );
+    }
+    const region = this.memory.addRegion(this.nextBase, buffer);
     // Leave a guard page between regions so a range never spans two of them by accident.
     this.nextBase += size + PAGE_SIZE;
     this.total += size;

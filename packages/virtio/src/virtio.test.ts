@@ -364,4 +364,26 @@ describe('HostRam', () => {
     expect(ram.alloc(2 << 20)).toBeNull();
     expect(() => ram.free(a + 1)).toThrow(RangeError);
   });
+
+  it('takes its regions from a backing and says whether they are shared', () => {
+    const made: number[] = [];
+    const ram = new HostRam({
+      regionSize: 8192,
+      limit: 16384,
+      shared: true,
+      backing: (size) => {
+        made.push(size);
+        return new ArrayBuffer(size);
+      },
+    });
+    expect(ram.memory.shared).toBe(true);
+    const a = ram.alloc(100)!;
+    expect(made).toEqual([8192]);
+    expect(ram.memory.regions[0]!.buffer).toBeInstanceOf(ArrayBuffer);
+    ram.memory.view(a, 100).fill(7);
+    expect(new HostRam().memory.shared).toBe(false);
+    // A backing that hands back the wrong size is refused, not used.
+    const bad = new HostRam({ regionSize: 8192, backing: () => new ArrayBuffer(4096) });
+    expect(() => bad.alloc(16)).toThrow(/came back with 4096/);
+  });
 });

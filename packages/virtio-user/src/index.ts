@@ -1,0 +1,11 @@
+export { VhostUserClient } from './client';
+export {
+  VIRTIO_USER_PROTOCOL_FEATURES,
+  VIRTIO_USER_RESET_POLL_LIMIT,
+  VirtioUserDevice,
+  type VirtioUserOptions,
+  virtioUserAdd,
+  virtioUserConfigOps,
+  virtioUserRemove,
+} from './device';
+export { UserRam } from './memory';
