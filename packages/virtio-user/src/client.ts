@@ -38,6 +38,8 @@ export class VhostUserClient {
   readonly replyTimeoutMs: number;
   /** Reply-acks were negotiated (VHOST_USER_PROTOCOL_F_REPLY_ACK): requests ask for one. */
   replyAck = false;
+  /** Called once, with the error, when the connection fails (whatever request saw it). */
+  onFailed: ((err: KernelError) => void) | null = null;
   #failed: KernelError | null = null;
 
   constructor(socket: Fd, replyTimeoutMs: number) {
@@ -104,12 +106,16 @@ export class VhostUserClient {
   }
 
   #fail(code: 'ECONNRESET' | 'EPROTO' | 'ETIMEDOUT', message: string): KernelError {
-    this.#failed ??= new KernelError(code, `vhost-user: ${message}`);
-    return this.#failed;
+    if (this.#failed) return this.#failed;
+    const err = new KernelError(code, `vhost-user: ${message}`);
+    this.#failed = err;
+    this.onFailed?.(err);
+    return err;
   }
 
   /** Closes the socket. Idempotent. */
   close(): void {
+    this.onFailed = null;
     this.#fail('ECONNRESET', 'the connection is closed');
     this.conn.close();
   }

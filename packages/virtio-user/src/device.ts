@@ -157,6 +157,7 @@ export class VirtioUserDevice extends VirtioDevice {
     }
     this.queueSize = queueSize;
     this.client = new VhostUserClient(socket, options.replyTimeoutMs ?? 5000);
+    this.client.onFailed = (err) => this.lost(err.message);
     try {
       const c = this.client;
       const offered = c.u64({ type: 'GET_FEATURES' });
@@ -225,6 +226,7 @@ export class VirtioUserDevice extends VirtioDevice {
   lost(reason: string): void {
     if (this.disconnectReason !== null) return;
     this.disconnectReason = reason;
+    this.client.onFailed = null;
     this.client.fail('ECONNRESET', reason);
     this.stopWatches();
     virtioBreakDevice(this);
@@ -403,7 +405,11 @@ export const virtioUserConfigOps: VirtioConfigOps = {
   },
   setStatus(vdev, status) {
     const d = vu(vdev);
-    if (!d.connected) throw d.client.failed!;
+    // The backend is gone: the status is the driver's to keep (a removal writes it on its way).
+    if (!d.connected) {
+      d.status = status;
+      return;
+    }
     if (status & VIRTIO_CONFIG_S_DRIVER_OK && !(d.status & VIRTIO_CONFIG_S_DRIVER_OK)) {
       d.startRings();
     }
@@ -522,7 +528,14 @@ export async function virtioUserAdd(options: VirtioUserOptions): Promise<VirtioU
     dev.close();
     throw err;
   }
-  if (dev.connected) dev.watchSocket();
+  // A backend that failed a request while the driver probed (the probe fails then, but the
+  // device stays registered, as in the kernel) is of no use: the add fails with its error.
+  const failed = dev.client.failed;
+  if (failed) {
+    virtioUserRemove(dev);
+    throw failed;
+  }
+  dev.watchSocket();
   return dev;
 }
 

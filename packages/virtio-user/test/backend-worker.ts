@@ -11,12 +11,17 @@ import { mvnetLoopbackInit } from '@mdev/mvnet-loopback';
 import { vhostMdevExit, vhostMdevInit, vhostMdevSetSocket } from '@mdev/vhost-mdev';
 import { hostRam } from '@mdev/virtio';
 
-const { path, uuid, offload } = workerData as { path: string; uuid: string; offload: boolean };
+const { path, uuid, offload, client } = workerData as {
+  path: string;
+  uuid: string;
+  offload: boolean;
+  client?: boolean;
+};
 const TYPE =
   '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 
 const mvnet = mvnetLoopbackInit({ memory: hostRam.memory, dma: hostRam.dma, offload });
-vhostMdevSetSocket(uuid, { path });
+vhostMdevSetSocket(uuid, { path, client: client === true });
 vhostMdevInit();
 sysfs.write(`${TYPE}/create`, `${uuid}\n`);
 const mdev = mdevDevices().find((m) => m.uuid === uuid)!;
