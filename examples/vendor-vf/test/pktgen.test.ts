@@ -273,7 +273,7 @@ describe('virtio-net over the vendor VF', () => {
       )!;
       second.open();
       const r = await runPktgen(
-        { ...s, netdev: second, mdev, uuid },
+        { ...s, netdev: second, uuid, deviceDropped: () => s.parent.txDropped(mdev) },
         { count: 5000, size: 64, burst: 32, verify: true },
       );
       expect([r.tx, r.rx + r.dropped, r.corrupted, r.lost]).toEqual([5000, 5000, 0, 0]);

@@ -6,9 +6,15 @@ export {
   type PktgenParent,
   type PktgenResult,
   type PktgenStack,
+  type PktgenTarget,
   pktgenDeviceList,
   registerPktgenDevice,
   runPktgen,
   type StackOptions,
   setupStack,
 } from './pktgen/run';
+export {
+  setupVhostUserStack,
+  type VhostUserStack,
+  type VhostUserStackOptions,
+} from './pktgen/vhost-user';

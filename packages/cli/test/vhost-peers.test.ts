@@ -2,111 +2,25 @@
 // and a Linux guest under QEMU whose own virtio_net driver sends through mvnet_loopback. Each
 // peer is bounded in time; where one is missing the test is skipped with the reason, and fails
 // under CI=true.
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   describeWithPeers,
-  PeerProcess,
   runLinuxGuest,
   startTestpmd,
   virtioUserFrontend,
 } from '@mdev/test-peers';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hostFixture, mdev } from '../src/testing/host';
+import { leaked, resources, serveIn, until } from './served';
 
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'mdev-vhost-peers-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-interface Served {
-  proc: PeerProcess;
-  socket: string;
-  /** The JSON events printed so far. */
-  events(): Record<string, unknown>[];
-  /** SIGTERM, then the final counters it printed. */
-  stop(): Promise<{ counters: Record<string, number>; code: number | null }>;
-}
-
-/** `mdev vhost-user --json` in a process of its own, on the first CPU (the peer gets the other). */
-async function serve(name: string, extra: string[] = []): Promise<Served> {
-  const socket = join(dir, `${name}.sock`);
-  const proc = new PeerProcess(
-    'taskset',
-    [
-      '-c',
-      '0',
-      process.execPath,
-      '--conditions=source',
-      '--import',
-      'tsx',
-      MAIN,
-      'vhost-user',
-      '--socket',
-      socket,
-      '--json',
-      ...extra,
-    ],
-    { timeoutMs: 120_000, stopSignal: 'SIGTERM' },
-  );
-  await proc.waitFor(/"event":"listening"/, 30_000);
-  const events = () =>
-    proc.output
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return {
-    proc,
-    socket,
-    events,
-    async stop() {
-      const exit = await proc.stop();
-      const stopped = events().find((e) => e.event === 'stopped');
-      return { counters: (stopped?.counters ?? {}) as Record<string, number>, code: exit.code };
-    },
-  };
-}
-
-/**
- * What a frontend's session leaves in the backend process if it leaks: sockets, eventfds and
- * memory files among its open fds, and mappings of another process's memory.
- */
-function resources(pid: number) {
-  const fds = new Set<string>();
-  for (const n of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const target = readlinkSync(`/proc/${pid}/fd/${n}`);
-      if (/^socket:|eventfd|memfd:|\/dev\/hugepages|rte/.test(target)) fds.add(`${n} -> ${target}`);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const maps = readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .filter((l) => /memfd:|\/dev\/hugepages|rte/.test(l)).length;
-  return { fds: [...fds].sort(), maps };
-}
-
-/** What is open now that was not before (a transient fd of the baseline may since be gone). */
-function leaked(before: ReturnType<typeof resources>, now: ReturnType<typeof resources>) {
-  return {
-    fds: now.fds.filter((fd) => !before.fds.includes(fd)),
-    maps: Math.max(0, now.maps - before.maps),
-  };
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
+const serve = (name: string, extra: string[] = []) => serveIn(dir, name, extra);
 
 describeWithPeers(['testpmd'], 'mdev vhost-user with DPDK testpmd (virtio-user)', () => {
   for (const offload of [false, true]) {

@@ -6,7 +6,7 @@
  * doorbell is a kick eventfd and its interrupt a call eventfd watched on the event loop.
  */
 import { unlinkSync } from 'node:fs';
-import { KernelError } from '@mdev/driver-core';
+import { KernelError, registerIrqPoll } from '@mdev/driver-core';
 import {
   acceptUnix,
   connectUnix,
@@ -132,6 +132,7 @@ export class VirtioUserDevice extends VirtioDevice {
   disconnectReason: string | null = null;
   private readonly onDisconnect: ((reason: string) => void) | undefined;
   private socketWatch: FdWatch | null = null;
+  private stopIrqPoll: (() => void) | null = null;
 
   constructor(socket: Fd, options: VirtioUserOptions) {
     const userRam = new UserRam(options.memSize ?? 32 << 20);
@@ -235,6 +236,8 @@ export class VirtioUserDevice extends VirtioDevice {
   }
 
   private stopWatches(): void {
+    this.stopIrqPoll?.();
+    this.stopIrqPoll = null;
     this.socketWatch?.stop();
     this.socketWatch = null;
     for (const r of this.rings) {
@@ -274,10 +277,25 @@ export class VirtioUserDevice extends VirtioDevice {
       }
       r.started = true;
     }
+    // The call eventfd is heard in the event loop's poll phase, which a thread busy with work (a
+    // sender requeuing itself) reaches only every few milliseconds: between work items the
+    // used rings are looked at too, as the worker pool does for a device in another thread.
+    this.stopIrqPoll ??= registerIrqPoll(() => this.pollRings());
+  }
+
+  /** Runs the callback of each started ring the backend used buffers on (vring_interrupt). */
+  private pollRings(): void {
+    const rings = this.rings;
+    for (let i = 0; i < rings.length; i++) {
+      const r = rings[i];
+      if (r?.started && r.vq.moreUsed()) r.vq.interrupt();
+    }
   }
 
   /** Stops each started ring (GET_VRING_BASE): the backend no longer touches it after the reply. */
   stopRings(): void {
+    this.stopIrqPoll?.();
+    this.stopIrqPoll = null;
     for (const r of this.rings) {
       if (!r?.started) continue;
       r.started = false;

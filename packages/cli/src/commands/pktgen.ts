@@ -8,10 +8,12 @@ import { PcapError } from '../pktgen/pcap';
 import {
   frameSizeLimit,
   type PktgenResult,
+  type PktgenTarget,
   pktgenDeviceList,
   runPktgen,
   setupStack,
 } from '../pktgen/run';
+import { setupVhostUserStack } from '../pktgen/vhost-user';
 import { filePath, integerOption, UsageError, uuidOption } from '../usage';
 import { loadDriverOptions } from './host';
 import { controlPath } from './mdevctl';
@@ -27,6 +29,10 @@ export const usage = `usage: mdev pktgen [options]
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
   --offload        run the device's datapath in a worker thread (the "hardware")
   --device NAME    the parent driver to run over (default mvnet_loopback)
+  --vhost-user PATH
+                   run over a vhost-user backend on PATH instead (DPDK's net_vhost in
+                   testpmd, 'mdev vhost-user'): virtio-net on the virtio-user transport
+  --server         with --vhost-user: listen on PATH for a backend in client mode
   --driver MODULE  load a vendor parent driver first (repeatable; see mdev host --help)
   --pcap FILE      write the received frames to a pcap file (a FIFO: once a reader opens it)
   --no-verify      check order only, not frame contents
@@ -62,6 +68,8 @@ function parseOptions(args: string[]) {
       offload: { type: 'boolean', default: false },
       device: { type: 'string' },
       driver: { type: 'string', multiple: true },
+      'vhost-user': { type: 'string' },
+      server: { type: 'boolean', default: false },
       pcap: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -85,6 +93,20 @@ function parseOptions(args: string[]) {
   const queueSize = q === undefined ? 256 : INTEGER.test(q) ? Number(q) : Number.NaN;
   if (!(queueSize >= 2 && queueSize <= 32768) || (queueSize & (queueSize - 1)) !== 0)
     throw new UsageError('--queue-size must be a power of two from 2 to 32768');
+  if (values['vhost-user'] !== undefined) {
+    if (values['vhost-user'] === '') throw new UsageError('--vhost-user needs a socket path');
+    for (const [name, given] of [
+      ['--offload', values.offload],
+      ['--device', values.device !== undefined],
+      ['--driver', values.driver !== undefined],
+      ['-u', values.uuid !== undefined],
+    ] as const) {
+      if (given)
+        throw new UsageError(`${name} is about a device of this process: not with --vhost-user`);
+    }
+  } else if (values.server) {
+    throw new UsageError('--server goes with --vhost-user');
+  }
   const device = values.device ?? 'mvnet_loopback';
   const known = pktgenDeviceList().map(([name]) => name);
   if (!known.includes(device))
@@ -92,18 +114,22 @@ function parseOptions(args: string[]) {
   return { ...values, count, duration, burst, queueSize, device };
 }
 
-/** What the command line asks for, with the --pcap file as an absolute path. */
+/** What the command line asks for, with the --pcap file and the socket as absolute paths. */
 function parseCommandLine(args: string[], io: CommandIo) {
   const values = parseOptions(args);
   const pcap = values.pcap === undefined ? undefined : filePath(io, '--pcap', values.pcap);
-  return { ...values, pcap };
+  const vhostUser =
+    values['vhost-user'] === undefined
+      ? undefined
+      : filePath(io, '--vhost-user', values['vhost-user']);
+  return { ...values, pcap, vhostUser };
 }
 
 /** Formats a result for a person. */
 export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
   const rows: [string, string][] = [
     ['parent', r.parent],
-    ['device', `${r.netdev} (mdev ${r.uuid}), ${r.size}-byte frames`],
+    ['device', `${r.netdev} (${r.via ?? `mdev ${r.uuid}`}), ${r.size}-byte frames`],
     ['datapath', `${mode}, queues of ${queueSize}`],
     ['tx', `${r.tx}`],
     ['rx', `${r.rx}`],
@@ -173,6 +199,12 @@ async function runOnHost(
     io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);
     return 130;
   }
+  if (result.gone !== undefined) {
+    io.stderr.write(
+      `mdev pktgen: the device went away after ${result.tx} frames: ${result.gone}\n`,
+    );
+    return 1;
+  }
   return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
 }
 
@@ -198,7 +230,21 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const { count, duration, burst, queueSize, offload } = values;
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
   let progressShown = false;
-  const stack = setupStack(undefined, { device: values.device, offload, queueSize });
+  let stack: PktgenTarget & { teardown(): void };
+  if (values.vhostUser !== undefined) {
+    try {
+      stack = await setupVhostUserStack({
+        path: values.vhostUser,
+        server: values.server,
+        queueSize,
+      });
+    } catch (err) {
+      io.stderr.write(`mdev pktgen: ${(err as Error).message}\n`);
+      return 1;
+    }
+  } else {
+    stack = setupStack(undefined, { device: values.device, offload, queueSize });
+  }
   let result: PktgenResult;
   try {
     const size = frameSize(values.size, frameSizeLimit(stack.netdev));
@@ -234,7 +280,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     stack.teardown();
   }
   if (progressShown) io.stdout.write('\r\x1b[K');
-  const mode = offload ? 'worker' : 'same-thread';
+  const mode = values.vhostUser !== undefined ? 'vhost-user' : offload ? 'worker' : 'same-thread';
   io.stdout.write(
     values.json
       ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
@@ -243,6 +289,12 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   if (result.interrupted) {
     io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);
     return 130;
+  }
+  if (result.gone !== undefined) {
+    io.stderr.write(
+      `mdev pktgen: the device went away after ${result.tx} frames: ${result.gone}\n`,
+    );
+    return 1;
   }
   return result.lost === 0 && result.corrupted === 0 && result.reordered === 0 ? 0 : 1;
 }

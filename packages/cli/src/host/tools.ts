@@ -126,6 +126,7 @@ export async function hostPktgen(
     if (!wasUp) netdev.open();
     const stack: PktgenStack = {
       device: own.name,
+      deviceDropped: () => own.parent.txDropped(mdev),
       parent: own.parent,
       mvnet: null,
       mdev,

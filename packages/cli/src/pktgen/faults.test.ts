@@ -113,7 +113,7 @@ for (const offload of [false, true]) {
         second.open();
         const mdev = mdevDevices().find((m) => m.uuid === uuid)!;
         const r = await runPktgen(
-          { ...stack, netdev: second, mdev, uuid },
+          { ...stack, netdev: second, uuid, deviceDropped: () => stack.parent.txDropped(mdev) },
           { count: 5000, size: 64, burst: 32, verify: true },
         );
         expect([r.tx, r.rx + r.dropped, r.corrupted, r.lost]).toEqual([5000, 5000, 0, 0]);

@@ -61,7 +61,7 @@ describe('pktgen and the mdev lifecycle', () => {
         nets.map((netdev) => {
           const mdev = mdevDevices().find((m) => netdev.vdev.parent === m)!;
           return runPktgen(
-            { ...stack, netdev, mdev },
+            { ...stack, netdev, deviceDropped: () => stack.parent.txDropped(mdev) },
             { count: 2000, size: 128, burst: 16, verify: true },
           );
         }),

@@ -3,7 +3,7 @@ import { sysfs, Work, Workqueue } from '@mdev/driver-core';
 import { type MdevDevice, mdevDeviceRemove, mdevDevices } from '@mdev/mdev-core';
 import { mdevVirtioExit } from '@mdev/mdev-virtio';
 import { type MvnetLoopback, type MvnetStats, mvnetLoopbackInit } from '@mdev/mvnet-loopback';
-import { hostRam } from '@mdev/virtio';
+import { type HostRam, hostRam } from '@mdev/virtio';
 import { virtioMdevExit, virtioMdevInit } from '@mdev/virtio-mdev-transport';
 import {
   NETDEV_TX_BUSY,
@@ -71,7 +71,12 @@ export interface PktgenResult {
   parent: string;
   /** The net device the frames went through (e.g. `eth0`). */
   netdev: string;
+  /** The mdev under the net device; empty over a device of another kind (`via` says which). */
   uuid: string;
+  /** What the net device is, when it is no mdev: `vhost-user /run/sock`. */
+  via?: string;
+  /** Why the device went away before the run ended (a vhost-user backend that hung up). */
+  gone?: string;
   size: number;
   tx: number;
   rx: number;
@@ -171,8 +176,33 @@ export function pktgenDeviceList(): [string, PktgenDevice][] {
   return [...pktgenDevices.entries()];
 }
 
+/** What `runPktgen` needs of the device it runs over: a net device and the device's counts. */
+export interface PktgenTarget {
+  /** The name the parent driver is registered under (`--device`), e.g. `mvnet_loopback`. */
+  device: string;
+  netdev: NetDevice;
+  /** The mdev under the net device, or empty (then `via` says what the device is). */
+  uuid: string;
+  via?: string;
+  /**
+   * Frames the device dropped so far (a TX frame with no RX buffer to land in). It must keep
+   * answering (the final count) after the device is gone, so a run cut short still adds up.
+   */
+  deviceDropped(): number;
+  /** The memory the driver's buffers are in (the frame pattern goes beside them); hostRam. */
+  ram?: HostRam;
+  /**
+   * Most frames in flight (sent and not yet back or dropped): a device that drops what finds
+   * the receive ring full (testpmd's io forwarding does) loses nothing while the window is below
+   * the ring's size. Unbounded by default: mvnet_loopback holds a frame until a buffer is there.
+   */
+  window?: number;
+  /** Why the device went away, once it has (null before): the run ends then, with the counts. */
+  gone?(): string | null;
+}
+
 /** The stack pktgen runs on: a parent driver, the transport, virtio-net, one mdev and its netdev. */
-export interface PktgenStack {
+export interface PktgenStack extends PktgenTarget {
   /** The name the parent driver is registered under (`--device`), e.g. `mvnet_loopback`. */
   device: string;
   /** The parent driver. */
@@ -223,6 +253,7 @@ export function setupStack(uuid: string = randomUUID(), options: StackOptions = 
     netdev.open();
     return {
       device: name,
+      deviceDropped: () => parent.txDropped(mdev),
       parent,
       mvnet: isMvnetParent(parent) ? parent.mvnet : null,
       mdev,
@@ -261,8 +292,9 @@ export function frameSizeLimit(netdev: NetDevice): number {
  * back: order always, content unless `verify` is off. Ends when every sent frame is accounted
  * for (received or dropped by the device) or nothing moved for two seconds.
  */
-export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promise<PktgenResult> {
+export async function runPktgen(stack: PktgenTarget, opts: PktgenOptions): Promise<PktgenResult> {
   const { netdev } = stack;
+  const ram = stack.ram ?? hostRam;
   const limit = frameSizeLimit(netdev);
   if (!Number.isInteger(opts.size) || opts.size < MIN_FRAME || opts.size > limit) {
     throw new RangeError(`pktgen: --size must be an integer from ${MIN_FRAME} to ${limit}`);
@@ -276,11 +308,11 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
   // The prepared frames live in host RAM, beside the driver's buffers, so that stamping and
   // checking are copies and compares within one memory (see FramePattern).
   const patternBytes = FramePattern.bytesFor(size);
-  const patternAddr = hostRam.alloc(patternBytes, 64);
+  const patternAddr = ram.alloc(patternBytes, 64);
   const pattern = new FramePattern(
     size,
     mac,
-    patternAddr === null ? undefined : hostRam.memory.view(patternAddr, patternBytes),
+    patternAddr === null ? undefined : ram.memory.view(patternAddr, patternBytes),
   );
   let pcap: PcapWriter | null = null;
   let result: PktgenResult;
@@ -298,7 +330,7 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
     }
     throw err;
   } finally {
-    if (patternAddr !== null) hostRam.free(patternAddr);
+    if (patternAddr !== null) ram.free(patternAddr);
   }
   // A write that failed during the run is reported here (PcapError).
   if (pcap) {
@@ -309,14 +341,16 @@ export async function runPktgen(stack: PktgenStack, opts: PktgenOptions): Promis
 }
 
 async function sendAndCheck(
-  stack: PktgenStack,
+  stack: PktgenTarget,
   opts: PktgenOptions,
   pattern: FramePattern,
   frame: Uint8Array,
   pcap: PcapWriter | null,
 ): Promise<PktgenResult> {
-  const { netdev, parent, mdev } = stack;
+  const { netdev } = stack;
   const size = opts.size;
+  const window = stack.window ?? Number.POSITIVE_INFINITY;
+  const gone = stack.gone ?? (() => null);
   const { verify, burst } = opts;
   // Frames sent so far; frame `tx` is built straight into the driver's transmit buffer, as the
   // kernel's pktgen builds its skb where the NIC reads it.
@@ -327,7 +361,7 @@ async function sendAndCheck(
         buf.set(frame, offset);
         writeSeq(buf, offset, tx);
       };
-  const droppedBefore = parent.txDropped(mdev);
+  const droppedBefore = stack.deviceDropped();
 
   let rx = 0;
   let rxBytes = 0;
@@ -360,7 +394,7 @@ async function sendAndCheck(
   const dropped = () => {
     const s = netdev.stats;
     return (
-      parent.txDropped(mdev) -
+      stack.deviceDropped() -
       droppedBefore +
       s.txDropped -
       netBefore.txDropped +
@@ -387,7 +421,8 @@ async function sendAndCheck(
       if (
         interrupted ||
         !(tx < target && netdev.isUp) ||
-        (opts.duration && performance.now() >= stopAt)
+        (opts.duration && performance.now() >= stopAt) ||
+        gone() !== null
       ) {
         netdev.onTxWake = null;
         clearTimeout(watchdog);
@@ -395,8 +430,12 @@ async function sendAndCheck(
         return;
       }
       let n = 0;
-      while (n < burst && tx < target) {
-        const more = n < burst - 1 && tx < target - 1;
+      // The window: frames sent and not yet back or dropped (rx and drops move in NAPI, between
+      // two runs of the sender, so this holds for the whole burst).
+      const end =
+        window === Number.POSITIVE_INFINITY ? target : Math.min(target, rx + dropped() + window);
+      while (n < burst && tx < end) {
+        const more = n < burst - 1 && tx < end - 1;
         if (netdev.xmitWith(size, build, more) === TX_BUSY) break;
         tx++;
         n++;
@@ -431,7 +470,7 @@ async function sendAndCheck(
   let lastSeen = rx + dropped();
   let idleSince = performance.now();
   let end = performance.now();
-  while (rx + dropped() < tx && netdev.isUp) {
+  while (rx + dropped() < tx && netdev.isUp && gone() === null) {
     await nextTurn();
     const seen = rx + dropped();
     const now = performance.now();
@@ -445,10 +484,13 @@ async function sendAndCheck(
   netdev.onTxWake = null;
   const seconds = (end - start) / 1000;
   const drops = dropped();
+  const why = gone();
   return {
     parent: stack.device,
     netdev: netdev.name,
     uuid: stack.uuid,
+    ...(stack.via === undefined ? {} : { via: stack.via }),
+    ...(why === null ? {} : { gone: why }),
     size: opts.size,
     tx,
     rx,
