@@ -1,12 +1,17 @@
-// `pnpm bench` in @mdev/cli, the vhost-user cells: DPDK's testpmd with a virtio-user port
-// (flowgen, 64-byte frames) against three backends in one run, each side on a core of its own
-// (testpmd on CPU 1, the backend on CPU 0):
+// `pnpm bench` in @mdev/cli, the vhost-user cells: two frontends against three backends in one
+// run, 64-byte frames, each side on a core of its own (the frontend on CPU 1, the backend on
+// CPU 0). Frontends:
+//   - DPDK's testpmd with a virtio-user port (flowgen; its received Mpps, the median of the
+//     per-second samples after a warm-up),
+//   - `mdev pktgen --vhost-user`: our virtio-net on the virtio-user transport (every frame
+//     verified; its received Mpps over the run).
+// Backends:
 //   - DPDK's own net_vhost in a second testpmd (io forwarding sends every frame back),
 //   - `mdev vhost-user` over mvnet_loopback, datapath in the thread,
 //   - `mdev vhost-user --offload`, datapath in a worker (both threads share CPU 0 here).
-// One JSON line per cell with the frontend's received Mpps (median of the per-second samples
-// after a warm-up) and its ratio to the DPDK cell. Informational, never a test; skipped with the
-// reason where testpmd is not installed. Options: `--seconds N` per cell (default 8).
+// One JSON line per cell with its Mpps and the ratio to the all-DPDK cell (testpmd against
+// net_vhost). Informational, never a test; skipped with the reason where testpmd is not
+// installed. Options: `--seconds N` per cell (default 8).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,8 +74,8 @@ function dpdkArgs(prefix: string, lcores: string): string[] {
   return ['--no-huge', '-m', '1024', '--no-pci', `--file-prefix=${prefix}`, '--lcores', lcores];
 }
 
-/** The frontend's received Mpps: the median of its per-second samples after a warm-up. */
-async function frontend(sock: string, tag: string): Promise<number> {
+/** testpmd's received Mpps: the median of its per-second samples after a warm-up. */
+async function testpmdFrontend(sock: string, tag: string): Promise<number> {
   const pmd = start(TESTPMD, [
     ...dpdkArgs(`vu-${tag}-${process.pid}`, '0@1,1@1'),
     '--vdev',
@@ -92,11 +97,47 @@ async function frontend(sock: string, tag: string): Promise<number> {
   return steady[Math.floor(steady.length / 2)]! / 1e6;
 }
 
+/** pktgen's received Mpps over a run of `seconds`; a run with a frame lost or corrupted fails. */
+async function pktgenFrontend(sock: string, tag: string): Promise<number> {
+  const run = start('taskset', [
+    '-c',
+    '1',
+    process.execPath,
+    '--conditions=source',
+    '--import',
+    'tsx',
+    main,
+    'pktgen',
+    '--vhost-user',
+    sock,
+    '--duration',
+    `${seconds}`,
+    '--json',
+  ]);
+  await new Promise((resolve) => run.child.once('exit', resolve));
+  const line = run
+    .out()
+    .split('\n')
+    .find((l) => l.startsWith('{'));
+  if (run.child.exitCode !== 0 || !line) {
+    throw new Error(`${tag}: pktgen exited ${run.child.exitCode}\n${run.out()}`);
+  }
+  return (JSON.parse(line) as { mpps: number }).mpps;
+}
+
+const frontends: [string, (sock: string, tag: string) => Promise<number>][] = [
+  ['testpmd virtio-user flowgen, 64 B', testpmdFrontend],
+  ['mdev pktgen --vhost-user, 64 B', pktgenFrontend],
+];
+
 async function cell(
   name: string,
   backend: () => { child: ChildProcess; out: () => string },
   sock: string,
+  frontend: (sock: string, tag: string) => Promise<number>,
 ) {
+  // A file left by the cell before would pass for the new backend's socket.
+  rmSync(sock, { force: true });
   const b = backend();
   try {
     if (!(await waitFor(() => existsSync(sock), 10_000))) {
@@ -108,10 +149,13 @@ async function cell(
   }
 }
 
-const cells: [string, () => Promise<number>][] = [
+const backends: [
+  string,
+  (frontend: (sock: string, tag: string) => Promise<number>) => Promise<number>,
+][] = [
   [
     'dpdk net_vhost',
-    () => {
+    (frontend) => {
       const sock = join(dir, 'dpdk.sock');
       return cell(
         'dpdk',
@@ -129,44 +173,53 @@ const cells: [string, () => Promise<number>][] = [
             '--auto-start',
           ]),
         sock,
+        frontend,
       );
     },
   ],
-  ...(['in-thread', 'worker'] as const).map((mode): [string, () => Promise<number>] => [
-    `mdev vhost-user (${mode})`,
-    () => {
-      const sock = join(dir, `mdev-${mode}.sock`);
-      const args = ['vhost-user', '--socket', sock, ...(mode === 'worker' ? ['--offload'] : [])];
-      return cell(
-        mode,
-        () =>
-          start('taskset', [
-            '-c',
-            '0',
-            process.execPath,
-            '--conditions=source',
-            '--import',
-            'tsx',
-            main,
-            ...args,
-          ]),
-        sock,
-      );
-    },
-  ]),
+  ...(['in-thread', 'worker'] as const).map(
+    (
+      mode,
+    ): [string, (frontend: (sock: string, tag: string) => Promise<number>) => Promise<number>] => [
+      `mdev vhost-user (${mode})`,
+      (frontend) => {
+        const sock = join(dir, `mdev-${mode}.sock`);
+        const args = ['vhost-user', '--socket', sock, ...(mode === 'worker' ? ['--offload'] : [])];
+        return cell(
+          mode,
+          () =>
+            start('taskset', [
+              '-c',
+              '0',
+              process.execPath,
+              '--conditions=source',
+              '--import',
+              'tsx',
+              main,
+              ...args,
+            ]),
+          sock,
+          frontend,
+        );
+      },
+    ],
+  ),
 ];
 
+// The all-DPDK cell comes first: every ratio is to it.
 let base = 0;
-for (const [name, run] of cells) {
-  const mpps = await run();
-  if (base === 0) base = mpps;
-  console.log(
-    JSON.stringify({
-      bench: 'vhost-user',
-      frontend: 'testpmd virtio-user flowgen, 64 B',
-      backend: name,
-      mpps: Number(mpps.toFixed(3)),
-      ratio: Number((mpps / base).toFixed(2)),
-    }),
-  );
+for (const [frontendName, frontend] of frontends) {
+  for (const [name, run] of backends) {
+    const mpps = await run(frontend);
+    if (base === 0) base = mpps;
+    console.log(
+      JSON.stringify({
+        bench: 'vhost-user',
+        frontend: frontendName,
+        backend: name,
+        mpps: Number(mpps.toFixed(3)),
+        ratio: Number((mpps / base).toFixed(2)),
+      }),
+    );
+  }
 }
