@@ -508,7 +508,13 @@ function connectTo(path: string): Fd {
 
 /** Listens on `path` until one backend connects, then stops listening and removes the file. */
 async function acceptOn(path: string, timeoutMs: number): Promise<Fd> {
-  const listener = listenUnix(path);
+  let listener: Fd;
+  try {
+    listener = listenUnix(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EACCES';
+    throw new KernelError(code, `virtio-user: cannot listen on ${path}: ${String(err)}`);
+  }
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
@@ -77,6 +77,15 @@ describe('virtio-user against our own vhost-user backend', () => {
     netdev.open();
     const got = await exchange(netdev, 100);
     expect(got).toEqual(Array.from({ length: 100 }, (_, i) => frameOf(i)));
+  });
+
+  it('refuses to listen where a file is (EADDRINUSE), and leaves the file alone', async () => {
+    const path = join(dir, 'taken');
+    writeFileSync(path, 'not a socket');
+    await expect(virtioUserAdd({ path, server: true })).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+    expect(readFileSync(path, 'utf8')).toBe('not a socket');
   });
 
   it('a backend that goes away mid-run breaks the queues, says why, and a new one is served', async () => {
