@@ -99,7 +99,7 @@ export interface VirtioUserOptions {
 }
 
 /** One ring as the backend has it: the driver's queue and its two eventfds. */
-interface UserRing {
+export interface VirtioUserRing {
   vq: Virtqueue<unknown>;
   kick: Fd;
   call: Fd;
@@ -125,7 +125,7 @@ export class VirtioUserDevice extends VirtioDevice {
   readonly queueNum: number | null;
   /** The config space made up for a backend without one (null when the backend has one). */
   readonly localConfig: Uint8Array | null;
-  readonly rings: (UserRing | undefined)[] = [];
+  readonly rings: (VirtioUserRing | undefined)[] = [];
   /** The status the driver last wrote. */
   status = 0;
   /** Why the backend is gone, once it is. */
@@ -359,7 +359,7 @@ function setupVq<T>(
     call.close();
     throw new KernelError('ENOMEM', `virtio-user: no memory for queue ${index}`);
   }
-  const ring: UserRing = {
+  const ring: VirtioUserRing = {
     vq: vq as Virtqueue<unknown>,
     kick,
     call,

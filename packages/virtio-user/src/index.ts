@@ -4,6 +4,7 @@ export {
   VIRTIO_USER_RESET_POLL_LIMIT,
   VirtioUserDevice,
   type VirtioUserOptions,
+  type VirtioUserRing,
   virtioUserAdd,
   virtioUserConfigOps,
   virtioUserRemove,
