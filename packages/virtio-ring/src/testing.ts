@@ -19,6 +19,7 @@ import { siblingModule, spawnWorker } from './spawn-worker';
 import type { Virtqueue } from './virtqueue';
 
 export { type FuzzFailure, type FuzzStats, fuzzRings } from './fuzz';
+export { fuzzPackedRings } from './fuzz-packed';
 
 /**
  * Counts, from now on, the reads of `view.byteOffset` and `view.buffer` (values unchanged);
