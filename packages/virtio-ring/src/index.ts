@@ -96,6 +96,7 @@ export {
   createVirtqueue,
   PackedVirtqueue,
   type PackedVirtqueueOptions,
+  type VirtqueueCallback,
   type VirtqueueLike,
 } from './packed-virtqueue';
 export { siblingModule, spawnWorker } from './spawn-worker';

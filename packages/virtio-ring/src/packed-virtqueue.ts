@@ -32,6 +32,14 @@ const EV_DISABLE = pl.VRING_PACKED_EVENT_FLAG_DISABLE;
 const EV_DESC = pl.VRING_PACKED_EVENT_FLAG_DESC;
 
 /**
+ * A queue's interrupt handler. Declared through a method so that its parameter is bivariant: a
+ * `Virtqueue`'s handler takes a `Virtqueue`, and still is a handler of a `VirtqueueLike`.
+ */
+export type VirtqueueCallback<T> = {
+  handler(vq: VirtqueueLike<T>): void;
+}['handler'];
+
+/**
  * The driver side of a virtqueue, whichever its layout: what `Virtqueue` (split) and
  * `PackedVirtqueue` both offer, and what a transport or a driver holds.
  */
@@ -41,7 +49,7 @@ export interface VirtqueueLike<T = unknown> {
   readonly num: number;
   readonly eventIdx: boolean;
   readonly indirect: boolean;
-  callback: ((vq: VirtqueueLike<T>) => void) | null;
+  callback: VirtqueueCallback<T> | null;
   lastLen: number;
   readonly descAddr: number;
   readonly availAddr: number;
@@ -102,7 +110,7 @@ export type AnyVirtqueueOptions<T> = Omit<VirtqueueOptions<T>, 'notify' | 'callb
  */
 export function createVirtqueue<T>(opts: AnyVirtqueueOptions<T>): VirtqueueLike<T> | null {
   if (opts.packed === true) return PackedVirtqueue.create<T>(opts);
-  return Virtqueue.create<T>(opts as VirtqueueOptions<T>) as VirtqueueLike<T> | null;
+  return Virtqueue.create<T>(opts);
 }
 
 interface Area {
@@ -439,10 +447,11 @@ export class PackedVirtqueue<T = unknown> implements VirtqueueLike<T> {
     }
     // virtio_wmb: the rest of the chain is written before the head's flags make it available.
     storeIndex(this.memory, this.desc16, head * W16 + D16_FLAGS, headDescFlags);
-    // numAdded counts descriptors (the kernel's num_added): a lap of them without a kick would
-    // make the event compare in kickPrepare ambiguous, so kick then.
+    // numAdded counts descriptors (the kernel's num_added). The device's event offset is always
+    // within a lap of the driver's position, so kickPrepare's modulo-2^16 compare holds for up to
+    // 2^15 descriptors added without a kick; past that, kick now (as the split ring at 0xffff).
     this.numAdded += ringDescs;
-    if (this.numAdded >= this.num) this.kick();
+    if (this.numAdded >= 0x8000) this.kick();
     return 0;
   }
 
