@@ -15,12 +15,12 @@ import {
 import { KernelError, registerIrqPoll } from '@mdev/driver-core';
 import type { MdevVirtioMapEntry, MdevVirtioMapRegion } from '@mdev/mdev-virtio';
 import {
+  type AnyVringhConfig,
   type GuestMemory,
   NotifyWord,
   sharedRegion,
   siblingModule,
   spawnWorker,
-  type VringhConfig,
 } from '@mdev/virtio-ring';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import type { MvnetQueue, MvnetStats, NetHdrLayout } from './datapath';
@@ -243,7 +243,7 @@ export class MvnetOffload implements MvnetHost {
   ready(
     slot: number,
     queue: number,
-    config: VringhConfig,
+    config: AnyVringhConfig,
     lastAvail: number,
     hdr: NetHdrLayout,
   ): number {

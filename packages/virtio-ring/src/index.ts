@@ -102,4 +102,10 @@ export {
 export { siblingModule, spawnWorker } from './spawn-worker';
 export { type Sg, type UsedBuf, Virtqueue, type VirtqueueOptions } from './virtqueue';
 export { Vringh, type VringhConfig, VringhIov } from './vringh';
-export { createVringh, type VringhLike, VringhPacked } from './vringh-packed';
+export {
+  type AnyVringhConfig,
+  createVringh,
+  initialVqState,
+  type VringhLike,
+  VringhPacked,
+} from './vringh-packed';

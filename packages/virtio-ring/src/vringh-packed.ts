@@ -60,6 +60,19 @@ export interface VringhLike {
   notifyDisable(): void;
 }
 
+/** `VringhConfig` with the layout: `packed` for VIRTIO_F_RING_PACKED. */
+export interface AnyVringhConfig extends VringhConfig {
+  packed?: boolean;
+}
+
+/**
+ * The vq state a queue starts from when none was set: index 0 in lap 1 for a packed ring (both
+ * wrap counters start set, virtio 1.2 2.8.1), index 0 for a split one.
+ */
+export function initialVqState(packed: boolean): number {
+  return packed ? 0x8000 : 0;
+}
+
 /** A device ring of the layout `packed` picks, over `space` (init it with the ring's addresses). */
 export function createVringh(space: AddressSpace, packed = false): VringhLike {
   return packed ? new VringhPacked(space) : new Vringh(space);

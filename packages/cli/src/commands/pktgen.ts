@@ -25,6 +25,7 @@ export const usage = `usage: mdev pktgen [options]
   --size B         frame size, ${MIN_FRAME}-${MAX_FRAME} bytes or the device's maximum (default 64)
   --burst N        frames per doorbell (default 32)
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
+  --ring LAYOUT    the virtqueue layout, split or packed (VIRTIO_F_RING_PACKED; default split)
   --offload        run the device's datapath in a worker thread (the "hardware")
   --device NAME    the parent driver to run over (default mvnet_loopback)
   --driver MODULE  load a vendor parent driver first (repeatable; see mdev host --help)
@@ -59,6 +60,7 @@ function parseOptions(args: string[]) {
       size: { type: 'string' },
       burst: { type: 'string' },
       'queue-size': { type: 'string' },
+      ring: { type: 'string' },
       offload: { type: 'boolean', default: false },
       device: { type: 'string' },
       driver: { type: 'string', multiple: true },
@@ -85,11 +87,14 @@ function parseOptions(args: string[]) {
   const queueSize = q === undefined ? 256 : INTEGER.test(q) ? Number(q) : Number.NaN;
   if (!(queueSize >= 2 && queueSize <= 32768) || (queueSize & (queueSize - 1)) !== 0)
     throw new UsageError('--queue-size must be a power of two from 2 to 32768');
+  const ring = values.ring ?? 'split';
+  if (ring !== 'split' && ring !== 'packed')
+    throw new UsageError(`--ring must be split or packed, not '${ring}'`);
   const device = values.device ?? 'mvnet_loopback';
   const known = pktgenDeviceList().map(([name]) => name);
   if (!known.includes(device))
     throw new UsageError(`no device '${device}' (known: ${known.join(', ')})`);
-  return { ...values, count, duration, burst, queueSize, device };
+  return { ...values, count, duration, burst, queueSize, device, ring: ring as 'split' | 'packed' };
 }
 
 /** What the command line asks for, with the --pcap file as an absolute path. */
@@ -100,11 +105,16 @@ function parseCommandLine(args: string[], io: CommandIo) {
 }
 
 /** Formats a result for a person. */
-export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
+export function formatResult(
+  r: PktgenResult,
+  mode: string,
+  queueSize: number,
+  ring?: 'split' | 'packed',
+): string {
   const rows: [string, string][] = [
     ['parent', r.parent],
     ['device', `${r.netdev} (mdev ${r.uuid}), ${r.size}-byte frames`],
-    ['datapath', `${mode}, queues of ${queueSize}`],
+    ['datapath', `${mode}, ${ring ? `${ring} ` : ''}queues of ${queueSize}`],
     ['tx', `${r.tx}`],
     ['rx', `${r.rx}`],
     ['dropped', `${r.dropped}`],
@@ -120,7 +130,7 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
 }
 
 /** The options that shape the stack, which the host holds when pktgen runs there. */
-const STACK_OPTIONS = ['--offload', '--device', '--driver', '--queue-size', '--pcap'];
+const STACK_OPTIONS = ['--offload', '--device', '--driver', '--queue-size', '--ring', '--pcap'];
 
 /**
  * `mdev pktgen -u UUID`: the run goes on in the host, over its device; Ctrl-C ends the
@@ -195,10 +205,10 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   if (values.uuid !== undefined) return runOnHost(args, values, io);
-  const { count, duration, burst, queueSize, offload } = values;
+  const { count, duration, burst, queueSize, offload, ring } = values;
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
   let progressShown = false;
-  const stack = setupStack(undefined, { device: values.device, offload, queueSize });
+  const stack = setupStack(undefined, { device: values.device, offload, queueSize, ring });
   let result: PktgenResult;
   try {
     const size = frameSize(values.size, frameSizeLimit(stack.netdev));
@@ -237,8 +247,8 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const mode = offload ? 'worker' : 'same-thread';
   io.stdout.write(
     values.json
-      ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
-      : formatResult(result, mode, queueSize),
+      ? `${JSON.stringify({ name: 'pktgen', mode, ring, queueSize, ...result })}\n`
+      : formatResult(result, mode, queueSize, ring),
   );
   if (result.interrupted) {
     io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);

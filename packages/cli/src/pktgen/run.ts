@@ -98,6 +98,11 @@ export interface StackOptions {
   offload?: boolean;
   /** The device's largest queue (a power of two, 2 to 32768; default 256). */
   queueSize?: number;
+  /**
+   * The ring layout: `packed` has the device offer VIRTIO_F_RING_PACKED, which virtio-net
+   * accepts (virtio 1.2 2.8); default `split`.
+   */
+  ring?: 'split' | 'packed';
 }
 
 /** A registered parent driver, as pktgen uses it. */
@@ -141,6 +146,7 @@ const mvnetDevice: PktgenDevice = {
       dma: hostRam.dma,
       offload: options.offload,
       queueSize: options.queueSize,
+      packed: options.ring === 'packed',
     });
     return {
       typePath: MVNET_TYPE_PATH,
