@@ -232,7 +232,9 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     setVqState(mdev, idx, st) {
       const vq = queue(mdev, idx);
       // Not ready: kept for the next ready, whose init would zero it in the ring tracker.
-      if (!vq.ready) vq.pendingState = st & 0xffff;
+      // A packed ring's state has both halves, 32 bits (see VringhPacked.getLastAvailIdx).
+      const packed = hasFeature(state(mdev).features, VIRTIO_F_RING_PACKED);
+      if (!vq.ready) vq.pendingState = packed ? st >>> 0 : st & 0xffff;
       else host.setState(state(mdev).slot, idx, st);
     },
     getVqState(mdev, idx) {

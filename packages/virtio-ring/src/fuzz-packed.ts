@@ -284,7 +284,7 @@ function fuzzOne(rng: Rng, r: VringhIov, w: VringhIov, stats: FuzzStats): void {
     const state = dev.getLastAvailIdx();
     const ref =
       brokenWith === 0
-        ? reference(memory, num, state & 0x7fff, state >>> 15, inFlight, wantR, wantW)
+        ? reference(memory, num, state & 0x7fff, (state >>> 15) & 1, inFlight, wantR, wantW)
         : null;
     const rc = dev.getDesc(wantR ? r : null, wantW ? w : null);
     if (brokenWith !== 0) {

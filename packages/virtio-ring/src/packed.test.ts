@@ -476,6 +476,9 @@ describe('packed ring: a hostile driver', () => {
     const s = setup({ num: 4 });
     s.dev.restoreState(0x8000 | 4);
     expect(s.dev.broken).toBe(true);
+    const t = setup({ num: 4 });
+    t.dev.restoreState(0x8004_8001);
+    expect(t.dev.broken).toBe(true);
   });
 });
 
@@ -495,10 +498,10 @@ describe('packed ring: state, abandon, forwarding', () => {
       }
       for (let k = 0; k < 3; k++) expect(s.vq.getBuf()!.token).toBe(k + 1);
     }
-    // Two laps of three: back at 0, in lap 1 again.
-    expect(s.dev.getLastAvailIdx()).toBe(0x8000);
+    // Two laps of three: back at 0, in lap 1 again, for reading and for writing.
+    expect(s.dev.getLastAvailIdx()).toBe(0x8000_8000);
     s.vq.addOutbuf(b, 8, 7);
-    expect(s.dev.getLastAvailIdx()).toBe(0x8000);
+    expect(s.dev.getLastAvailIdx()).toBe(0x8000_8000);
     const state = s.dev.getState();
     expect(state).toEqual({
       lastAvailIdx: 0,
@@ -517,11 +520,23 @@ describe('packed ring: state, abandon, forwarding', () => {
     });
     s.vq.addOutbuf(b, 8, 8);
     s.vq.addOutbuf(b, 8, 9);
+    // DPDK's encoding: the avail half only, the used half the same.
     dev2.restoreState(0x8000 | 1);
+    expect(dev2.getLastAvailIdx()).toBe(0x8001_8001);
     expect(dev2.getDesc(r, null)).toBe(1);
     dev2.complete(dev2.head, 0);
     // The used descriptor went to slot 1 (restored used position), not slot 0.
     expect(s.desc(1).flags()).toBe(packedUsedFlags(1));
+    expect(dev2.getLastAvailIdx()).toBe(0x8002_8002);
+    // Both halves apart (vhost's encoding): reading at 2 of lap 1, writing at 1 of lap 0.
+    dev2.restoreState(0x0001_8002);
+    expect(dev2.getState()).toEqual({
+      lastAvailIdx: 2,
+      lastAvailCounter: 1,
+      lastUsedIdx: 1,
+      lastUsedCounter: 0,
+    });
+    expect(dev2.broken).toBe(false);
   });
 
   it('forwards frames between two packed rings with RingForward', () => {

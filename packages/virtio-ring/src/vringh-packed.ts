@@ -70,7 +70,7 @@ export interface AnyVringhConfig extends VringhConfig {
  * wrap counters start set, virtio 1.2 2.8.1), index 0 for a split one.
  */
 export function initialVqState(packed: boolean): number {
-  return packed ? 0x8000 : 0;
+  return packed ? 0x8000_8000 : 0;
 }
 
 /** A device ring of the layout `packed` picks, over `space` (init it with the ring's addresses). */
@@ -87,9 +87,10 @@ export function createVringh(space: AddressSpace, packed = false): VringhLike {
  * and a buffer id the device still holds. A bad ring is never thrown about: the call returns a
  * negative errno and the ring stays broken until `init`.
  *
- * `getLastAvailIdx`/`setLastAvailIdx`/`restoreState` carry the wrap counter in bit 15 of the
- * index (how vhost-user's VHOST_USER_GET/SET_VRING_BASE and DPDK encode a packed ring's state);
- * `getState`/`setState` give both halves apart (vDPA's vdpa_vq_state_packed).
+ * `getLastAvailIdx`/`setLastAvailIdx`/`restoreState` carry the state in one number, each index
+ * with its wrap counter in bit 15, the used half in the high 16 bits (VHOST_GET/SET_VRING_BASE's
+ * encoding for packed rings); `getState`/`setState` give the halves apart (vDPA's
+ * vdpa_vq_state_packed).
  */
 export class VringhPacked implements VringhLike {
   private readonly space: AddressSpace;
@@ -196,30 +197,39 @@ export class VringhPacked implements VringhLike {
     return err;
   }
 
-  /** The next descriptor the device reads, wrap counter in bit 15. */
+  /**
+   * The vq state as one number, as vhost's VHOST_GET_VRING_BASE and vhost-user's GET_VRING_BASE
+   * give a packed ring's: bits 0-14 the next avail index, bit 15 its wrap counter, bits 16-30
+   * the next used index, bit 31 its wrap counter.
+   */
   getLastAvailIdx(): number {
-    return pl.packWrapIdx(this.lastAvail, this.availWrap);
-  }
-
-  /** Sets where the device reads next (index, wrap counter in bit 15). */
-  setLastAvailIdx(idx: number): void {
-    this.lastAvail = idx & 0x7fff;
-    this.availWrap = (idx >>> 15) & 1;
-    this.histLen = 0;
-    this.checkState();
+    return (
+      (pl.packWrapIdx(this.lastAvail, this.availWrap) |
+        (pl.packWrapIdx(this.usedIdx, this.usedWrap) << 16)) >>>
+      0
+    );
   }
 
   /**
-   * Starts a freshly initialised ring at `idx` (wrap counter in bit 15) for both reading and
-   * writing, as VHOST_USER_SET_VRING_BASE does for a packed ring: a stopped ring used every
-   * chain it took, so its used position is where it reads.
+   * Sets the vq state from that number. A value of 16 bits (DPDK's vhost encodes only the avail
+   * half) sets the used half to the same: a stopped ring used every chain it took.
+   */
+  setLastAvailIdx(idx: number): void {
+    this.restoreState(idx);
+  }
+
+  /**
+   * Starts a freshly initialised ring at vq state `idx` (as `setLastAvailIdx` reads it), as
+   * VHOST_USER_SET_VRING_BASE does for a packed ring.
    */
   restoreState(idx: number): void {
+    const avail = idx & 0xffff;
+    const used = idx > 0xffff ? (idx >>> 16) & 0xffff : avail;
     this.setState({
-      lastAvailIdx: idx & 0x7fff,
-      lastAvailCounter: (idx >>> 15) & 1,
-      lastUsedIdx: idx & 0x7fff,
-      lastUsedCounter: (idx >>> 15) & 1,
+      lastAvailIdx: avail & 0x7fff,
+      lastAvailCounter: avail >>> 15,
+      lastUsedIdx: used & 0x7fff,
+      lastUsedCounter: used >>> 15,
     });
   }
 
