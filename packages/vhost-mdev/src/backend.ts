@@ -86,7 +86,7 @@ export type VhostMdevEvent =
   | { type: 'connected' }
   | { type: 'disconnected'; reason: string }
   | { type: 'refused'; request: string; error: string }
-  | { type: 'ring-started'; index: number }
+  | { type: 'ring-started'; index: number; layout: 'split' | 'packed' }
   | { type: 'ring-stopped'; index: number; state: number };
 
 export interface VhostMdevBackendOptions {
@@ -641,7 +641,7 @@ export class VhostMdevBackend {
       ring.kicks++;
       ops.kickVq(mdev, index);
     });
-    this.#onEvent({ type: 'ring-started', index });
+    this.#onEvent({ type: 'ring-started', index, layout: packed ? 'packed' : 'split' });
     // Buffers made available before the kick fd came are served now.
     ops.kickVq(mdev, index);
   }
