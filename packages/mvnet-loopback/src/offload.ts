@@ -290,7 +290,10 @@ export class MvnetOffload implements MvnetHost {
   }
 
   getState(slot: number, queue: number): number {
-    return this.call({ op: 'getState', slot, queue });
+    const value = this.call({ op: 'getState', slot, queue });
+    // The answer word is an Int32: a packed ring's state sets bit 31 (its used wrap counter),
+    // which is no errno (those are -4095 to -1).
+    return value < -4095 ? value >>> 0 : value;
   }
 
   setState(slot: number, queue: number, value: number): void {
