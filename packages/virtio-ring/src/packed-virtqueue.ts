@@ -300,17 +300,51 @@ export class PackedVirtqueue<T = unknown> implements VirtqueueLike<T> {
   }
 
   addOutbuf(addr: number, len: number, token: T): number {
-    this.ensureScratch(1);
-    this.sgAddr[0] = addr;
-    this.sgLen[0] = len;
-    return this.addScratch(1, 0, token);
+    return this.addOne(addr, len, 0, token);
   }
 
   addInbuf(addr: number, len: number, token: T): number {
-    this.ensureScratch(1);
-    this.sgAddr[0] = addr;
-    this.sgLen[0] = len;
-    return this.addScratch(0, 1, token);
+    return this.addOne(addr, len, F_WRITE, token);
+  }
+
+  // addScratch for one element, the per-frame case (a whole frame, a receive buffer): one
+  // descriptor, no indirect table, nothing to loop over.
+  private addOne(addr: number, len: number, flags: number, token: T): number {
+    if (token === undefined || token === null) throw new TypeError('virtqueue: token must be set');
+    checkSg(addr, len);
+    if (this.broken === true) return -EIO;
+    if (this.freeCount === 0 || this.freeIdCount === 0) return -ENOSPC;
+    let dmaAddr = addr;
+    if (this.direct !== true) {
+      dmaAddr = this.dma.map(addr, len, flags !== 0 ? 'from-device' : 'to-device');
+      if (!validDma(dmaAddr)) return -ENOMEM;
+      this.sgDma[0] = dmaAddr;
+      this.sgLen[0] = len;
+      this.recordMaps(this.freeIds[this.freeIdCount - 1]!, 1, flags !== 0 ? 0 : 1);
+    }
+    const id = this.freeIds[--this.freeIdCount]!;
+    const head = this.nextAvail;
+    const w = head * W32;
+    storeAddr64(this.desc32, w + D32_ADDR, dmaAddr);
+    this.desc32[w + D32_LEN] = len;
+    this.desc16[head * W16 + D16_ID] = id;
+    const wrapFlags = this.availWrap !== 0 ? F_AVAIL : F_USED;
+    if (++this.nextAvail === this.num) {
+      this.nextAvail = 0;
+      this.availWrap ^= 1;
+    }
+    this.freeCount--;
+    this.tokens[id] = token;
+    this.descCount[id] = 1;
+    this.inBytes[id] = flags !== 0 ? len : 0;
+    if (this.inOrder === true) {
+      this.order[(this.orderHead + this.orderCount) % this.num] = id;
+      this.orderCount++;
+    }
+    // virtio_wmb: the descriptor is written before the flags that make it available.
+    storeIndex(this.memory, this.desc16, head * W16 + D16_FLAGS, flags | wrapFlags);
+    if (++this.numAdded >= 0x8000) this.kick();
+    return 0;
   }
 
   add(out: readonly Sg[], inp: readonly Sg[], token: T): number {

@@ -224,6 +224,69 @@ describe('packed ring: driver and device', () => {
   });
 });
 
+describe('packed ring: DMA mapping', () => {
+  it('unmaps every buffer it mapped, from its own record, and consumes nothing on a failed map', () => {
+    const memory = new GuestMemory();
+    memory.addRegion(BASE, new SharedArrayBuffer(1 << 20));
+    const alloc = new DmaAllocator(memory, BASE);
+    const base = offsetDmaOps(alloc);
+    const live = new Map<number, string>();
+    let failNext = false;
+    const dma = {
+      ...base,
+      // Not direct: a device address 0 past the CPU one, but through calls the ring must make.
+      map: (cpu: number, len: number, dir: string) => {
+        if (failNext) return Number.NaN;
+        live.set(cpu, `${len}:${dir}`);
+        return cpu;
+      },
+      unmap: (addr: number, len: number, dir: string) => {
+        expect(live.get(addr)).toBe(`${len}:${dir}`);
+        live.delete(addr);
+      },
+    };
+    const vq = PackedVirtqueue.create<number>({
+      index: 0,
+      num: 4,
+      memory,
+      dma,
+      indirect: true,
+      notify: () => true,
+    })!;
+    const dev = new VringhPacked(memory);
+    dev.init({
+      num: 4,
+      descAddr: vq.descAddr,
+      availAddr: vq.availAddr,
+      usedAddr: vq.usedAddr,
+      eventIdx: false,
+    });
+    const a = alloc.alloc(64)!;
+    const b = alloc.alloc(64)!;
+    const c = alloc.alloc(64)!;
+    expect(vq.addOutbuf(a, 10, 1)).toBe(0);
+    expect(vq.addInbuf(b, 20, 2)).toBe(0);
+    expect(vq.add([{ addr: a + 32, len: 4 }], [{ addr: c, len: 8 }], 3)).toBe(0);
+    expect(live.size).toBe(4);
+    failNext = true;
+    expect(vq.addInbuf(c + 32, 8, 4)).toBe(-12);
+    expect(vq.add([{ addr: c + 40, len: 4 }], [{ addr: c + 48, len: 8 }], 5)).toBe(-12);
+    failNext = false;
+    expect(vq.numFree).toBe(1);
+    const r = new VringhIov();
+    const w = new VringhIov();
+    for (let k = 0; k < 3; k++) {
+      expect(dev.getDesc(r, w)).toBe(1);
+      dev.complete(dev.head, w.total);
+    }
+    const got: number[] = [];
+    for (let u = vq.getBuf(); u !== null; u = vq.getBuf()) got.push(u.token);
+    expect(got).toEqual([1, 2, 3]);
+    expect(live.size).toBe(0);
+    expect(vq.numFree).toBe(4);
+  });
+});
+
 describe('packed ring: event suppression', () => {
   it('kicks unless the device disabled them; with EVENT_IDX at the offset and wrap asked for', () => {
     const { vq, dev, buf, event, kicks } = setup({ num: 4 });

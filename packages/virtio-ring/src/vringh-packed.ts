@@ -288,6 +288,7 @@ export class VringhPacked implements VringhLike {
     // virtio_rmb (the flags load): the descriptor is read after the flags that make it available.
     const flags = loadIndex(this.space, this.desc16, start * W16 + D16_FLAGS);
     if (!this.isAvail(flags, this.availWrap)) return 0;
+    if ((flags & (F_NEXT | F_INDIRECT)) === 0) return this.getOne(start, flags, riov, wiov);
     riov?.reset();
     wiov?.reset();
     let i = start;
@@ -357,6 +358,44 @@ export class VringhPacked implements VringhLike {
     }
     this.availWrap = wrap;
     this.lastAvail = i;
+    this.head = id;
+    return 1;
+  }
+
+  // getDesc for a chain of one direct descriptor (a whole frame or receive buffer), the common
+  // case, with the same checks; `flags` are the descriptor's, as getDesc read them.
+  private getOne(
+    start: number,
+    flags: number,
+    riov: VringhIov | null,
+    wiov: VringhIov | null,
+  ): number {
+    riov?.reset();
+    wiov?.reset();
+    const d = start * W32;
+    const addr = loadAddr64(this.desc32, d + D32_ADDR);
+    const len = this.desc32[d + D32_LEN]!;
+    if (addr < 0) return this.fail(-EINVAL);
+    const iov = (flags & F_WRITE) !== 0 ? wiov : riov;
+    if (iov === null) return this.fail(-EPROTO);
+    const err = this.pushRange(iov, addr, len);
+    if (err < 0) return this.fail(err);
+    const id = this.desc16[start * W16 + D16_ID]!;
+    if (this.inFlight[id] !== 0) return this.fail(-EINVAL);
+    this.inFlight[id] = 1;
+    this.chainDescs[id] = 1;
+    const h = this.histTop;
+    this.histIdx[h] = start;
+    this.histWrap[h] = this.availWrap;
+    this.histId[h] = id;
+    this.histTop = h + 1 === this.num ? 0 : h + 1;
+    if (this.histLen < this.num) this.histLen++;
+    if (start + 1 === this.num) {
+      this.lastAvail = 0;
+      this.availWrap ^= 1;
+    } else {
+      this.lastAvail = start + 1;
+    }
     this.head = id;
     return 1;
   }
