@@ -82,6 +82,8 @@ export interface VendorVfOptions {
   queueSize?: number;
   /** Frames a VF's datapath moves per run; default 256. */
   budget?: number;
+  /** The VFs offer VIRTIO_F_RING_PACKED (virtio 1.2 2.8); default false. */
+  packed?: boolean;
   /** Use MSI-X vectors (default) or the INTx line and the ISR byte. */
   msix?: boolean;
   /** Where the VFs import @mdev/vhost-user from (see `VirtioNetVfOptions.vhostUser`). */
@@ -484,6 +486,7 @@ export class VendorVfCard {
       memory,
       queueMax: this.queueSize,
       budget: this.options.budget,
+      packed: this.options.packed,
       vhostUser: this.options.vhostUser,
       mac: provisioned?.mac,
       mtu: provisioned?.mtu,

@@ -14,6 +14,7 @@ import {
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_CONFIG_MAC,
   VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS,
@@ -25,12 +26,14 @@ import {
 } from '@mdev/virtio';
 import {
   type AddressSpace,
+  createVringh,
   HOST_LITTLE_ENDIAN,
   joinAddr64,
   RingForward,
   type Translation,
   VRING_USED_IDX,
-  Vringh,
+  type VringhLike,
+  VringhPacked,
 } from '@mdev/virtio-ring';
 import { VF_FEATURES } from './features';
 import { VfIommu, type VfIommuEntry } from './iommu';
@@ -95,6 +98,8 @@ export interface VfInit {
   mtu: number;
   /** Frames the datapath moves per run before it looks at the registers again. */
   budget: number;
+  /** Offer VIRTIO_F_RING_PACKED (virtio 1.2 2.8): a driver that takes it gets packed rings. */
+  packed?: boolean;
 }
 
 /** One queue as the engine keeps it (queue_select picks which one the BAR window shows). */
@@ -110,15 +115,18 @@ class EngineQueue {
    * stopped; applied when it is enabled again.
    */
   lastAvail = 0;
-  /** The device side of the ring; replaced when the IOMMU table changes (see VfEngine.setMap). */
-  vrh: Vringh;
+  /**
+   * The device side of the ring, split or packed; replaced when the IOMMU table changes (see
+   * VfEngine.setMap) and when the queue is enabled in the other layout.
+   */
+  vrh: VringhLike;
 
   constructor(
     readonly max: number,
     space: AddressSpace,
   ) {
     this.size = max;
-    this.vrh = new Vringh(space);
+    this.vrh = createVringh(space);
   }
 
   reset(): void {
@@ -159,6 +167,8 @@ export class VfEngine {
   private readonly dv: DataView;
   private readonly queues: EngineQueue[];
   private readonly init: VfInit;
+  /** The features the VF offers: VF_FEATURES, with VIRTIO_F_RING_PACKED when made `packed`. */
+  private readonly features: bigint;
   /** Counters, published to the BAR's statistics area by `publish`. */
   readonly stats: Record<VfStatName, number>;
   private tail: number;
@@ -181,6 +191,7 @@ export class VfEngine {
     if (!HOST_LITTLE_ENDIAN)
       throw new RangeError('vendor_vf: the VF model needs a little-endian host');
     this.init = init;
+    this.features = init.packed ? VF_FEATURES | (1n << BigInt(VIRTIO_F_RING_PACKED)) : VF_FEATURES;
     this.link = new Int32Array(shared.link);
     this.bar8 = new Uint8Array(shared.bar);
     this.bar16 = new Uint16Array(shared.bar);
@@ -248,7 +259,7 @@ export class VfEngine {
   private showFeatures(): void {
     const half = (f: bigint, sel: number) =>
       sel > 1 ? 0 : Number((f >> BigInt(32 * sel)) & 0xffffffffn);
-    this.common32(VIRTIO_PCI_COMMON_DF, half(VF_FEATURES, this.dfSelect));
+    this.common32(VIRTIO_PCI_COMMON_DF, half(this.features, this.dfSelect));
     this.common32(VIRTIO_PCI_COMMON_GF, half(this.driverFeatures, this.gfSelect));
   }
 
@@ -278,10 +289,13 @@ export class VfEngine {
   private showQueueState(idx: number): void {
     const q = this.queues[idx]!;
     const base = VF_QUEUE_STATE + idx * VF_QUEUE_STATE_STRIDE;
-    const lastAvail = q.enabled ? q.vrh.getLastAvailIdx() : q.lastAvail;
+    const state = q.enabled ? q.vrh.getLastAvailIdx() : q.lastAvail;
+    // A packed ring's state has the used half (index and wrap counter) in its high 16 bits.
+    const packed = q.vrh instanceof VringhPacked;
+    const lastAvail = state & 0xffff;
     // last_used_idx is the used index the VF last published in the ring.
-    let lastUsed = 0;
-    if (q.enabled && this.space.translate(addr64(q.used) + VRING_USED_IDX, 2, this.t)) {
+    let lastUsed = packed && q.enabled ? state >>> 16 : 0;
+    if (!packed && q.enabled && this.space.translate(addr64(q.used) + VRING_USED_IDX, 2, this.t)) {
       lastUsed = this.t.u8[this.t.offset]! | (this.t.u8[this.t.offset + 1]! << 8);
     }
     Atomics.store(this.bar16, (base + VF_QUEUE_STATE_LAST_AVAIL) >> 1, lastAvail);
@@ -409,8 +423,9 @@ export class VfEngine {
     switch (off) {
       case VIRTIO_PCI_COMMON_Q_SIZE:
         // "queue_size ... a power of 2" no larger than the size the device offered (4.1.4.3):
-        // any other value is ignored, so the driver's read-back shows the refusal.
-        if (width === 2 && isPow2(v) && v <= q.max) q.size = v;
+        // any other value is ignored, so the driver's read-back shows the refusal. A packed
+        // ring may have any size up to it (2.8).
+        if (width === 2 && (isPow2(v) || this.packed()) && v > 0 && v <= q.max) q.size = v;
         break;
       case VIRTIO_PCI_COMMON_Q_DESCLO:
       case VIRTIO_PCI_COMMON_Q_DESCHI:
@@ -441,7 +456,7 @@ export class VfEngine {
       // of its own, VERSION_1, and ACCESS_PLATFORM (the VF reaches memory through the IOMMU).
       const f = this.driverFeatures;
       const ok =
-        (f & ~VF_FEATURES) === 0n &&
+        (f & ~this.features) === 0n &&
         hasFeature(f, VIRTIO_F_VERSION_1) &&
         hasFeature(f, VIRTIO_F_ACCESS_PLATFORM);
       if (!ok) status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
@@ -459,7 +474,9 @@ export class VfEngine {
     const desc = addr64(q.desc);
     const avail = addr64(q.avail);
     const used = addr64(q.used);
-    // q.size is valid: queue_size takes only powers of two up to the maximum.
+    // q.size is valid: queue_size takes only powers of two up to the maximum (any size, packed).
+    const packed = this.packed();
+    if (q.vrh instanceof VringhPacked !== packed) q.vrh = createVringh(this.space, packed);
     const ok =
       !Number.isNaN(desc + avail + used) &&
       q.vrh.init({
@@ -474,8 +491,14 @@ export class VfEngine {
       this.deviceError(`queue ${idx} cannot be enabled (rings out of reach)`);
       return;
     }
-    q.vrh.restoreState(q.lastAvail);
+    // A packed ring nothing was set for starts at index 0 of lap 1 (its wrap counters set).
+    q.vrh.restoreState(packed && q.lastAvail === 0 ? 0x8000 : q.lastAvail);
     q.enabled = true;
+  }
+
+  /** Whether the driver accepted VIRTIO_F_RING_PACKED. */
+  private packed(): boolean {
+    return hasFeature(this.driverFeatures, VIRTIO_F_RING_PACKED);
   }
 
   /** A link change seen by the VF's PHY: the config changes, its generation moves on (4.1.4.3.1). */
@@ -509,7 +532,7 @@ export class VfEngine {
     if (this.queues.some((q) => q.enabled)) return -EBUSY;
     this.space = entries === null ? this.hostSpace : new VfIommu(entries);
     // A disabled queue keeps its place in lastAvail, which the next enable restores.
-    for (const q of this.queues) q.vrh = new Vringh(this.space);
+    for (const q of this.queues) q.vrh = createVringh(this.space, q.vrh instanceof VringhPacked);
     return 0;
   }
 

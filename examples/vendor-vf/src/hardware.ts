@@ -50,6 +50,8 @@ export interface VirtioNetVfOptions {
   mtu?: number;
   /** Frames per datapath run; default 256. */
   budget?: number;
+  /** Offer VIRTIO_F_RING_PACKED; default false. */
+  packed?: boolean;
   /**
    * The module the VF's thread imports `mapShared` and `unmap` from when an IOMMU table brings
    * a region it can reach only by its fd; default `@mdev/vhost-user`, an optional peer
@@ -126,6 +128,7 @@ export class VirtioNetVf {
       mac: options.mac ?? randomMac(),
       mtu: options.mtu ?? VF_DEFAULT_MTU,
       budget: options.budget ?? 256,
+      packed: options.packed === true,
     };
     const iommu = new MessageChannel();
     const platform = new MessageChannel();

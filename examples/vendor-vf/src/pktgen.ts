@@ -33,6 +33,7 @@ export function registerVendorVfPktgenDevice(): void {
         memory: hostRam.memory,
         dma: hostRam.dma,
         queueSize: options.queueSize,
+        packed: options.ring === 'packed',
       });
       return {
         typePath: VENDOR_VF_TYPE_PATH,

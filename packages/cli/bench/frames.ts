@@ -5,14 +5,16 @@
 // its code at the same point of every run under valgrind, which runs one thread at a time:
 //   valgrind --tool=callgrind --smc-check=all-non-file node --no-concurrent-recompilation \
 //     --conditions=source --import tsx bench/frames.ts 1000000
+// A second argument, `packed`, runs over packed rings (default `split`).
 import { runPktgen, setupStack } from '../src/pktgen/run';
 
 const frames = Number(process.argv[2] ?? 1_000_000);
-if (!Number.isInteger(frames) || frames < 0) {
-  console.error('usage: frames.ts [N]');
+const ring = process.argv[3] ?? 'split';
+if (!Number.isInteger(frames) || frames < 0 || (ring !== 'split' && ring !== 'packed')) {
+  console.error('usage: frames.ts [N] [split|packed]');
   process.exit(2);
 }
-const stack = setupStack(undefined, {});
+const stack = setupStack(undefined, { ring });
 try {
   await runPktgen(stack, { count: 300_000, size: 64, burst: 32, verify: true });
   if (frames > 0) {

@@ -4,7 +4,8 @@
 // steady state allocates nothing per frame. Each line also gives the CPU time per frame.
 // Options: `--frames N` (per case, default 2,000,000), `--long N` (frames of the heap run,
 // default 10,000,000; 0 skips it), `--sizes 64,512` (default 64,512,1514), `--modes same-thread`
-// (default same-thread,worker), `--repeat N` (runs of each case, default 1).
+// (default same-thread,worker), `--rings split` (the ring layouts, default split,packed: each
+// case runs split then packed, side by side), `--repeat N` (runs of each case, default 1).
 //
 // Node runs as it does for `mdev`, with V8's default background compilation. Code compiled in
 // the background does not inline a typed array's `byteOffset` (a call of about 7 ns each time);
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     long: { type: 'string' },
     sizes: { type: 'string' },
     modes: { type: 'string' },
+    rings: { type: 'string' },
     repeat: { type: 'string' },
   },
 });
@@ -26,6 +28,7 @@ const long = Number(values.long ?? 10_000_000);
 const repeat = Number(values.repeat ?? 1);
 const sizes = (values.sizes ?? '64,512,1514').split(',').map(Number);
 const modes = (values.modes ?? 'same-thread,worker').split(',');
+const rings = (values.rings ?? 'split,packed').split(',') as ('split' | 'packed')[];
 if (
   !Number.isInteger(frames) ||
   frames <= 0 ||
@@ -34,10 +37,11 @@ if (
   !Number.isInteger(repeat) ||
   repeat < 1 ||
   !sizes.every((n) => Number.isInteger(n) && n >= 60 && n <= 1514) ||
-  !modes.every((m) => m === 'same-thread' || m === 'worker')
+  !modes.every((m) => m === 'same-thread' || m === 'worker') ||
+  !rings.every((r) => r === 'split' || r === 'packed')
 ) {
   console.error(
-    'usage: bench [--frames N] [--long N] [--sizes 64,512,1514] [--modes same-thread,worker] [--repeat N]',
+    'usage: bench [--frames N] [--long N] [--sizes 64,512,1514] [--modes same-thread,worker] [--rings split,packed] [--repeat N]',
   );
   process.exit(2);
 }
@@ -48,13 +52,21 @@ function heap(): number {
   return process.memoryUsage().heapUsed;
 }
 
-async function one(size: number, offload: boolean, count: number, heapCheck = false) {
-  const stack = setupStack(undefined, { offload });
+async function one(
+  size: number,
+  offload: boolean,
+  count: number,
+  heapCheck = false,
+  ring: 'split' | 'packed' = 'split',
+) {
+  const stack = setupStack(undefined, { offload, ring });
   try {
     // A warm-up long enough for the JIT to settle, so the figures are of optimised code.
     await runPktgen(stack, { count: 300_000, size, burst: 32, verify: true });
-    for (let run = 1; run < repeat && !heapCheck; run++) await measure(stack, size, offload, count);
-    await measure(stack, size, offload, count, heapCheck);
+    for (let run = 1; run < repeat && !heapCheck; run++) {
+      await measure(stack, size, offload, count, false, ring);
+    }
+    await measure(stack, size, offload, count, heapCheck, ring);
   } finally {
     stack.teardown();
   }
@@ -66,6 +78,7 @@ async function measure(
   offload: boolean,
   count: number,
   heapCheck = false,
+  ring: 'split' | 'packed' = 'split',
 ) {
   const before = heapCheck ? heap() : 0;
   const cpu0 = process.cpuUsage();
@@ -76,6 +89,7 @@ async function measure(
     JSON.stringify({
       bench: 'pktgen',
       mode: offload ? 'worker' : 'same-thread',
+      ring,
       size,
       tx: r.tx,
       rx: r.rx,
@@ -98,7 +112,9 @@ async function measure(
 // Same-thread cases first, the heap run with them: once a worker mode run has shared host memory
 // with another thread, rings use Atomics for their index words for the rest of the process.
 if (modes.includes('same-thread')) {
-  for (const size of sizes) await one(size, false, frames);
+  for (const size of sizes) for (const ring of rings) await one(size, false, frames, false, ring);
   if (long > 0) await one(64, false, long, true);
 }
-if (modes.includes('worker')) for (const size of sizes) await one(size, true, frames);
+if (modes.includes('worker')) {
+  for (const size of sizes) for (const ring of rings) await one(size, true, frames, false, ring);
+}

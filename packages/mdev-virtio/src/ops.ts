@@ -79,9 +79,13 @@ export interface MdevVirtioOps {
   setVqReady(mdev: MdevDevice, idx: number, ready: boolean): void;
   /** Whether a queue is ready. */
   getVqReady(mdev: MdevDevice, idx: number): boolean;
-  /** Set a queue's state: its last_avail_idx. Throw (KernelError) to refuse. */
+  /**
+   * Set a queue's state: its last_avail_idx (split ring), or for a packed ring (VIRTIO_F_RING_PACKED
+   * negotiated) both halves of struct vdpa_vq_state_packed in one number, as
+   * `mdevVirtioPackedVqState` encodes them. Throw (KernelError) to refuse.
+   */
   setVqState(mdev: MdevDevice, idx: number, state: number): void;
-  /** A queue's state: its last_avail_idx. */
+  /** A queue's state, as `setVqState` takes it. */
   getVqState(mdev: MdevDevice, idx: number): number;
   // Device ops
   /** The alignment the device needs for queue areas. */
@@ -145,3 +149,40 @@ export const MDEV_VIRTIO_MANDATORY_OPS = [
   'getConfig',
   'setConfig',
 ] as const satisfies readonly (keyof MdevVirtioOps)[];
+
+/**
+ * A packed ring's vq state (struct vdpa_vq_state_packed, include/linux/vdpa.h): where the device
+ * reads the next available descriptor and writes the next used one, each with its wrap counter.
+ */
+export interface MdevVirtioVqStatePacked {
+  lastAvailIdx: number;
+  lastAvailCounter: number;
+  lastUsedIdx: number;
+  lastUsedCounter: number;
+}
+
+/**
+ * The number `setVqState`/`getVqState` carry for a packed ring: bits 0-14 the avail index, bit 15
+ * its wrap counter, bits 16-30 the used index, bit 31 its wrap counter (how vhost's
+ * VHOST_GET_VRING_BASE and vhost-user's GET_VRING_BASE encode a packed ring's base).
+ */
+export function mdevVirtioPackedVqState(s: MdevVirtioVqStatePacked): number {
+  const avail = (s.lastAvailIdx & 0x7fff) | ((s.lastAvailCounter & 1) << 15);
+  const used = (s.lastUsedIdx & 0x7fff) | ((s.lastUsedCounter & 1) << 15);
+  return (avail | (used << 16)) >>> 0;
+}
+
+/**
+ * The halves of a packed ring's vq state number. A number of 16 bits (DPDK's vhost gives the avail
+ * half only) stands for both: a stopped ring has used every descriptor it took.
+ */
+export function mdevVirtioPackedVqStateOf(state: number): MdevVirtioVqStatePacked {
+  const avail = state & 0xffff;
+  const used = state > 0xffff ? (state >>> 16) & 0xffff : avail;
+  return {
+    lastAvailIdx: avail & 0x7fff,
+    lastAvailCounter: avail >>> 15,
+    lastUsedIdx: used & 0x7fff,
+    lastUsedCounter: used >>> 15,
+  };
+}

@@ -1,4 +1,13 @@
-import { type AddressSpace, type ForwardResult, RingForward, Vringh } from '@mdev/virtio-ring';
+import {
+  type AddressSpace,
+  type AnyVringhConfig,
+  createVringh,
+  type ForwardResult,
+  initialVqState,
+  RingForward,
+  type VringhLike,
+  VringhPacked,
+} from '@mdev/virtio-ring';
 
 /** Counters of the loopback datapath, reported as sysfs attributes. */
 export interface MvnetStats {
@@ -22,8 +31,12 @@ export interface MvnetStats {
 
 /** One virtqueue as the device sees it. */
 export class MvnetQueue {
-  /** The device side of the ring; replaced (keeping the queue's place) by `readThrough`. */
-  vrh: Vringh;
+  /**
+   * The device side of the ring, split or packed; replaced (keeping the queue's place) by
+   * `readThrough`, and by `initRing` for the layout the driver negotiated.
+   */
+  vrh: VringhLike;
+  private space: AddressSpace;
   ready = false;
   num = 0;
   descAddr = 0;
@@ -39,7 +52,21 @@ export class MvnetQueue {
   pendingState: number | null = null;
 
   constructor(space: AddressSpace) {
-    this.vrh = new Vringh(space);
+    this.space = space;
+    this.vrh = createVringh(space);
+  }
+
+  /**
+   * Starts the ring at `config` in its layout (VIRTIO_F_RING_PACKED), from the vq state
+   * `lastAvail` (init zeroes the indices: a state set while the queue was down comes after it).
+   * Returns init's result (0 or a negative errno).
+   */
+  initRing(config: AnyVringhConfig, lastAvail: number): number {
+    const packed = config.packed === true;
+    if (this.vrh instanceof VringhPacked !== packed) this.vrh = createVringh(this.space, packed);
+    const err = this.vrh.init(config);
+    if (err === 0) this.vrh.restoreState(lastAvail);
+    return err;
   }
 
   /**
@@ -49,7 +76,8 @@ export class MvnetQueue {
    */
   readThrough(space: AddressSpace): void {
     const last = this.vrh.getLastAvailIdx();
-    this.vrh = new Vringh(space);
+    this.space = space;
+    this.vrh = createVringh(space, this.vrh instanceof VringhPacked);
     this.vrh.setLastAvailIdx(last);
   }
 
@@ -70,7 +98,7 @@ export class MvnetQueue {
   resetRing(): void {
     this.ready = false;
     this.pendingState = null;
-    this.vrh.setLastAvailIdx(0);
+    this.vrh.setLastAvailIdx(initialVqState(this.vrh instanceof VringhPacked));
   }
 
   /** Raises the queue's interrupt. */

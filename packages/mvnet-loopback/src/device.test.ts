@@ -20,7 +20,7 @@ import {
   type DmaAllocator,
   type GuestMemory,
   offsetDmaOps,
-  type Virtqueue,
+  type VirtqueueLike,
 } from '@mdev/virtio-ring';
 import { offerBadHead } from '@mdev/virtio-ring/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -56,13 +56,13 @@ function frame(len: number, k = 0): { addr: number; len: number } {
 }
 
 /** The used index the device published on a queue (le16 after the flags). */
-function usedIdx(vq: Virtqueue<number>): number {
+function usedIdx(vq: VirtqueueLike<number>): number {
   const used = memory.view(vq.usedAddr, 4);
   return used[2]! | (used[3]! << 8);
 }
 
 /** Sets the driver's used_event (le16 after the avail ring, with EVENT_IDX; virtio 1.2 2.7.7). */
-function setUsedEvent(vq: Virtqueue<number>, value: number): void {
+function setUsedEvent(vq: VirtqueueLike<number>, value: number): void {
   const ev = memory.view(vq.availAddr + 4 + 2 * vq.size, 2);
   ev[0] = value & 0xff;
   ev[1] = value >> 8;

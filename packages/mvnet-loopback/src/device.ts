@@ -15,13 +15,14 @@ import {
   hasFeature,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_HDR_MRG_RXBUF_SIZE,
   VIRTIO_NET_HDR_NUM_BUFFERS,
   VIRTIO_NET_HDR_SIZE,
   VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
-import type { DmaMapOps, GuestMemory } from '@mdev/virtio-ring';
+import { type DmaMapOps, type GuestMemory, initialVqState } from '@mdev/virtio-ring';
 import {
   buildConfig,
   MVNET_DEFAULT_MTU,
@@ -67,6 +68,11 @@ export interface MvnetOptions {
    * memory (which must be SharedArrayBuffer regions), as a card's hardware would.
    */
   offload?: boolean;
+  /**
+   * Offer VIRTIO_F_RING_PACKED: a driver that accepts it gets packed rings (virtio 1.2 2.8).
+   * Default false (split rings only).
+   */
+  packed?: boolean;
 }
 
 /**
@@ -205,15 +211,17 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
         vq.ready = false;
         return;
       }
+      const packed = hasFeature(s.features, VIRTIO_F_RING_PACKED);
       const config = {
         num,
         descAddr: vq.descAddr,
         availAddr: vq.driverAddr,
         usedAddr: vq.deviceAddr,
         eventIdx: hasFeature(s.features, VIRTIO_RING_F_EVENT_IDX),
+        packed,
       };
       // Vringh.init zeroes the ring indices: a state set while the queue was down comes after it.
-      const lastAvail = vq.pendingState ?? 0;
+      const lastAvail = vq.pendingState ?? initialVqState(packed);
       const err = host.ready(s.slot, idx, config, lastAvail, netHdrLayout(s.features));
       vq.ready = err === 0;
       if (vq.ready) vq.pendingState = null;
@@ -224,7 +232,9 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
     setVqState(mdev, idx, st) {
       const vq = queue(mdev, idx);
       // Not ready: kept for the next ready, whose init would zero it in the ring tracker.
-      if (!vq.ready) vq.pendingState = st & 0xffff;
+      // A packed ring's state has both halves, 32 bits (see VringhPacked.getLastAvailIdx).
+      const packed = hasFeature(state(mdev).features, VIRTIO_F_RING_PACKED);
+      if (!vq.ready) vq.pendingState = packed ? st >>> 0 : st & 0xffff;
       else host.setState(state(mdev).slot, idx, st);
     },
     getVqState(mdev, idx) {
@@ -236,14 +246,14 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
       return MVNET_QUEUE_ALIGN;
     },
     getFeatures() {
-      return MVNET_FEATURES;
+      return owner.features;
     },
     setFeatures(mdev, features) {
       // "DMA mapping must be done by driver": the rings must use mvnet's DMA ops.
       if (!hasFeature(features, VIRTIO_F_ACCESS_PLATFORM)) {
         throw new KernelError('EINVAL', 'mvnet: VIRTIO_F_ACCESS_PLATFORM is required');
       }
-      state(mdev).features = features & MVNET_FEATURES;
+      state(mdev).features = features & owner.features;
     },
     setConfigCb(mdev, cb) {
       state(mdev).configCb = cb;
@@ -312,6 +322,8 @@ export class MvnetLoopback {
   readonly budget: number;
   readonly maxInstances: number;
   readonly queueSize: number;
+  /** The features offered: MVNET_FEATURES, with VIRTIO_F_RING_PACKED when `options.packed`. */
+  readonly features: bigint;
   readonly instances = new Set<MvnetState>();
   /** Where the datapath of every instance runs: `offload` in worker mode, else on `wq`. */
   readonly host: MvnetHost;
@@ -327,6 +339,9 @@ export class MvnetLoopback {
     this.budget = options.budget ?? MVNET_BUDGET;
     this.maxInstances = options.maxInstances ?? 64;
     this.queueSize = options.queueSize ?? MVNET_QUEUE_MAX;
+    this.features = options.packed
+      ? MVNET_FEATURES | (1n << BigInt(VIRTIO_F_RING_PACKED))
+      : MVNET_FEATURES;
     // A budget of 0 would requeue the work forever without moving a frame.
     if (!Number.isInteger(this.budget) || this.budget < 1) {
       throw new RangeError(`mvnet: budget ${options.budget} must be a positive integer`);

@@ -6,7 +6,7 @@
  */
 import { KernelError, Work, type Workqueue } from '@mdev/driver-core';
 import type { MdevVirtioMapEntry } from '@mdev/mdev-virtio';
-import type { AddressSpace, VringhConfig } from '@mdev/virtio-ring';
+import type { AddressSpace, AnyVringhConfig } from '@mdev/virtio-ring';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import {
   emptyStats,
@@ -42,7 +42,7 @@ export interface MvnetHost {
   ready(
     slot: number,
     queue: number,
-    config: VringhConfig,
+    config: AnyVringhConfig,
     lastAvail: number,
     hdr: NetHdrLayout,
   ): number;
@@ -119,15 +119,12 @@ export class InThreadHost implements MvnetHost {
   ready(
     slot: number,
     queue: number,
-    config: VringhConfig,
+    config: AnyVringhConfig,
     lastAvail: number,
     hdr: NetHdrLayout,
   ): number {
     const s = this.slot(slot);
-    const vrh = s.vqs[queue]!.vrh;
-    const err = vrh.init(config);
-    // Vringh.init zeroes the ring indices: a state set while the queue was down comes after it.
-    if (err === 0) vrh.restoreState(lastAvail);
+    const err = s.vqs[queue]!.initRing(config, lastAvail);
     s.datapath.hdr = hdr;
     return err;
   }

@@ -5,7 +5,7 @@
  * (and on which it posts why a request failed, when the errno alone would not say).
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { SharedMemoryDescriptor, VringhConfig } from '@mdev/virtio-ring';
+import type { AnyVringhConfig, SharedMemoryDescriptor } from '@mdev/virtio-ring';
 import type { MvnetStats, NetHdrLayout } from './datapath';
 
 /** Control words (Int32 indexes). */
@@ -67,7 +67,7 @@ export type OffloadRequest =
       op: 'ready';
       slot: number;
       queue: number;
-      config: VringhConfig;
+      config: AnyVringhConfig;
       /** The vq state to start from (Vringh.init zeroes it). */
       lastAvail: number;
       hdr: NetHdrLayout;

@@ -246,9 +246,7 @@ function handle(req: OffloadRequest): number {
     case 'ready': {
       const vq = s.vqs[req.queue];
       if (!vq) return -EINVAL;
-      const err = vq.vrh.init(req.config);
-      // init zeroes the ring indices; a vq state set while the queue was down comes after it.
-      if (err === 0) vq.vrh.restoreState(req.lastAvail);
+      const err = vq.initRing(req.config, req.lastAvail);
       vq.ready = err === 0;
       s.datapath.hdr = req.hdr;
       s.active = true;

@@ -15,12 +15,12 @@ import {
 import { KernelError, registerIrqPoll } from '@mdev/driver-core';
 import type { MdevVirtioMapEntry, MdevVirtioMapRegion } from '@mdev/mdev-virtio';
 import {
+  type AnyVringhConfig,
   type GuestMemory,
   NotifyWord,
   sharedRegion,
   siblingModule,
   spawnWorker,
-  type VringhConfig,
 } from '@mdev/virtio-ring';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import type { MvnetQueue, MvnetStats, NetHdrLayout } from './datapath';
@@ -243,7 +243,7 @@ export class MvnetOffload implements MvnetHost {
   ready(
     slot: number,
     queue: number,
-    config: VringhConfig,
+    config: AnyVringhConfig,
     lastAvail: number,
     hdr: NetHdrLayout,
   ): number {
@@ -290,7 +290,10 @@ export class MvnetOffload implements MvnetHost {
   }
 
   getState(slot: number, queue: number): number {
-    return this.call({ op: 'getState', slot, queue });
+    const value = this.call({ op: 'getState', slot, queue });
+    // The answer word is an Int32: a packed ring's state sets bit 31 (its used wrap counter),
+    // which is no errno (those are -4095 to -1).
+    return value < -4095 ? value >>> 0 : value;
   }
 
   setState(slot: number, queue: number, value: number): void {

@@ -10,10 +10,17 @@ import { type MdevVirtioOps, mdevVirtioGetOps } from '@mdev/mdev-virtio';
 import {
   featureSet,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
 } from '@mdev/virtio';
-import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import {
+  createVirtqueue,
+  DmaAllocator,
+  GuestMemory,
+  offsetDmaOps,
+  type VirtqueueLike,
+} from '@mdev/virtio-ring';
 import { MVNET_RX_QUEUE, MVNET_TX_QUEUE } from './config';
 import { type MvnetLoopback, type MvnetOptions, mvnetLoopbackInit } from './device';
 
@@ -61,8 +68,8 @@ export function mvnetCreate(uuid: string): MdevDevice {
 /** The queues `mvnetBringUp` set up, with their interrupt counts by queue index. */
 export interface MvnetQueues {
   ops: MdevVirtioOps;
-  rx: Virtqueue<number>;
-  tx: Virtqueue<number>;
+  rx: VirtqueueLike<number>;
+  tx: VirtqueueLike<number>;
   /** Interrupts (vq callbacks) received, indexed by MVNET_RX_QUEUE / MVNET_TX_QUEUE. */
   irqs: number[];
 }
@@ -73,6 +80,8 @@ export interface MvnetBringUpOptions {
   num?: number;
   /** Negotiate VIRTIO_RING_F_EVENT_IDX and drive the rings with it; default false. */
   eventIdx?: boolean;
+  /** Negotiate VIRTIO_F_RING_PACKED (the device must offer it) and make packed rings. */
+  packed?: boolean;
 }
 
 /**
@@ -86,13 +95,16 @@ export function mvnetBringUp(
   memory: GuestMemory,
   options: MvnetBringUpOptions = {},
 ): MvnetQueues {
-  const { num = 64, eventIdx = false } = options;
+  const { num = 64, eventIdx = false, packed = false } = options;
   const ops = mdevVirtioGetOps(mdev);
-  const features = featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM);
-  ops.setFeatures(mdev, eventIdx ? features | featureSet(VIRTIO_RING_F_EVENT_IDX) : features);
+  let features = featureSet(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM);
+  if (eventIdx) features |= featureSet(VIRTIO_RING_F_EVENT_IDX);
+  if (packed) features |= featureSet(VIRTIO_F_RING_PACKED);
+  ops.setFeatures(mdev, features);
   const irqs = [0, 0];
   const [rx, tx] = [MVNET_RX_QUEUE, MVNET_TX_QUEUE].map((idx) => {
-    const vq = Virtqueue.create<number>({
+    const vq = createVirtqueue<number>({
+      packed,
       index: idx,
       num,
       memory,
@@ -109,7 +121,7 @@ export function mvnetBringUp(
     ops.setVqAddress(mdev, idx, vq.descAddr, vq.availAddr, vq.usedAddr);
     ops.setVqReady(mdev, idx, true);
     return vq;
-  }) as [Virtqueue<number>, Virtqueue<number>];
+  }) as [VirtqueueLike<number>, VirtqueueLike<number>];
   return { ops, rx, tx, irqs };
 }
 

@@ -59,8 +59,17 @@ const S_FAILED = 0x80;
 
 /** VIRTIO_F_ACCESS_PLATFORM: the frontend's memory table is the platform's translation. */
 const F_ACCESS_PLATFORM = 1n << 33n;
-/** VIRTIO_F_RING_PACKED: only split rings are served. */
+/**
+ * VIRTIO_F_RING_PACKED: served when the device offers it. A packed ring's three areas are the
+ * descriptor ring and the two 4-byte event suppression structures (virtio 1.2 2.8.10), and its
+ * vring base carries the wrap counters (vhost-user.rst, "Vring descriptor indices for packed
+ * virtqueues"): bits 0-14 the next avail index, bit 15 the avail wrap counter, bits 16-30 the
+ * next used index, bit 31 the used wrap counter. A frontend that gives the low half only (DPDK's
+ * vhost encodes one half) means the same for both.
+ */
 const F_RING_PACKED = 1n << 34n;
+/** The vring base of a packed ring nothing was set for: index 0 of lap 1, both halves. */
+const PACKED_BASE_START = 0x8000_8000;
 /** The protocol features bit in the virtio feature word (it is no virtio feature). */
 const F_PROTOCOL_FEATURES = 1n << VHOST_USER_F_PROTOCOL_FEATURES;
 
@@ -77,7 +86,7 @@ export type VhostMdevEvent =
   | { type: 'connected' }
   | { type: 'disconnected'; reason: string }
   | { type: 'refused'; request: string; error: string }
-  | { type: 'ring-started'; index: number }
+  | { type: 'ring-started'; index: number; layout: 'split' | 'packed' }
   | { type: 'ring-stopped'; index: number; state: number };
 
 export interface VhostMdevBackendOptions {
@@ -102,6 +111,8 @@ interface Ring {
   num: number;
   addr: VhostVringAddr | null;
   base: number;
+  /** SET_VRING_BASE (or a stop) gave `base`; a fresh packed ring is not at 0. */
+  baseSet: boolean;
   kick: Fd | null;
   call: Fd | null;
   err: Fd | null;
@@ -122,6 +133,7 @@ function newRing(): Ring {
     num: 0,
     addr: null,
     base: 0,
+    baseSet: false,
     kick: null,
     call: null,
     err: null,
@@ -331,7 +343,7 @@ export class VhostMdevBackend {
   /** The features offered to the frontend. */
   #offered(): bigint {
     const device = this.#ops.getFeatures(this.mdev);
-    return (device & ~(F_ACCESS_PLATFORM | F_RING_PACKED)) | F_PROTOCOL_FEATURES;
+    return (device & ~F_ACCESS_PLATFORM) | F_PROTOCOL_FEATURES;
   }
 
   /** Runs a request against the device; returns its reply, or null when it has none. */
@@ -371,7 +383,9 @@ export class VhostMdevBackend {
       case 'SET_VRING_NUM': {
         const ring = this.#stoppedRing(body.index, 'SET_VRING_NUM');
         const max = ops.getVqNumMax(mdev);
-        if (body.num === 0 || body.num > max || (body.num & (body.num - 1)) !== 0) {
+        // A packed ring may have any size up to the device's maximum (virtio 1.2 2.8).
+        const pow2 = this.#packed() || (body.num & (body.num - 1)) === 0;
+        if (body.num === 0 || body.num > max || !pow2) {
           throw new KernelError(
             'EINVAL',
             `vhost_mdev: ring ${body.index} size ${body.num} (a power of two up to ${max})`,
@@ -390,16 +404,17 @@ export class VhostMdevBackend {
       }
       case 'SET_VRING_BASE': {
         const ring = this.#stoppedRing(body.index, 'SET_VRING_BASE');
-        if (body.num > 0xffff) {
+        if (body.num > (this.#packed() ? 0xffff_ffff : 0xffff)) {
           throw new KernelError('EINVAL', `vhost_mdev: ring ${body.index} base ${body.num}`);
         }
         ring.base = body.num;
+        ring.baseSet = true;
         return null;
       }
       case 'GET_VRING_BASE': {
         const ring = this.#ring(body.index);
         // Kept: a second GET_VRING_BASE, or a start without SET_VRING_BASE, goes on from there.
-        if (ring.started) ring.base = this.#stopRing(body.index);
+        if (ring.started) this.#stopKeeping(ring, body.index);
         const state = ring.base;
         // The ring is stopped: its kick fd is done with (vhost-user.rst, "Starting and stopping
         // rings").
@@ -413,7 +428,7 @@ export class VhostMdevBackend {
           throw new KernelError('EOPNOTSUPP', 'vhost_mdev: rings without a kick fd (polling)');
         }
         // A running ring gets a new kick fd: it starts again where it stopped.
-        if (ring.started) ring.base = this.#stopRing(body.index);
+        if (ring.started) this.#stopKeeping(ring, body.index);
         ring.kick?.close();
         ring.kick = body.fd;
         this.#maybeStart(body.index);
@@ -435,7 +450,7 @@ export class VhostMdevBackend {
         const ring = this.#ring(body.index);
         ring.enabled = body.enable;
         if (body.enable) this.#maybeStart(body.index);
-        else if (ring.started) ring.base = this.#stopRing(body.index);
+        else if (ring.started) this.#stopKeeping(ring, body.index);
         return null;
       }
       case 'GET_CONFIG': {
@@ -572,7 +587,7 @@ export class VhostMdevBackend {
     // The rings running now were set up on the old table: they stop, the map changes under no
     // running queue (a device may refuse it then), and they start again on the new one.
     const running = this.#rings.flatMap((r, i) => (r.started ? [i] : []));
-    for (const i of running) this.#rings[i]!.base = this.#stopRing(i);
+    for (const i of running) this.#stopKeeping(this.#rings[i]!, i);
     try {
       if (typeof this.#ops.setMap !== 'function') {
         throw new KernelError('EOPNOTSUPP', `vhost_mdev: ${this.mdev.uuid} takes no DMA map`);
@@ -607,15 +622,17 @@ export class VhostMdevBackend {
     const { mdev } = this;
     const ops = this.#ops;
     const { num, addr } = ring;
+    const packed = this.#packed();
     const desc = memory.toGuest(addr.desc, num * 16);
-    const avail = memory.toGuest(addr.avail, 4 + num * 2 + 2);
-    const used = memory.toGuest(addr.used, 4 + num * 8 + 2);
+    const avail = memory.toGuest(addr.avail, packed ? 4 : 4 + num * 2 + 2);
+    const used = memory.toGuest(addr.used, packed ? 4 : 4 + num * 8 + 2);
     if (desc === null || avail === null || used === null) {
       throw new KernelError('EFAULT', `vhost_mdev: ring ${index} lies outside the memory table`);
     }
     ops.setVqNum(mdev, index, num);
     ops.setVqAddress(mdev, index, desc, avail, used);
-    ops.setVqState(mdev, index, ring.base);
+    // A packed ring starts in lap 1 unless its base was set (0 is lap 0, not a fresh ring).
+    ops.setVqState(mdev, index, packed && !ring.baseSet ? PACKED_BASE_START : ring.base);
     ops.setVqCb(mdev, index, {
       callback: () => {
         if (ring.call !== null && !ring.call.closed) {
@@ -639,9 +656,20 @@ export class VhostMdevBackend {
       ring.kicks++;
       ops.kickVq(mdev, index);
     });
-    this.#onEvent({ type: 'ring-started', index });
+    this.#onEvent({ type: 'ring-started', index, layout: packed ? 'packed' : 'split' });
     // Buffers made available before the kick fd came are served now.
     ops.kickVq(mdev, index);
+  }
+
+  /** Stops a started ring and keeps its state as the base it starts again from. */
+  #stopKeeping(ring: Ring, index: number): void {
+    ring.base = this.#stopRing(index);
+    ring.baseSet = true;
+  }
+
+  /** Whether the frontend acked VIRTIO_F_RING_PACKED. */
+  #packed(): boolean {
+    return this.#features !== null && (this.#features & F_RING_PACKED) !== 0n;
   }
 
   /** Stops a started ring and returns its state (the next avail index). */
@@ -658,7 +686,7 @@ export class VhostMdevBackend {
   }
 
   #stopRings(): void {
-    for (const [i, r] of this.#rings.entries()) if (r.started) r.base = this.#stopRing(i);
+    for (const [i, r] of this.#rings.entries()) if (r.started) this.#stopKeeping(r, i);
   }
 
   /** Ends the session: the device is reset, every fd of the session closed. */

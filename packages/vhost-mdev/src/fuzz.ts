@@ -41,7 +41,7 @@ import {
   type VhostUserMessage,
   type VhostUserRequest,
 } from '@mdev/vhost-user';
-import { offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import { offsetDmaOps, Virtqueue, type VirtqueueLike } from '@mdev/virtio-ring';
 import { VHOST_MDEV_PROTOCOL_FEATURES, type VhostMdevEvent } from './backend';
 import { vhostMdevBackendOf, vhostMdevExit, vhostMdevInit } from './driver';
 import { TestFrontend } from './testing';
@@ -480,7 +480,7 @@ async function planStep(c: Case, step: string, expect: Expect): Promise<void> {
 }
 
 /** Creates ring `index` in the frontend's memory (once) and hands it over. */
-function makeRing(c: Case, index: number): Virtqueue<number> {
+function makeRing(c: Case, index: number): VirtqueueLike<number> {
   const existing = c.f.rings[index];
   if (existing) return existing.vq;
   const dma = offsetDmaOps(c.f.allocator);

@@ -1,6 +1,6 @@
 /**
  * A minimal vhost-user frontend for tests (the package's `./testing` export): memory of its own
- * in a memfd, split rings in it driven by @mdev/virtio-ring's `Virtqueue`, kick and call eventfds,
+ * in a memfd, split or packed rings in it driven by @mdev/virtio-ring, kick and call eventfds,
  * and the requests QEMU sends to bring a virtio-net device up. It runs in the same thread as the
  * backend it talks to, so every wait for a reply yields to the event loop.
  */
@@ -25,7 +25,14 @@ import {
   type VhostUserReply,
   type VhostUserRequest,
 } from '@mdev/vhost-user';
-import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue } from '@mdev/virtio-ring';
+import {
+  createVirtqueue,
+  DmaAllocator,
+  GuestMemory,
+  initialVqState,
+  offsetDmaOps,
+  type VirtqueueLike,
+} from '@mdev/virtio-ring';
 import { VHOST_MDEV_PROTOCOL_FEATURES } from './backend';
 
 /** Requests whose reply is a message of its own (the rest get one only as a reply-ack). */
@@ -68,7 +75,7 @@ export class TestFrontend {
   readonly num: number;
   readonly replyTimeoutMs: number;
   /** Per ring: its Virtqueue and eventfds, once `startRing` made them. */
-  readonly rings: { vq: Virtqueue<number>; kick: Fd; call: Fd }[] = [];
+  readonly rings: { vq: VirtqueueLike<number>; kick: Fd; call: Fd }[] = [];
 
   private constructor(sock: Fd, options: TestFrontendOptions) {
     this.memSize = options.memSize ?? 2 << 20;
@@ -196,10 +203,16 @@ export class TestFrontend {
    * Creates ring `index` in the memory and hands it over (NUM, BASE, ADDR, CALL, KICK, ENABLE),
    * each request with a reply-ack. Its `notify` signals the kick eventfd.
    */
-  async startRing(index: number, options: { eventIdx?: boolean } = {}): Promise<Virtqueue<number>> {
+  async startRing(
+    index: number,
+    options: { eventIdx?: boolean; packed?: boolean } = {},
+  ): Promise<VirtqueueLike<number>> {
     const kick = createEventFd();
     const call = createEventFd();
-    const vq = Virtqueue.create<number>({
+    // A packed ring (VIRTIO_F_RING_PACKED negotiated) starts in lap 1: QEMU's base for it.
+    const packed = options.packed === true;
+    const vq = createVirtqueue<number>({
+      packed,
       index,
       num: this.num,
       align: 4096,
@@ -215,7 +228,7 @@ export class TestFrontend {
     this.rings[index] = { vq, kick, call };
     const ack = { needReply: true };
     await this.request({ type: 'SET_VRING_NUM', index, num: vq.num }, ack);
-    await this.request({ type: 'SET_VRING_BASE', index, num: 0 }, ack);
+    await this.request({ type: 'SET_VRING_BASE', index, num: initialVqState(packed) }, ack);
     await this.request(
       {
         type: 'SET_VRING_ADDR',

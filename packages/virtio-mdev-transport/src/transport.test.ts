@@ -17,7 +17,7 @@ import {
   VIRTIO_F_VERSION_1,
 } from '@mdev/virtio';
 import { registerTestDriver } from '@mdev/virtio/testing';
-import type { Virtqueue } from '@mdev/virtio-ring';
+import type { VirtqueueLike } from '@mdev/virtio-ring';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { VirtioMdevDevice, virtioMdevExit, virtioMdevInit } from './index';
 
@@ -170,7 +170,7 @@ describe('transport errors', () => {
     mdevDeviceCreate(dev, 'virtio', UUID);
     const [rx, tx] = bound[0]!.vqs;
     const setup = trace.filter((t) => /^(get|set)Vq|^setConfigCb/.test(t));
-    const queue = (i: number, vq: Virtqueue<number>) => [
+    const queue = (i: number, vq: VirtqueueLike<number>) => [
       `getVqReady ${i}`,
       'getVqNumMax',
       'getVqAlign',

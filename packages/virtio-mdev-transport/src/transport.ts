@@ -10,16 +10,18 @@ import {
 import {
   registerVirtioDevice,
   unregisterVirtioDevice,
+  VIRTIO_F_RING_PACKED,
   type VirtioConfigOps,
   VirtioDevice,
   type VqCallback,
   virtioBreakDevice,
   virtioConfigChanged,
+  virtioHasFeature,
   vringCreateVirtqueue,
   vringDelVirtqueue,
   vringTransportFeatures,
 } from '@mdev/virtio';
-import { VIRTQUEUE_MAX_SIZE, type Virtqueue } from '@mdev/virtio-ring';
+import { VIRTQUEUE_MAX_SIZE, type VirtqueueLike } from '@mdev/virtio-ring';
 
 /** How many times reset reads the status back before it gives up (virtio-pci polls likewise). */
 export const RESET_POLL_LIMIT = 1000;
@@ -55,7 +57,7 @@ function setupVq<T>(
   index: number,
   callback: VqCallback<T> | null,
   name: string,
-): Virtqueue<T> {
+): VirtqueueLike<T> {
   const { mdev, ops } = vdev;
   // "Queue shouldn't already be set up."
   if (ops.getVqReady(mdev, index))
@@ -65,15 +67,18 @@ function setupVq<T>(
     throw new KernelError('ENOENT', `virtio_mdev: queue ${index} does not exist (max size 0)`);
   }
   // vring_create_virtqueue() refuses a size that is not a power of two ("Bad virtqueue length")
-  // by returning NULL, which the transport reports as ENOMEM.
-  if (!Number.isInteger(num) || num < 0 || num > VIRTQUEUE_MAX_SIZE || (num & (num - 1)) !== 0) {
+  // by returning NULL, which the transport reports as ENOMEM. A packed ring takes any size up to
+  // 32768 (virtio 1.2 2.8).
+  const packed = virtioHasFeature(vdev, VIRTIO_F_RING_PACKED);
+  const pow2 = packed || (num & (num - 1)) === 0;
+  if (!Number.isInteger(num) || num < 0 || num > VIRTQUEUE_MAX_SIZE || !pow2) {
     throw new KernelError('ENOMEM', `virtio_mdev: queue ${index} has a bad size ${num}`);
   }
   const align = ops.getVqAlign(mdev);
   if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) {
     throw new KernelError('EINVAL', `virtio_mdev: device asks for alignment ${align}`);
   }
-  let vq: Virtqueue<T> | null = null;
+  let vq: VirtqueueLike<T> | null = null;
   try {
     vq = vringCreateVirtqueue<T>(vdev, {
       index,
@@ -104,7 +109,7 @@ function setupVq<T>(
   } catch (err) {
     deselect(vdev, index);
     ops.setVqCb(mdev, index, null);
-    if (vq) vringDelVirtqueue(vdev, vq as Virtqueue<unknown>);
+    if (vq) vringDelVirtqueue(vdev, vq as VirtqueueLike<unknown>);
     throw err;
   }
 }
@@ -119,7 +124,7 @@ function deselect(vdev: VirtioMdevDevice, index: number): void {
 }
 
 /** Mirrors virtio_mdev_del_vq(): deselects the queue, checks it reads back not ready, frees it. */
-function delVq(vdev: VirtioMdevDevice, vq: Virtqueue<unknown>): void {
+function delVq(vdev: VirtioMdevDevice, vq: VirtqueueLike<unknown>): void {
   deselect(vdev, vq.index);
   vdev.ops.setVqCb(vdev.mdev, vq.index, null);
   vringDelVirtqueue(vdev, vq);
@@ -166,7 +171,7 @@ export const virtioMdevConfigOps: VirtioConfigOps = {
     callbacks: readonly (VqCallback<T> | null)[],
   ) {
     const d = vm(vdev);
-    const vqs: (Virtqueue<T> | null)[] = [];
+    const vqs: (VirtqueueLike<T> | null)[] = [];
     let queueIdx = 0;
     try {
       for (let i = 0; i < names.length; i++) {

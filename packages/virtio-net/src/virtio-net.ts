@@ -29,7 +29,7 @@ import {
   virtioHasFeature,
   virtioResetDevice,
 } from '@mdev/virtio';
-import { ENOSPC, type Virtqueue } from '@mdev/virtio-ring';
+import { ENOSPC, type VirtqueueLike } from '@mdev/virtio-ring';
 import {
   ETH_DATA_LEN,
   ETH_HLEN,
@@ -145,8 +145,8 @@ export class VirtNet implements NetDevice {
     txDropped: 0,
     txErrors: 0,
   };
-  private readonly rvq: Virtqueue<number>;
-  private readonly svq: Virtqueue<number>;
+  private readonly rvq: VirtqueueLike<number>;
+  private readonly svq: VirtqueueLike<number>;
   private up = false;
   private link = true;
   private stopped = false;
@@ -226,7 +226,7 @@ export class VirtNet implements NetDevice {
     return { ...this.counters };
   }
   /** The receive and transmit virtqueues (for diagnostics and tests). */
-  get queues(): { rx: Virtqueue<number>; tx: Virtqueue<number> } {
+  get queues(): { rx: VirtqueueLike<number>; tx: VirtqueueLike<number> } {
     return { rx: this.rvq, tx: this.svq };
   }
 
@@ -475,13 +475,13 @@ export class VirtNet implements NetDevice {
     return n;
   }
 
-  private rxInterrupt(vq: Virtqueue<number>): void {
+  private rxInterrupt(vq: VirtqueueLike<number>): void {
     // napi_schedule: interrupts stay off until the poll is done.
     vq.disableCb();
     if (this.napiOn) virtnetWq.queue(this.napi);
   }
 
-  private txInterrupt(vq: Virtqueue<number>): void {
+  private txInterrupt(vq: VirtqueueLike<number>): void {
     vq.disableCb();
     if (this.napiOn) virtnetWq.queue(this.napi);
   }

@@ -1,10 +1,19 @@
 // `pnpm bench` in @mdev/virtio-ring: buffers per second through add -> getDesc -> complete ->
 // getBuf, with driver and device in one thread, then with the device in a worker thread over a
-// SharedArrayBuffer. One JSON line per case. Options: `--count N` (default 2,000,000).
+// SharedArrayBuffer, each for a split and a packed ring (`layout`). One JSON line per case.
+// Options: `--count N` (default 2,000,000).
 // The last case is the machine's floor for anything that crosses threads: how long one word
 // takes to go to the other core and back.
 import { Worker } from 'node:worker_threads';
-import { DmaAllocator, GuestMemory, offsetDmaOps, Virtqueue, Vringh, VringhIov } from '../src';
+import {
+  createVirtqueue,
+  createVringh,
+  DmaAllocator,
+  GuestMemory,
+  offsetDmaOps,
+  type VirtqueueLike,
+  VringhIov,
+} from '../src';
 import { runEchoDriver, spawnEchoDevice } from '../src/testing';
 
 const BASE = 0x10_0000;
@@ -37,11 +46,25 @@ function report(name: string, params: Record<string, unknown>, count: number, ms
 }
 
 /** One thread: the driver adds a (readable, writable) pair, the device copies, the driver takes. */
-function oneThread(num: number, frame: number, eventIdx: boolean, batch: number): void {
+function oneThread(
+  num: number,
+  frame: number,
+  eventIdx: boolean,
+  batch: number,
+  packed: boolean,
+): void {
   const { memory, alloc, dma } = setup(false);
-  const vq = Virtqueue.create<number>({ index: 0, num, memory, dma, eventIdx, notify: () => true });
+  const vq = createVirtqueue<number>({
+    packed,
+    index: 0,
+    num,
+    memory,
+    dma,
+    eventIdx,
+    notify: () => true,
+  });
   if (!vq) throw new Error('no queue');
-  const dev = new Vringh(memory);
+  const dev = createVringh(memory, packed);
   const rc = dev.init({ ...ringOf(vq), eventIdx });
   if (rc !== 0) throw new Error(`init ${rc}`);
   const slots = num >> 1;
@@ -71,18 +94,25 @@ function oneThread(num: number, frame: number, eventIdx: boolean, batch: number)
       received++;
     }
   }
-  report('one-thread', { num, frame, eventIdx, batch }, COUNT, performance.now() - start);
+  const layout = packed ? 'packed' : 'split';
+  report('one-thread', { layout, num, frame, eventIdx, batch }, COUNT, performance.now() - start);
 }
 
-function ringOf(vq: Virtqueue<number>) {
+function ringOf(vq: VirtqueueLike<number>) {
   return { num: vq.num, descAddr: vq.descAddr, availAddr: vq.availAddr, usedAddr: vq.usedAddr };
 }
 
 /** Two threads: the driver here, the echo device in a worker, doorbells and interrupts by Atomics. */
-async function twoThreads(num: number, frame: number, eventIdx: boolean): Promise<void> {
+async function twoThreads(
+  num: number,
+  frame: number,
+  eventIdx: boolean,
+  packed: boolean,
+): Promise<void> {
   const { memory, alloc, dma } = setup(true);
   let device: ReturnType<typeof spawnEchoDevice> | undefined;
-  const vq = Virtqueue.create<number>({
+  const vq = createVirtqueue<number>({
+    packed,
     index: 0,
     num,
     memory,
@@ -94,7 +124,7 @@ async function twoThreads(num: number, frame: number, eventIdx: boolean): Promis
     },
   });
   if (!vq) throw new Error('no queue');
-  device = spawnEchoDevice(memory, { ...ringOf(vq), eventIdx });
+  device = spawnEchoDevice(memory, { ...ringOf(vq), eventIdx, packed });
   const area = alloc.alloc(num * frame, 64)!;
   // Let the worker boot before the clock starts.
   await new Promise((resolve) => setTimeout(resolve, 300));
@@ -105,16 +135,28 @@ async function twoThreads(num: number, frame: number, eventIdx: boolean): Promis
   if (result.error !== 0 || result.chains !== COUNT) throw new Error('device failed');
   report(
     'two-threads',
-    { num, frame, eventIdx, kicks: stats.kicks, sleeps: stats.sleeps },
+    {
+      layout: packed ? 'packed' : 'split',
+      num,
+      frame,
+      eventIdx,
+      kicks: stats.kicks,
+      sleeps: stats.sleeps,
+    },
     COUNT,
     ms,
   );
 }
 
-for (const eventIdx of [true, false]) oneThread(256, 64, eventIdx, 32);
-oneThread(256, 1500, true, 32);
-for (const eventIdx of [true, false]) await twoThreads(256, 64, eventIdx);
-await twoThreads(256, 1500, true);
+// Split and packed side by side, case by case.
+for (const eventIdx of [true, false]) {
+  for (const packed of [false, true]) oneThread(256, 64, eventIdx, 32, packed);
+}
+for (const packed of [false, true]) oneThread(256, 1500, true, 32, packed);
+for (const eventIdx of [true, false]) {
+  for (const packed of [false, true]) await twoThreads(256, 64, eventIdx, packed);
+}
+for (const packed of [false, true]) await twoThreads(256, 1500, true, packed);
 
 /**
  * Two threads hand a counter back and forth through one shared word, spinning: each round trip

@@ -1,6 +1,10 @@
 // `pnpm fuzz [cases] [seed]`: runs the ring fuzzer (default 100000 cases) in chunks, printing one
 // JSON line per chunk and a summary; exits 1 with the replay seed and case on a failure.
+// FUZZ_LAYOUT=packed fuzzes packed rings instead of split ones.
 import { fuzzRings } from '../src/fuzz';
+import { fuzzPackedRings } from '../src/fuzz-packed';
+
+const packed = process.env.FUZZ_LAYOUT === 'packed';
 
 const args = process.argv.slice(2).filter((a) => a !== '--');
 const cases = Number(args[0] ?? process.env.FUZZ_CASES ?? 100_000);
@@ -19,7 +23,7 @@ const errors: Record<string, number> = {};
 for (let chunk = 0; done < cases; chunk++) {
   const n = Math.min(CHUNK, cases - done);
   const chunkSeed = seed + chunk;
-  const stats = fuzzRings(n, chunkSeed);
+  const stats = packed ? fuzzPackedRings(n, chunkSeed) : fuzzRings(n, chunkSeed);
   done += stats.cases;
   chains += stats.chains;
   for (const [k, v] of Object.entries(stats.errors)) errors[k] = (errors[k] ?? 0) + v;
@@ -29,7 +33,7 @@ for (let chunk = 0; done < cases; chunk++) {
         name: 'virtio-ring fuzz',
         ok: false,
         ...stats.failure,
-        replay: `pnpm fuzz ${stats.failure.caseIndex + 1} ${chunkSeed}`,
+        replay: `${packed ? 'FUZZ_LAYOUT=packed ' : ''}pnpm fuzz ${stats.failure.caseIndex + 1} ${chunkSeed}`,
       }),
     );
     process.exit(1);

@@ -2,7 +2,7 @@ import { RingForward } from './forward';
 import type { SharedMemoryDescriptor } from './memory';
 import { GuestMemory } from './memory';
 import { NotifyWord } from './notify';
-import { Vringh } from './vringh';
+import { createVringh } from './vringh-packed';
 
 /** What a datapath worker needs to serve one queue (all of it structured-cloneable). */
 export interface EchoDeviceParams {
@@ -12,6 +12,8 @@ export interface EchoDeviceParams {
   availAddr: number;
   usedAddr: number;
   eventIdx: boolean;
+  /** A packed ring (VIRTIO_F_RING_PACKED) rather than a split one. */
+  packed?: boolean;
   /** Control words: [0] doorbell (driver -> device), [1] interrupt (device -> driver), [2] stop. */
   control: SharedArrayBuffer;
   /** Chains completed between interrupt checks. */
@@ -38,7 +40,7 @@ export const CONTROL_SIZE = 12;
  */
 export function runEchoDevice(p: EchoDeviceParams): EchoDeviceResult {
   const memory = GuestMemory.fromShared(p.memory);
-  const vrh = new Vringh(memory);
+  const vrh = createVringh(memory, p.packed === true);
   const result: EchoDeviceResult = { chains: 0, bytes: 0, error: 0 };
   const err = vrh.init(p);
   if (err < 0) return { ...result, error: err };

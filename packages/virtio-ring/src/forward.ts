@@ -1,5 +1,5 @@
-import type { Vringh } from './vringh';
 import { VringhIov } from './vringh';
+import type { VringhLike } from './vringh-packed';
 
 /**
  * How a forward run ended: `idle`, the TX ring is empty and asks for a kick; `more`, the budget
@@ -79,7 +79,7 @@ export class RingForward {
   private zeroHeader = new Uint8Array(0);
 
   /** Runs the step until the TX ring is empty, the budget is spent, RX starves or a ring breaks. */
-  run(tx: Vringh, rx: Vringh, budget: number, holdWhenNoRx = false): ForwardResult {
+  run(tx: VringhLike, rx: VringhLike, budget: number, holdWhenNoRx = false): ForwardResult {
     const r = this.r;
     const w = this.wiovs[0]!;
     const minLen = this.minLen;
@@ -245,7 +245,7 @@ export class RingForward {
    * `len` bytes. Returns the chains held, 0 when too few came (all given back; with `hold`, RX
    * kicks are then enabled), or a negative errno.
    */
-  private gather(rx: Vringh, len: number, hold: boolean): number {
+  private gather(rx: VringhLike, len: number, hold: boolean): number {
     let held = 1;
     let cap = this.wiovs[0]!.total;
     while (cap < len) {

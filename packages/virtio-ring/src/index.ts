@@ -90,6 +90,22 @@ export {
   type Translation,
 } from './memory';
 export { NotifyWord } from './notify';
+export * from './packed-layout';
+export {
+  type AnyVirtqueueOptions,
+  createVirtqueue,
+  PackedVirtqueue,
+  type PackedVirtqueueOptions,
+  type VirtqueueCallback,
+  type VirtqueueLike,
+} from './packed-virtqueue';
 export { siblingModule, spawnWorker } from './spawn-worker';
 export { type Sg, type UsedBuf, Virtqueue, type VirtqueueOptions } from './virtqueue';
 export { Vringh, type VringhConfig, VringhIov } from './vringh';
+export {
+  type AnyVringhConfig,
+  createVringh,
+  initialVqState,
+  type VringhLike,
+  VringhPacked,
+} from './vringh-packed';

@@ -342,6 +342,17 @@ describe('driver and device', () => {
     }
   });
 
+  it('takes a length on a buffer the device only reads as 0, and keeps the queue', () => {
+    const { vq, dev, buf } = setup();
+    const out = buf(8, 1);
+    vq.addOutbuf(out, 8, 1);
+    const w = new VringhIov();
+    dev.getDesc(w, null);
+    dev.complete(dev.head, 72); // DPDK's vhost writes the bytes it read
+    expect(vq.getBuf()).toEqual({ token: 1, len: 0 });
+    expect(vq.isBroken).toBe(false);
+  });
+
   it('breaks the driver queue on a bad used entry instead of throwing', () => {
     const { vq, dev, buf } = setup();
     const a = buf(8, 1);

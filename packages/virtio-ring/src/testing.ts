@@ -14,11 +14,12 @@ import {
 import { VRING_AVAIL_IDX } from './layout';
 import type { GuestMemory } from './memory';
 import { NotifyWord } from './notify';
+import type { VirtqueueLike } from './packed-virtqueue';
 import { RawRing, type RawRingLayout } from './raw-ring';
 import { siblingModule, spawnWorker } from './spawn-worker';
-import type { Virtqueue } from './virtqueue';
 
 export { type FuzzFailure, type FuzzStats, fuzzRings } from './fuzz';
+export { fuzzPackedRings } from './fuzz-packed';
 
 /**
  * Counts, from now on, the reads of `view.byteOffset` and `view.buffer` (values unchanged);
@@ -80,7 +81,7 @@ export interface EchoDeviceHandle {
  */
 export function spawnEchoDevice(
   memory: GuestMemory,
-  ring: RawRingLayout & { eventIdx: boolean },
+  ring: RawRingLayout & { eventIdx: boolean; packed?: boolean },
   batch?: number,
 ): EchoDeviceHandle {
   const control = new SharedArrayBuffer(CONTROL_SIZE);
@@ -91,6 +92,7 @@ export function spawnEchoDevice(
     availAddr: ring.availAddr,
     usedAddr: ring.usedAddr,
     eventIdx: ring.eventIdx,
+    packed: ring.packed === true,
     control,
     batch,
   };
@@ -132,7 +134,7 @@ export interface EchoDriverStats {
  * of 4, at least 8); `kick` rings the device's doorbell.
  */
 export function runEchoDriver(
-  vq: Virtqueue<number>,
+  vq: VirtqueueLike<number>,
   memory: GuestMemory,
   area: number,
   frame: number,

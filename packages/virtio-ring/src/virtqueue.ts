@@ -577,7 +577,7 @@ export class Virtqueue<T = unknown> {
     const slot = this.lastUsedIdx & (this.num - 1);
     const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
     const id = this.used32[e + VRING_USED32_ELEM_ID]!;
-    const len = this.used32[e + VRING_USED32_ELEM_LEN]!;
+    let len = this.used32[e + VRING_USED32_ELEM_LEN]!;
     if (id >= this.num) {
       this.markBroken(`used id ${id} out of range`);
       return undefined;
@@ -590,9 +590,14 @@ export class Virtqueue<T = unknown> {
     // Stricter than mainline Linux, which trusts the length and leaves it to drivers (the 5.16
     // check was reverted): here a device is untrusted (docs/ARCHITECTURE.md §3.2), and a length
     // past what the driver offered to be written would make it read bytes the device never wrote.
+    // A buffer the device only reads is read back by nobody: a length on it (DPDK's vhost writes
+    // the bytes it read) counts as 0.
     if (len > this.inBytes[id]!) {
-      this.markBroken(`used len ${len} beyond the ${this.inBytes[id]} writable bytes of ${id}`);
-      return undefined;
+      if (this.inBytes[id] !== 0) {
+        this.markBroken(`used len ${len} beyond the ${this.inBytes[id]} writable bytes of ${id}`);
+        return undefined;
+      }
+      len = 0;
     }
     this.detach(id);
     this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;

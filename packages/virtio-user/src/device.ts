@@ -32,6 +32,7 @@ import {
   VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_ID_NET,
   VIRTIO_NET_CONFIG_MAC,
@@ -49,7 +50,7 @@ import {
   vringDelVirtqueue,
   vringTransportFeatures,
 } from '@mdev/virtio';
-import { VIRTQUEUE_MAX_SIZE, type Virtqueue } from '@mdev/virtio-ring';
+import { VIRTQUEUE_MAX_SIZE, type VirtqueueLike } from '@mdev/virtio-ring';
 import { VhostUserClient } from './client';
 import { UserRam } from './memory';
 
@@ -62,6 +63,12 @@ export const VIRTIO_USER_PROTOCOL_FEATURES =
 
 const F_PROTOCOL_FEATURES = 1n << VHOST_USER_F_PROTOCOL_FEATURES;
 const F_VERSION_1 = 1n << BigInt(VIRTIO_F_VERSION_1);
+const F_RING_PACKED = 1n << BigInt(VIRTIO_F_RING_PACKED);
+/**
+ * SET_VRING_BASE of a fresh packed ring: index 0 with the wrap counter set, for the avail half
+ * (bits 0-15, what DPDK's vhost reads) and the used half (bits 16-31).
+ */
+const PACKED_START = 0x8000_8000;
 /** VHOST_F_LOG_ALL: dirty-page logging for live migration, which this frontend never asks for. */
 const F_LOG_ALL = 1n << 26n;
 /** What the frontend gives its driver when the backend has no config: a MAC and a link state. */
@@ -85,6 +92,11 @@ export interface VirtioUserOptions {
   memSize?: number;
   /** Queue size, a power of two up to 32768; default 256. */
   queueSize?: number;
+  /**
+   * The ring layout: `split` (the default) or `packed` (VIRTIO_F_RING_PACKED, which the backend
+   * must offer), as DPDK's virtio-user has `packed_vq=1`.
+   */
+  ring?: 'split' | 'packed';
   /** The virtio device id the backend serves (vhost-user does not say); default net (1). */
   deviceId?: number;
   /** The MAC a net device reports when the backend has no config; default a random local one. */
@@ -100,7 +112,7 @@ export interface VirtioUserOptions {
 
 /** One ring as the backend has it: the driver's queue and its two eventfds. */
 export interface VirtioUserRing {
-  vq: Virtqueue<unknown>;
+  vq: VirtqueueLike<unknown>;
   kick: Fd;
   call: Fd;
   callWatch: FdWatch | null;
@@ -177,8 +189,17 @@ export class VirtioUserDevice extends VirtioDevice {
       this.queueNum = this.has(VHOST_USER_PROTOCOL_F_MQ)
         ? Number(c.u64({ type: 'GET_QUEUE_NUM' }))
         : null;
-      // The frontend speaks for the backend about the address space (no IOTLB) and migration.
-      this.backendFeatures = offered & ~(1n << BigInt(VIRTIO_F_ACCESS_PLATFORM)) & ~F_LOG_ALL;
+      const packed = options.ring === 'packed';
+      if (packed && (offered & F_RING_PACKED) === 0n) {
+        throw new KernelError('EOPNOTSUPP', 'virtio-user: the backend offers no packed rings');
+      }
+      // The frontend speaks for the backend about the address space (no IOTLB) and migration,
+      // and picks the ring layout.
+      this.backendFeatures =
+        offered &
+        ~(1n << BigInt(VIRTIO_F_ACCESS_PLATFORM)) &
+        ~F_LOG_ALL &
+        (packed ? ~0n : ~F_RING_PACKED);
       const isNet = this.id.device === VIRTIO_ID_NET;
       this.localConfig =
         this.has(VHOST_USER_PROTOCOL_F_CONFIG) || !isNet ? null : netConfig(options.mac);
@@ -258,7 +279,11 @@ export class VirtioUserDevice extends VirtioDevice {
       const { vq } = r;
       const index = vq.index;
       c.request({ type: 'SET_VRING_NUM', index, num: vq.num });
-      c.request({ type: 'SET_VRING_BASE', index, num: 0 });
+      c.request({
+        type: 'SET_VRING_BASE',
+        index,
+        num: this.features & F_RING_PACKED ? PACKED_START : 0,
+      });
       c.request({
         type: 'SET_VRING_ADDR',
         index,
@@ -340,7 +365,7 @@ function setupVq<T>(
   index: number,
   callback: VqCallback<T> | null,
   name: string,
-): Virtqueue<T> {
+): VirtqueueLike<T> {
   if (d.queueNum !== null && index >= d.queueNum) {
     throw new KernelError('ENOENT', `virtio-user: the backend has ${d.queueNum} queues`);
   }
@@ -360,7 +385,7 @@ function setupVq<T>(
     throw new KernelError('ENOMEM', `virtio-user: no memory for queue ${index}`);
   }
   const ring: VirtioUserRing = {
-    vq: vq as Virtqueue<unknown>,
+    vq: vq as VirtqueueLike<unknown>,
     kick,
     call,
     callWatch: null,
@@ -461,7 +486,7 @@ export const virtioUserConfigOps: VirtioConfigOps = {
     callbacks: readonly (VqCallback<T> | null)[],
   ) {
     const d = vu(vdev);
-    const vqs: (Virtqueue<T> | null)[] = [];
+    const vqs: (VirtqueueLike<T> | null)[] = [];
     let queueIdx = 0;
     try {
       for (let i = 0; i < names.length; i++) {

@@ -20,7 +20,13 @@ const { path, uuid, offload, client } = workerData as {
 const TYPE =
   '/sys/devices/virtual/mvnet_loopback/mvnet_loopback/mdev_supported_types/mvnet_loopback-virtio';
 
-const mvnet = mvnetLoopbackInit({ memory: hostRam.memory, dma: hostRam.dma, offload });
+// Packed rings offered too, as `mdev vhost-user` does: the frontend picks the layout.
+const mvnet = mvnetLoopbackInit({
+  memory: hostRam.memory,
+  dma: hostRam.dma,
+  offload,
+  packed: true,
+});
 vhostMdevSetSocket(uuid, { path, client: client === true });
 vhostMdevInit();
 sysfs.write(`${TYPE}/create`, `${uuid}\n`);

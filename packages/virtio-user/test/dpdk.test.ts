@@ -20,25 +20,27 @@ afterEach(() => {
 });
 
 describeWithPeers(['testpmd'], "virtio-user against DPDK's net_vhost (testpmd)", () => {
-  it('io forwarding sends every frame back in order and intact; testpmd counts them', async () => {
-    const path = join(dir, 'dpdk.sock');
-    const t = await startTestpmd({ vdevs: [vhostBackend(path)], args: ['--forward-mode=io'] });
-    try {
-      const vdev = await virtioUserAdd({ path, mac: new Uint8Array([2, 0, 0, 0, 0, 7]) });
-      // net_vhost has no config space (no VHOST_USER_PROTOCOL_F_CONFIG): the MAC is ours.
-      expect(vdev.localConfig).not.toBeNull();
-      const netdev = netdevOf(vdev);
-      expect(netdev.mac).toEqual(new Uint8Array([2, 0, 0, 0, 0, 7]));
-      netdev.open();
-      const got = await exchange(netdev, 5000);
-      expect(got.length).toBe(5000);
-      for (let i = 0; i < got.length; i++) expect(got[i], `frame ${i}`).toEqual(frameOf(i));
-      virtioUserRemove(vdev);
-    } finally {
-      const r = await t.stop();
-      expect(r.ports[0]).toMatchObject({ rxPackets: 5000, txPackets: 5000, txDropped: 0 });
-    }
-  });
+  for (const ring of ['split', 'packed'] as const)
+    it(`io forwarding sends every frame back in order and intact; testpmd counts them (${ring} rings)`, async () => {
+      const path = join(dir, 'dpdk.sock');
+      const t = await startTestpmd({ vdevs: [vhostBackend(path)], args: ['--forward-mode=io'] });
+      try {
+        const vdev = await virtioUserAdd({ path, ring, mac: new Uint8Array([2, 0, 0, 0, 0, 7]) });
+        expect((vdev.features >> 34n) & 1n).toBe(ring === 'packed' ? 1n : 0n);
+        // net_vhost has no config space (no VHOST_USER_PROTOCOL_F_CONFIG): the MAC is ours.
+        expect(vdev.localConfig).not.toBeNull();
+        const netdev = netdevOf(vdev);
+        expect(netdev.mac).toEqual(new Uint8Array([2, 0, 0, 0, 0, 7]));
+        netdev.open();
+        const got = await exchange(netdev, 5000);
+        expect(got.length).toBe(5000);
+        for (let i = 0; i < got.length; i++) expect(got[i], `frame ${i}`).toEqual(frameOf(i));
+        virtioUserRemove(vdev);
+      } finally {
+        const r = await t.stop();
+        expect(r.ports[0]).toMatchObject({ rxPackets: 5000, txPackets: 5000, txDropped: 0 });
+      }
+    });
 
   it('testpmd killed mid-run: the run ends with the reason, and a new testpmd is served', async () => {
     const path = join(dir, 'dpdk.sock');

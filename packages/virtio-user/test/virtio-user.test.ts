@@ -40,24 +40,27 @@ async function add(...args: Parameters<typeof virtioUserAdd>): Promise<VirtioUse
 }
 
 describe('virtio-user against our own vhost-user backend', () => {
-  for (const offload of [false, true]) {
-    it(`virtio-net's frames come back through mvnet_loopback, in order and intact (${offload ? 'worker' : 'in-thread'} datapath)`, async () => {
-      const path = join(dir, 'vhost.sock');
-      const w = await backend(path, offload);
-      const vdev = await add({ path });
-      // Our backend has a config space: the MAC comes from the device, not made up here.
-      expect(vdev.localConfig).toBeNull();
-      const netdev = netdevOf(vdev);
-      netdev.open();
-      const got = await exchange(netdev, 1000);
-      expect(got.length).toBe(1000);
-      for (let i = 0; i < 1000; i++) expect(got[i]).toEqual(frameOf(i));
-      netdev.stop();
-      virtioUserRemove(vdev);
-      const stats = await stopBackend(w);
-      expect(stats.txPackets).toBe(1000);
-      expect(stats.rxPackets).toBe(1000);
-    });
+  for (const ring of ['split', 'packed'] as const) {
+    for (const offload of [false, true]) {
+      it(`virtio-net's frames come back through mvnet_loopback, in order and intact (${ring} rings, ${offload ? 'worker' : 'in-thread'} datapath)`, async () => {
+        const path = join(dir, 'vhost.sock');
+        const w = await backend(path, offload);
+        const vdev = await add({ path, ring });
+        // Our backend has a config space: the MAC comes from the device, not made up here.
+        expect(vdev.localConfig).toBeNull();
+        expect((vdev.features >> 34n) & 1n).toBe(ring === 'packed' ? 1n : 0n);
+        const netdev = netdevOf(vdev);
+        netdev.open();
+        const got = await exchange(netdev, 1000);
+        expect(got.length).toBe(1000);
+        for (let i = 0; i < 1000; i++) expect(got[i]).toEqual(frameOf(i));
+        netdev.stop();
+        virtioUserRemove(vdev);
+        const stats = await stopBackend(w);
+        expect(stats.txPackets).toBe(1000);
+        expect(stats.rxPackets).toBe(1000);
+      });
+    }
   }
 
   it('listens with `server` for a backend in client mode', async () => {

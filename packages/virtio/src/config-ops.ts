@@ -1,8 +1,8 @@
-import type { Virtqueue } from '@mdev/virtio-ring';
+import type { VirtqueueLike } from '@mdev/virtio-ring';
 import type { VirtioDevice } from './virtio';
 
 /** A virtqueue callback: the driver's interrupt handler for one queue (vq_callback_t). */
-export type VqCallback<T = unknown> = (vq: Virtqueue<T>) => void;
+export type VqCallback<T = unknown> = (vq: VirtqueueLike<T>) => void;
 
 /**
  * Mirrors struct virtio_config_ops: what a transport (virtio-mdev, a test double, ...) provides
@@ -32,7 +32,7 @@ export interface VirtioConfigOps {
     names: readonly (string | null)[],
     callbacks: readonly (VqCallback<T> | null)[],
     ctx?: readonly boolean[],
-  ): (Virtqueue<T> | null)[];
+  ): (VirtqueueLike<T> | null)[];
   /** Deletes every virtqueue of the device (config->del_vqs). */
   delVqs(vdev: VirtioDevice): void;
   /** The features the device offers (config->get_features). */

@@ -142,13 +142,19 @@ describe('virtio_dev_probe: status and feature negotiation', () => {
     expect(drv.calls.probe).toBe(1);
     expect(dev.status).toBe(ALL | VIRTIO_CONFIG_S_DRIVER_OK);
     // Bit 1 (in the table and offered) stays; 2 (not in the table) and 3 (not offered) do not;
-    // the ring's transport bits are kept, packed rings and unknown transport bits are cleared.
+    // the ring's transport bits are kept (packed rings too), unknown transport bits are cleared.
     expect(vdev.features).toBe(
-      featureSet(1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
+      featureSet(
+        1,
+        VIRTIO_RING_F_EVENT_IDX,
+        VIRTIO_F_VERSION_1,
+        VIRTIO_F_ACCESS_PLATFORM,
+        VIRTIO_F_RING_PACKED,
+      ),
     );
     expect(dev.driverFeatures).toBe(vdev.features);
     const bits = sysfs.read(`/sys/bus/virtio/devices/${vdev.name}/features`);
-    expect([...bits.trim()].flatMap((c, i) => (c === '1' ? [i] : []))).toEqual([1, 29, 32, 33]);
+    expect([...bits.trim()].flatMap((c, i) => (c === '1' ? [i] : []))).toEqual([1, 29, 32, 33, 34]);
     expect(sysfs.readlink(`/sys/bus/virtio/devices/${vdev.name}/driver`)).toBe(
       `/sys/bus/virtio/drivers/${drv.name}`,
     );

@@ -6,7 +6,7 @@ import {
   Driver,
   KernelError,
 } from '@mdev/driver-core';
-import { Virtqueue } from '@mdev/virtio-ring';
+import { createVirtqueue, type VirtqueueLike } from '@mdev/virtio-ring';
 import type { VirtioConfigOps, VqCallback } from './config-ops';
 import { type HostRam, hostRam } from './host-memory';
 import {
@@ -18,6 +18,7 @@ import {
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_ORDER_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_RING_F_INDIRECT_DESC,
@@ -57,7 +58,7 @@ export class VirtioDevice extends Device {
   /** Host memory for rings and driver buffers. */
   readonly ram: HostRam;
   /** The virtqueues the transport created for the device (vdev->vqs). */
-  readonly vqs: Virtqueue<unknown>[] = [];
+  readonly vqs: VirtqueueLike<unknown>[] = [];
   /** Whether config-change callbacks reach the driver (vdev->config_enabled). */
   configEnabled = false;
   /** A config change arrived while callbacks were disabled (vdev->config_change_pending). */
@@ -207,12 +208,12 @@ const RING_TRANSPORT_FEATURES = [
   VIRTIO_F_VERSION_1,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_ORDER_PLATFORM,
+  VIRTIO_F_RING_PACKED,
 ];
 
 /**
  * Mirrors vring_transport_features(): clears the transport bits (28..40) the ring does not
- * implement. Unlike the kernel, VIRTIO_F_RING_PACKED is cleared too: @mdev/virtio-ring has only
- * the split layout.
+ * implement. VIRTIO_F_RING_PACKED stays, as in the kernel: @mdev/virtio-ring has both layouts.
  */
 export function vringTransportFeatures(vdev: VirtioDevice): void {
   for (let i = VIRTIO_TRANSPORT_F_START; i < VIRTIO_TRANSPORT_F_END; i++) {
@@ -464,7 +465,7 @@ export interface VringCreateOptions<T> {
   /** The device's ring alignment (vring_align); the descriptor table and device area start at it. */
   align?: number;
   /** The transport's kick; false when the device is gone. */
-  notify: (vq: Virtqueue<T>) => boolean;
+  notify: (vq: VirtqueueLike<T>) => boolean;
   callback: VqCallback<T> | null;
   name: string;
 }
@@ -480,15 +481,17 @@ export function vringDmaOps(vdev: VirtioDevice): DmaMapOps {
 }
 
 /**
- * Mirrors vring_create_virtqueue() for a transport: a split virtqueue in the device's host
- * memory, mapped as `vringDmaOps` says, with EVENT_IDX and INDIRECT_DESC as negotiated. The queue
- * joins `vdev.vqs`. Null when the ring cannot be allocated (ENOMEM).
+ * Mirrors vring_create_virtqueue() for a transport: a virtqueue in the device's host memory,
+ * packed when VIRTIO_F_RING_PACKED was negotiated and split otherwise, mapped as `vringDmaOps`
+ * says, with EVENT_IDX and INDIRECT_DESC as negotiated. The queue joins `vdev.vqs`. Null when the
+ * ring cannot be allocated (ENOMEM).
  */
 export function vringCreateVirtqueue<T>(
   vdev: VirtioDevice,
   opts: VringCreateOptions<T>,
-): Virtqueue<T> | null {
-  const vq = Virtqueue.create<T>({
+): VirtqueueLike<T> | null {
+  const vq = createVirtqueue<T>({
+    packed: virtioHasFeature(vdev, VIRTIO_F_RING_PACKED),
     index: opts.index,
     num: opts.num,
     mayReduceNum: opts.mayReduceNum ?? true,
@@ -501,12 +504,12 @@ export function vringCreateVirtqueue<T>(
     callback: opts.callback,
     name: opts.name,
   });
-  if (vq) vdev.vqs.push(vq as Virtqueue<unknown>);
+  if (vq) vdev.vqs.push(vq as VirtqueueLike<unknown>);
   return vq;
 }
 
 /** Mirrors vring_del_virtqueue(): frees the ring and takes it out of `vdev.vqs`. */
-export function vringDelVirtqueue(vdev: VirtioDevice, vq: Virtqueue<unknown>): void {
+export function vringDelVirtqueue(vdev: VirtioDevice, vq: VirtqueueLike<unknown>): void {
   const i = vdev.vqs.indexOf(vq);
   if (i >= 0) vdev.vqs.splice(i, 1);
   vq.delete();
@@ -517,6 +520,6 @@ export function virtioFindVqs<T = unknown>(
   vdev: VirtioDevice,
   names: readonly (string | null)[],
   callbacks: readonly (VqCallback<T> | null)[],
-): (Virtqueue<T> | null)[] {
+): (VirtqueueLike<T> | null)[] {
   return vdev.config.findVqs<T>(vdev, names, callbacks);
 }

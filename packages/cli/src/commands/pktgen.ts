@@ -27,6 +27,7 @@ export const usage = `usage: mdev pktgen [options]
   --size B         frame size, ${MIN_FRAME}-${MAX_FRAME} bytes or the device's maximum (default 64)
   --burst N        frames per doorbell (default 32)
   --queue-size N   the device's queue size, a power of two 2-32768 (default 256)
+  --ring LAYOUT    the virtqueue layout, split or packed (VIRTIO_F_RING_PACKED; default split)
   --offload        run the device's datapath in a worker thread (the "hardware")
   --device NAME    the parent driver to run over (default mvnet_loopback)
   --vhost-user PATH
@@ -65,6 +66,7 @@ function parseOptions(args: string[]) {
       size: { type: 'string' },
       burst: { type: 'string' },
       'queue-size': { type: 'string' },
+      ring: { type: 'string' },
       offload: { type: 'boolean', default: false },
       device: { type: 'string' },
       driver: { type: 'string', multiple: true },
@@ -107,11 +109,14 @@ function parseOptions(args: string[]) {
   } else if (values.server) {
     throw new UsageError('--server goes with --vhost-user');
   }
+  const ring = values.ring ?? 'split';
+  if (ring !== 'split' && ring !== 'packed')
+    throw new UsageError(`--ring must be split or packed, not '${ring}'`);
   const device = values.device ?? 'mvnet_loopback';
   const known = pktgenDeviceList().map(([name]) => name);
   if (!known.includes(device))
     throw new UsageError(`no device '${device}' (known: ${known.join(', ')})`);
-  return { ...values, count, duration, burst, queueSize, device };
+  return { ...values, count, duration, burst, queueSize, device, ring: ring as 'split' | 'packed' };
 }
 
 /** What the command line asks for, with the --pcap file and the socket as absolute paths. */
@@ -126,11 +131,16 @@ function parseCommandLine(args: string[], io: CommandIo) {
 }
 
 /** Formats a result for a person. */
-export function formatResult(r: PktgenResult, mode: string, queueSize: number): string {
+export function formatResult(
+  r: PktgenResult,
+  mode: string,
+  queueSize: number,
+  ring?: 'split' | 'packed',
+): string {
   const rows: [string, string][] = [
     ['parent', r.parent],
     ['device', `${r.netdev} (${r.via ?? `mdev ${r.uuid}`}), ${r.size}-byte frames`],
-    ['datapath', `${mode}, queues of ${queueSize}`],
+    ['datapath', `${mode}, ${ring ? `${ring} ` : ''}queues of ${queueSize}`],
     ['tx', `${r.tx}`],
     ['rx', `${r.rx}`],
     ['dropped', `${r.dropped}`],
@@ -146,7 +156,7 @@ export function formatResult(r: PktgenResult, mode: string, queueSize: number): 
 }
 
 /** The options that shape the stack, which the host holds when pktgen runs there. */
-const STACK_OPTIONS = ['--offload', '--device', '--driver', '--queue-size', '--pcap'];
+const STACK_OPTIONS = ['--offload', '--device', '--driver', '--queue-size', '--ring', '--pcap'];
 
 /**
  * `mdev pktgen -u UUID`: the run goes on in the host, over its device; Ctrl-C ends the
@@ -227,7 +237,7 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   if (values.uuid !== undefined) return runOnHost(args, values, io);
-  const { count, duration, burst, queueSize, offload } = values;
+  const { count, duration, burst, queueSize, offload, ring } = values;
   const tty = !values.json && (io.stdout as NodeJS.WriteStream).isTTY === true;
   let progressShown = false;
   let stack: PktgenTarget & { teardown(): void };
@@ -237,13 +247,14 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
         path: values.vhostUser,
         server: values.server,
         queueSize,
+        ring,
       });
     } catch (err) {
       io.stderr.write(`mdev pktgen: ${(err as Error).message}\n`);
       return 1;
     }
   } else {
-    stack = setupStack(undefined, { device: values.device, offload, queueSize });
+    stack = setupStack(undefined, { device: values.device, offload, queueSize, ring });
   }
   let result: PktgenResult;
   try {
@@ -283,8 +294,8 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const mode = values.vhostUser !== undefined ? 'vhost-user' : offload ? 'worker' : 'same-thread';
   io.stdout.write(
     values.json
-      ? `${JSON.stringify({ name: 'pktgen', mode, queueSize, ...result })}\n`
-      : formatResult(result, mode, queueSize),
+      ? `${JSON.stringify({ name: 'pktgen', mode, ring, queueSize, ...result })}\n`
+      : formatResult(result, mode, queueSize, ring),
   );
   if (result.interrupted) {
     io.stderr.write(`mdev pktgen: interrupted after ${result.tx} frames\n`);

@@ -67,7 +67,7 @@ function describe(e: VhostMdevEvent): string | null {
     case 'refused':
       return `refused ${e.request}: ${e.error}`;
     case 'ring-started':
-      return `ring ${e.index} started`;
+      return `ring ${e.index} started (${e.layout})`;
     case 'ring-stopped':
       return `ring ${e.index} stopped at ${e.state}`;
   }
@@ -111,7 +111,12 @@ export async function run(args: string[], io: CommandIo): Promise<number> {
   const say = (line: object | string) =>
     io.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `${line as string}\n`);
   const device = new Map(pktgenDeviceList()).get(values.device)!;
-  const parent = device.init({ offload: values.offload, queueSize: values.queueSize });
+  // The device offers packed rings too (VIRTIO_F_RING_PACKED): the frontend picks the layout.
+  const parent = device.init({
+    offload: values.offload,
+    queueSize: values.queueSize,
+    ring: 'packed',
+  });
   const uuid = randomUUID();
   vhostMdevSetSocket(uuid, { path: values.socket, client: values.client });
   vhostMdevInit({

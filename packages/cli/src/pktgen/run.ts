@@ -77,6 +77,8 @@ export interface PktgenResult {
   via?: string;
   /** Why the device went away before the run ended (a vhost-user backend that hung up). */
   gone?: string;
+  /** Probe frames sent before the run to see the path was live (not in `tx`; a peer counts them). */
+  probes?: number;
   size: number;
   tx: number;
   rx: number;
@@ -103,6 +105,11 @@ export interface StackOptions {
   offload?: boolean;
   /** The device's largest queue (a power of two, 2 to 32768; default 256). */
   queueSize?: number;
+  /**
+   * The ring layout: `packed` has the device offer VIRTIO_F_RING_PACKED, which virtio-net
+   * accepts (virtio 1.2 2.8); default `split`.
+   */
+  ring?: 'split' | 'packed';
 }
 
 /** A registered parent driver, as pktgen uses it. */
@@ -146,6 +153,7 @@ const mvnetDevice: PktgenDevice = {
       dma: hostRam.dma,
       offload: options.offload,
       queueSize: options.queueSize,
+      packed: options.ring === 'packed',
     });
     return {
       typePath: MVNET_TYPE_PATH,
@@ -199,6 +207,8 @@ export interface PktgenTarget {
   window?: number;
   /** Why the device went away, once it has (null before): the run ends then, with the counts. */
   gone?(): string | null;
+  /** Probe frames sent before the run to see the path was live (reported, not in `tx`). */
+  probes?: number;
 }
 
 /** The stack pktgen runs on: a parent driver, the transport, virtio-net, one mdev and its netdev. */
@@ -491,6 +501,7 @@ async function sendAndCheck(
     uuid: stack.uuid,
     ...(stack.via === undefined ? {} : { via: stack.via }),
     ...(why === null ? {} : { gone: why }),
+    ...(stack.probes === undefined ? {} : { probes: stack.probes }),
     size: opts.size,
     tx,
     rx,

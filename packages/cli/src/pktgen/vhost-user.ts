@@ -3,7 +3,9 @@
  * virtio-user transport, whose device is another process's (DPDK's `net_vhost` in testpmd, our
  * own `mdev vhost-user`). The transport and its native addon load only when asked for.
  */
+import { KernelError } from '@mdev/driver-core';
 import {
+  type NetDevice,
   netdevList,
   registerVirtioNetDriver,
   unregisterVirtioNetDriver,
@@ -19,8 +21,53 @@ export interface VhostUserStackOptions {
   server?: boolean;
   /** The driver's queue size (default 256). */
   queueSize?: number;
+  /** The ring layout (default split; packed needs a backend that offers it). */
+  ring?: 'split' | 'packed';
   /** How long `server` waits for the backend (default 10 s). */
   acceptTimeoutMs?: number;
+  /** How long the backend may take to send a first frame back (default 10 s). */
+  liveTimeoutMs?: number;
+}
+
+/** A probe: broadcast, the local experimental EtherType (IEEE 802), no payload to check. */
+const PROBE = (() => {
+  const f = new Uint8Array(60);
+  f.fill(0xff, 0, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  return f;
+})();
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until a frame comes back: a forwarder may take its time, and testpmd empties its receive
+ * queues when it starts forwarding, dropping whatever came before. A probe goes out every 100 ms
+ * until one returns; the run's frames go out only then, once the stragglers are in.
+ */
+async function waitUntilLive(netdev: NetDevice, timeoutMs: number, path: string): Promise<number> {
+  let back = false;
+  let sent = 0;
+  netdev.onReceive = () => {
+    back = true;
+  };
+  try {
+    const deadline = performance.now() + timeoutMs;
+    while (!back) {
+      if (performance.now() > deadline) {
+        throw new KernelError(
+          'ETIMEDOUT',
+          `pktgen: no frame came back from ${path} in ${timeoutMs} ms`,
+        );
+      }
+      if (netdev.xmit(PROBE) === 0) sent++;
+      await sleep(100);
+    }
+    await sleep(100);
+    return sent;
+  } finally {
+    netdev.onReceive = null;
+  }
 }
 
 /** The stack of a vhost-user run: the virtio-user device and its net device, opened. */
@@ -43,6 +90,7 @@ export async function setupVhostUserStack(options: VhostUserStackOptions): Promi
       path: options.path,
       server: options.server,
       queueSize: options.queueSize,
+      ring: options.ring,
       acceptTimeoutMs: options.acceptTimeoutMs,
       onDisconnect: (reason) => {
         gone = reason;
@@ -60,6 +108,15 @@ export async function setupVhostUserStack(options: VhostUserStackOptions): Promi
     throw new Error(`pktgen: no net device on ${options.path}: ${why}`);
   }
   netdev.open();
+  let probes: number;
+  try {
+    probes = await waitUntilLive(netdev, options.liveTimeoutMs ?? 10_000, options.path);
+  } catch (err) {
+    netdev.stop();
+    virtioUserRemove(vdev);
+    unregisterVirtioNetDriver();
+    throw err;
+  }
   return {
     device: 'vhost-user',
     netdev,
@@ -71,6 +128,7 @@ export async function setupVhostUserStack(options: VhostUserStackOptions): Promi
     ram: vdev.ram,
     window: Math.floor((vdev.queueSize * 3) / 4),
     gone: () => gone,
+    probes,
     vdev,
     teardown() {
       if (netdev.isUp) netdev.stop();

@@ -1,5 +1,5 @@
 import { KernelError, Work, Workqueue } from '@mdev/driver-core';
-import { type AddressSpace, type Virtqueue, Vringh } from '@mdev/virtio-ring';
+import { type AddressSpace, type VirtqueueLike, Vringh } from '@mdev/virtio-ring';
 import type { VirtioConfigOps, VqCallback } from '../config-ops';
 import type { HostRam } from '../host-memory';
 import {
@@ -297,8 +297,8 @@ export class TestTransport implements VirtioConfigOps {
     vdev: VirtioDevice,
     names: readonly (string | null)[],
     callbacks: readonly (VqCallback<T> | null)[],
-  ): (Virtqueue<T> | null)[] {
-    const out: (Virtqueue<T> | null)[] = [];
+  ): (VirtqueueLike<T> | null)[] {
+    const out: (VirtqueueLike<T> | null)[] = [];
     let index = 0;
     try {
       for (let i = 0; i < names.length; i++) {
@@ -322,7 +322,7 @@ export class TestTransport implements VirtioConfigOps {
     index: number,
     callback: VqCallback<T> | null,
     name: string,
-  ): Virtqueue<T> {
+  ): VirtqueueLike<T> {
     const dev = this.device;
     if (dev.getVqReady(index)) throw new KernelError('ENOENT', `vq ${index} is already set up`);
     const num = dev.getVqNumMax(index);
@@ -343,7 +343,7 @@ export class TestTransport implements VirtioConfigOps {
     });
     dev.setVqNum(index, vq.num);
     if (dev.setVqAddress(index, vq.descAddr, vq.availAddr, vq.usedAddr) !== 0) {
-      vringDelVirtqueue(vdev, vq as Virtqueue<unknown>);
+      vringDelVirtqueue(vdev, vq as VirtqueueLike<unknown>);
       throw new KernelError('EINVAL', `vq ${index}: the device refused the ring addresses`);
     }
     dev.setVqReady(index, true);

@@ -1,4 +1,4 @@
-import type { Virtqueue } from '@mdev/virtio-ring';
+import type { VirtqueueLike } from '@mdev/virtio-ring';
 import {
   registerVirtioDriver,
   unregisterVirtioDriver,
@@ -12,7 +12,7 @@ import { VIRTIO_DEV_ANY_ID, VIRTIO_ID_NET } from '../virtio-ids';
 export interface TestDriverBinding {
   vdev: VirtioDevice;
   /** One per name given, in order; null for a null name. */
-  vqs: (Virtqueue<number> | null)[];
+  vqs: (VirtqueueLike<number> | null)[];
 }
 
 /** A registered test driver (see `registerTestDriver`). */
