@@ -48,6 +48,8 @@ const HAS_REPLY = new Set([
 
 /** VIRTIO_F_VERSION_1. */
 const F_VERSION_1 = 1n << 32n;
+/** VIRTIO_F_RING_PACKED. */
+const F_RING_PACKED = 1n << 34n;
 
 export interface TestFrontendOptions {
   /** Bytes of the memory (a whole number of pages); default 2 MiB. */
@@ -181,6 +183,7 @@ export class TestFrontend {
     await this.request({ type: 'SET_OWNER' });
     const features = offered & (mask | (1n << VHOST_USER_F_PROTOCOL_FEATURES) | F_VERSION_1);
     await this.request({ type: 'SET_FEATURES', features }, { needReply: true });
+    this.#features = features;
     await this.request(
       {
         type: 'SET_MEM_TABLE',
@@ -199,9 +202,13 @@ export class TestFrontend {
     return features;
   }
 
+  /** The features `negotiate` set. */
+  #features = 0n;
+
   /**
    * Creates ring `index` in the memory and hands it over (NUM, BASE, ADDR, CALL, KICK, ENABLE),
-   * each request with a reply-ack. Its `notify` signals the kick eventfd.
+   * each request with a reply-ack. Its `notify` signals the kick eventfd. The layout is the
+   * negotiated one (packed with VIRTIO_F_RING_PACKED) unless `packed` says otherwise.
    */
   async startRing(
     index: number,
@@ -210,7 +217,7 @@ export class TestFrontend {
     const kick = createEventFd();
     const call = createEventFd();
     // A packed ring (VIRTIO_F_RING_PACKED negotiated) starts in lap 1: QEMU's base for it.
-    const packed = options.packed === true;
+    const packed = options.packed ?? (this.#features & F_RING_PACKED) !== 0n;
     const vq = createVirtqueue<number>({
       packed,
       index,
