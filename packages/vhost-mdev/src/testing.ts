@@ -41,6 +41,8 @@ const HAS_REPLY = new Set([
 
 /** VIRTIO_F_VERSION_1. */
 const F_VERSION_1 = 1n << 32n;
+/** VIRTIO_F_IN_ORDER (virtio_config.h). */
+const F_IN_ORDER = 1n << 35n;
 
 export interface TestFrontendOptions {
   /** Bytes of the memory (a whole number of pages); default 2 MiB. */
@@ -69,6 +71,8 @@ export class TestFrontend {
   readonly replyTimeoutMs: number;
   /** Per ring: its Virtqueue and eventfds, once `startRing` made them. */
   readonly rings: { vq: Virtqueue<number>; kick: Fd; call: Fd }[] = [];
+  /** The features `negotiate` set (its rings use descriptors in order when IN_ORDER is one). */
+  features = 0n;
 
   private constructor(sock: Fd, options: TestFrontendOptions) {
     this.memSize = options.memSize ?? 2 << 20;
@@ -174,6 +178,7 @@ export class TestFrontend {
     await this.request({ type: 'SET_OWNER' });
     const features = offered & (mask | (1n << VHOST_USER_F_PROTOCOL_FEATURES) | F_VERSION_1);
     await this.request({ type: 'SET_FEATURES', features }, { needReply: true });
+    this.features = features;
     await this.request(
       {
         type: 'SET_MEM_TABLE',
@@ -206,6 +211,7 @@ export class TestFrontend {
       memory: this.memory,
       dma: offsetDmaOps(this.allocator),
       eventIdx: options.eventIdx ?? false,
+      inOrder: (this.features & F_IN_ORDER) !== 0n,
       notify: () => {
         if (!kick.closed) signalEventFd(kick);
         return true;

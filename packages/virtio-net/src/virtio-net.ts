@@ -206,6 +206,10 @@ export class VirtNet implements NetDevice {
     if (!rvq || !svq) throw new TypeError('virtio-net: find_vqs gave no queues');
     this.rvq = rvq;
     this.svq = svq;
+    // Every add path here ends with kickPrepare, which then publishes the batch's buffers with
+    // one store of the avail index: a device on another core reads that line once a burst.
+    rvq.batchAvail = true;
+    svq.batchAvail = true;
     this.name = netdevAllocName();
     this.ifindex = allocIfindex();
   }
