@@ -233,6 +233,31 @@ describe('traffic through the loopback device', () => {
   });
 });
 
+describe('buffer layout', () => {
+  it('starts every transmitted and received frame on a 64-byte line, the header just before it', async () => {
+    for (const features of [
+      LOOPBACK_DEFAULT_FEATURES,
+      LOOPBACK_DEFAULT_FEATURES & ~featureSet(VIRTIO_NET_F_MRG_RXBUF),
+    ]) {
+      const { net } = setup({ features });
+      net!.open();
+      const txAt: number[] = [];
+      const rxAt: number[] = [];
+      net!.onReceive = (buf, off) => rxAt.push((buf.byteOffset + off) % 64);
+      const f = frame(0, 64);
+      for (let k = 0; k < 20; k++) {
+        net!.xmitWith(64, (buf, off) => {
+          txAt.push((buf.byteOffset + off) % 64);
+          buf.set(f, off);
+        });
+      }
+      await untilTurns(() => rxAt.length === 20);
+      expect(txAt).toEqual(new Array(20).fill(0));
+      expect(rxAt).toEqual(new Array(20).fill(0));
+    }
+  });
+});
+
 describe('backpressure', () => {
   it('xmit returns BUSY when the ring is full, wakes when buffers come back, and loses nothing', async () => {
     const { net } = setup({ numMax: 16 });

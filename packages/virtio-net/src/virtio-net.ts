@@ -159,7 +159,10 @@ export class VirtNet implements NetDevice {
   private kickPending = false;
   private readonly napi: Work;
   private readonly configWork: Work;
-  // Pools: `slots` fixed-size buffers each, at `base` in host memory, seen through `u8`.
+  // Pools: `slots` fixed-size buffers each, at `base` in host memory, seen through `u8`; `alloc`
+  // is where each pool's memory starts (`base` is a little after it, see allocPools).
+  private rxAlloc = 0;
+  private txAlloc = 0;
   private rxBase = 0;
   private rxSlot = 0;
   private rxU8: Uint8Array = new Uint8Array(0);
@@ -261,16 +264,23 @@ export class VirtNet implements NetDevice {
     this.txSlot = alignUp(this.hdrLen + this.maxFrameLen, SLOT_ALIGN);
     const rxBytes = this.rxSlot * this.rvq.num;
     const txBytes = this.txSlot * this.svq.num;
-    const rx = ram.alloc(rxBytes, 4096);
-    const tx = rx === null ? null : ram.alloc(txBytes, 4096);
+    const rx = ram.alloc(rxBytes + SLOT_ALIGN, 4096);
+    const tx = rx === null ? null : ram.alloc(txBytes + SLOT_ALIGN, 4096);
     if (rx === null || tx === null) {
       if (rx !== null) ram.free(rx);
       throw new RangeError(`${this.name}: no host memory for the buffer pools`);
     }
-    this.rxBase = rx;
-    this.txBase = tx;
-    this.rxU8 = ram.memory.view(rx, rxBytes);
-    this.txU8 = ram.memory.view(tx, txBytes);
+    this.rxAlloc = rx;
+    this.txAlloc = tx;
+    // Each buffer starts `hdrLen` bytes before a cache line, so that its frame starts on one (as
+    // DPDK keeps the virtio-net header in an mbuf's headroom): a 64-byte frame is one line, and
+    // with the device on another core each frame moves one line each way, not two. The header's
+    // line is written by one side only (zeros by nobody on TX, the device on RX).
+    const pad = SLOT_ALIGN - (this.hdrLen % SLOT_ALIGN);
+    this.rxBase = rx + pad;
+    this.txBase = tx + pad;
+    this.rxU8 = ram.memory.view(this.rxBase, rxBytes);
+    this.txU8 = ram.memory.view(this.txBase, txBytes);
     // Transmit headers stay zero (no offloads, num_buffers 0): the device only reads them.
     this.txFree = new Uint16Array(this.svq.num);
     this.txLen = new Uint32Array(this.svq.num);
@@ -282,8 +292,8 @@ export class VirtNet implements NetDevice {
   /** Frees the pools after the device is reset and its queues deleted. */
   #freePools(): void {
     if (this.rxU8.length === 0) return;
-    this.vdev.ram.free(this.rxBase);
-    this.vdev.ram.free(this.txBase);
+    this.vdev.ram.free(this.rxAlloc);
+    this.vdev.ram.free(this.txAlloc);
     this.rxU8 = new Uint8Array(0);
     this.txU8 = new Uint8Array(0);
   }
