@@ -620,10 +620,20 @@ export class Virtqueue<T = unknown> {
     let id: number;
     let len: number;
     if (this.inOrder === true) {
-      if (this.batchLeft === 0 && !this.readBatch(slot)) return undefined;
       // In order, the buffer used next is the one made available next.
       id = this.orderHeads[slot]!;
-      len = --this.batchLeft === 0 ? this.batchLen : this.inBytes[id]!;
+      if (this.batchLeft !== 0) {
+        len = --this.batchLeft === 0 ? this.batchLen : this.inBytes[id]!;
+      } else {
+        const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+        const named = this.used32[e + VRING_USED32_ELEM_ID]!;
+        len = this.used32[e + VRING_USED32_ELEM_LEN]!;
+        // An element naming another buffer than this one starts a batch (readBatch).
+        if (named !== id) {
+          if (!this.readBatch(named, len)) return undefined;
+          len = this.inBytes[id]!;
+        }
+      }
     } else {
       const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
       id = this.used32[e + VRING_USED32_ELEM_ID]!;
@@ -656,15 +666,13 @@ export class Virtqueue<T = unknown> {
   }
 
   /**
-   * In order: reads the used element at `slot`, the first of a batch, which names the batch's
-   * last buffer (virtio 1.2 2.7.9; the buffers before it are used too, with their whole
-   * writable length, as Linux's virtqueue_get_buf_ctx_split_in_order takes them). A name that is
-   * not a buffer in flight among those the used index covers breaks the queue.
+   * In order: the used element at the next slot names `id`, a later buffer than the next one:
+   * it is the last of a batch (virtio 1.2 2.7.9), whose buffers before it are used too, with
+   * their whole writable length (as Linux's virtqueue_get_buf_ctx_split_in_order takes them).
+   * A name that is not a buffer in flight among those the used index covers breaks the queue.
+   * Counts the next buffer as taken.
    */
-  private readBatch(slot: number): boolean {
-    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
-    const id = this.used32[e + VRING_USED32_ELEM_ID]!;
-    const len = this.used32[e + VRING_USED32_ELEM_LEN]!;
+  private readBatch(id: number, len: number): boolean {
     if (id >= this.num || this.tokens[id] === undefined) {
       this.markBroken(`used id ${id} is not a head in flight`);
       return false;
@@ -672,10 +680,12 @@ export class Virtqueue<T = unknown> {
     const last = this.lastUsedIdx;
     const n = (this.availPos[id]! - last) & 0xffff;
     if (n >= ((this.usedShadow - last) & 0xffff)) {
-      this.markBroken(`used id ${id} is not in order (the next is ${this.orderHeads[slot]})`);
+      const next = this.orderHeads[last & (this.num - 1)];
+      this.markBroken(`used id ${id} is not in order (the next is ${next})`);
       return false;
     }
-    this.batchLeft = n + 1;
+    // n >= 1: the next buffer is not the named one.
+    this.batchLeft = n;
     this.batchLen = len;
     return true;
   }

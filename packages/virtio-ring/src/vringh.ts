@@ -564,15 +564,7 @@ export class Vringh {
    */
   completeDeferred(head: number, len: number): number {
     if (this.ready !== true) return -EINVAL;
-    if (this.inOrder === true && len === 0) {
-      // One element for the run, written when it ends (writeBatch).
-      if (this.batchCount++ === 0)
-        this.batchSlot = (this.lastUsed + this.completed) & (this.num - 1);
-      this.batchHead = head;
-      this.completed++;
-      this.unpublished = true;
-      return 0;
-    }
+    if (len === 0 && this.inOrder === true) return this.deferInOrder(head);
     if (this.batchCount !== 0) this.writeBatch();
     const slot = (this.lastUsed + this.completed) & (this.num - 1);
     const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
@@ -601,6 +593,17 @@ export class Vringh {
       VRING_USED16_IDX,
       (this.lastUsed + this.completed) & 0xffff,
     );
+    return 0;
+  }
+
+  // completeDeferred() in order, for a chain completed with length 0: one element for the run,
+  // written when the run ends (writeBatch). Apart, so that completeDeferred stays small enough
+  // for V8 to inline into the forward step.
+  private deferInOrder(head: number): number {
+    if (this.batchCount++ === 0) this.batchSlot = (this.lastUsed + this.completed) & (this.num - 1);
+    this.batchHead = head;
+    this.completed++;
+    this.unpublished = true;
     return 0;
   }
 
