@@ -169,7 +169,11 @@ export class VirtNet implements NetDevice {
   private txBase = 0;
   private txSlot = 0;
   private txU8: Uint8Array = new Uint8Array(0);
+  // The free transmit buffers, oldest first: a ring of `txFreeTop` slots from `txFreeHead`. Taken
+  // in the order they came back, each buffer goes to the descriptor it had (descriptors are
+  // used in order with VIRTIO_F_IN_ORDER), so that descriptor's bytes stay as they are.
   private txFree = new Uint16Array(0);
+  private txFreeHead = 0;
   private txFreeTop = 0;
   private txLen = new Uint32Array(0);
   private readonly txNeed: number;
@@ -284,7 +288,8 @@ export class VirtNet implements NetDevice {
     // Transmit headers stay zero (no offloads, num_buffers 0): the device only reads them.
     this.txFree = new Uint16Array(this.svq.num);
     this.txLen = new Uint32Array(this.svq.num);
-    for (let i = 0; i < this.svq.num; i++) this.txFree[i] = this.svq.num - 1 - i;
+    for (let i = 0; i < this.svq.num; i++) this.txFree[i] = i;
+    this.txFreeHead = 0;
     this.txFreeTop = this.svq.num;
     this.reasm = new Uint8Array(this.maxFrameLen + this.hdrLen);
   }
@@ -385,7 +390,7 @@ export class VirtNet implements NetDevice {
       build(this.txU8, slot * this.txSlot + this.hdrLen);
     } catch (err) {
       // Nothing was queued: the buffer goes back and the caller sees its own error.
-      this.txFree[this.txFreeTop++] = slot;
+      this.untakeTx(slot);
       throw err;
     }
     return this.txCommit(slot, len, more);
@@ -415,7 +420,17 @@ export class VirtNet implements NetDevice {
         if (this.stopped) return -1;
       }
     }
-    return this.txFree[--this.txFreeTop]!;
+    const slot = this.txFree[this.txFreeHead]!;
+    this.txFreeHead = (this.txFreeHead + 1) & (this.txFree.length - 1);
+    this.txFreeTop--;
+    return slot;
+  }
+
+  /** Gives back the buffer txBegin just took, first in line again. */
+  private untakeTx(slot: number): void {
+    this.txFreeHead = (this.txFreeHead - 1) & (this.txFree.length - 1);
+    this.txFree[this.txFreeHead] = slot;
+    this.txFreeTop++;
   }
 
   /** Queues the frame in transmit buffer `slot` (`len` bytes after the header). */
@@ -434,7 +449,7 @@ export class VirtNet implements NetDevice {
       err = vq.addChain(this.chainAddr, this.chainLen, 2, 0, slot);
     }
     if (err !== 0) {
-      this.txFree[this.txFreeTop++] = slot;
+      this.untakeTx(slot);
       if (err === -ENOSPC) {
         this.stopQueue();
         this.flush();
@@ -483,7 +498,7 @@ export class VirtNet implements NetDevice {
     for (let slot = vq.getBufToken(); slot !== undefined; slot = vq.getBufToken()) {
       this.counters.txPackets++;
       this.counters.txBytes += this.txLen[slot]!;
-      this.txFree[this.txFreeTop++] = slot;
+      this.txFree[(this.txFreeHead + this.txFreeTop++) & (this.txFree.length - 1)] = slot;
       n++;
     }
     return n;

@@ -517,10 +517,25 @@ export class Virtqueue<T = unknown> {
 
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
     const w = i * VRING_DESC_WORDS32;
-    storeAddr64(this.desc32, w + VRING_DESC32_ADDR_LO, dmaAddr);
-    this.desc32[w + VRING_DESC32_LEN] = len;
-    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS] = flags;
-    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_NEXT] = next;
+    const h = i * VRING_DESC_WORDS16;
+    const d32 = this.desc32;
+    const d16 = this.desc16;
+    const lo = dmaAddr >>> 0;
+    // A descriptor that says this already (a buffer posted again to the descriptor it had, as
+    // in order) is not written: a store, even of the same bytes, would take the line from the
+    // cache of a device polling on another core, which then reads it back.
+    if (
+      d32[w + VRING_DESC32_ADDR_LO] !== lo ||
+      d32[w + VRING_DESC32_ADDR_LO + 1] !== (dmaAddr - lo) / U32 ||
+      d32[w + VRING_DESC32_LEN] !== len ||
+      d16[h + VRING_DESC16_FLAGS] !== flags ||
+      d16[h + VRING_DESC16_NEXT] !== next
+    ) {
+      storeAddr64(d32, w + VRING_DESC32_ADDR_LO, dmaAddr);
+      d32[w + VRING_DESC32_LEN] = len;
+      d16[h + VRING_DESC16_FLAGS] = flags;
+      d16[h + VRING_DESC16_NEXT] = next;
+    }
     this.extraNext[i] = next;
     if (this.direct === true) return;
     this.extraAddr[i] = dmaAddr;
@@ -531,7 +546,9 @@ export class Virtqueue<T = unknown> {
   private publish(head: number): void {
     const mask = this.num - 1;
     const pos = this.availIdxShadow;
-    this.avail16[VRING_AVAIL16_RING + (pos & mask)] = head;
+    // As in writeDesc: an entry that names this head already (in order, it does) is not written.
+    if (this.avail16[VRING_AVAIL16_RING + (pos & mask)] !== head)
+      this.avail16[VRING_AVAIL16_RING + (pos & mask)] = head;
     if (this.inOrder === true) {
       this.orderHeads[pos & mask] = head;
       this.availPos[head] = pos;

@@ -568,8 +568,13 @@ export class Vringh {
     if (this.batchCount !== 0) this.writeBatch();
     const slot = (this.lastUsed + this.completed) & (this.num - 1);
     const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
-    this.used32[e + VRING_USED32_ELEM_ID] = head;
-    this.used32[e + VRING_USED32_ELEM_LEN] = len;
+    // An element that says this already (in order, a ring's lap after lap of same-size frames)
+    // is not written: the store would take the line from the driver's core, which reads it.
+    const u = this.used32;
+    if (u[e + VRING_USED32_ELEM_ID] !== head || u[e + VRING_USED32_ELEM_LEN] !== len) {
+      u[e + VRING_USED32_ELEM_ID] = head;
+      u[e + VRING_USED32_ELEM_LEN] = len;
+    }
     this.completed++;
     this.unpublished = true;
     return 0;
