@@ -522,9 +522,11 @@ export class Virtqueue<T = unknown> {
     const d16 = this.desc16;
     const lo = dmaAddr >>> 0;
     // A descriptor that says this already (a buffer posted again to the descriptor it had, as
-    // in order) is not written: a store, even of the same bytes, would take the line from the
-    // cache of a device polling on another core, which then reads it back.
+    // in order) is not written when another thread can reach the ring: a store, even of the same
+    // bytes, would take the line from the cache of a device polling on another core, which then
+    // reads it back. Alone, the store costs less than the compare.
     if (
+      this.memory.shared !== true ||
       d32[w + VRING_DESC32_ADDR_LO] !== lo ||
       d32[w + VRING_DESC32_ADDR_LO + 1] !== (dmaAddr - lo) / U32 ||
       d32[w + VRING_DESC32_LEN] !== len ||
@@ -547,7 +549,7 @@ export class Virtqueue<T = unknown> {
     const mask = this.num - 1;
     const pos = this.availIdxShadow;
     // As in writeDesc: an entry that names this head already (in order, it does) is not written.
-    if (this.avail16[VRING_AVAIL16_RING + (pos & mask)] !== head)
+    if (this.memory.shared !== true || this.avail16[VRING_AVAIL16_RING + (pos & mask)] !== head)
       this.avail16[VRING_AVAIL16_RING + (pos & mask)] = head;
     if (this.inOrder === true) {
       this.orderHeads[pos & mask] = head;

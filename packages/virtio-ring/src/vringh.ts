@@ -569,9 +569,14 @@ export class Vringh {
     const slot = (this.lastUsed + this.completed) & (this.num - 1);
     const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
     // An element that says this already (in order, a ring's lap after lap of same-size frames)
-    // is not written: the store would take the line from the driver's core, which reads it.
+    // is not written when another thread can reach the ring: the store would take the line from
+    // the driver's core, which reads it.
     const u = this.used32;
-    if (u[e + VRING_USED32_ELEM_ID] !== head || u[e + VRING_USED32_ELEM_LEN] !== len) {
+    if (
+      this.space.shared === false ||
+      u[e + VRING_USED32_ELEM_ID] !== head ||
+      u[e + VRING_USED32_ELEM_LEN] !== len
+    ) {
       u[e + VRING_USED32_ELEM_ID] = head;
       u[e + VRING_USED32_ELEM_LEN] = len;
     }
