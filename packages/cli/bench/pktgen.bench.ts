@@ -1,7 +1,7 @@
 // `pnpm bench` in @mdev/cli: pktgen over virtio-net + mvnet_loopback for 64, 512 and 1514-byte
-// frames with the datapath in the same thread and in a worker, one JSON line per case; then a
-// long 64-byte run that reports the heap (after a full GC) before and after, to show that the
-// steady state allocates nothing per frame. Each line also gives the CPU time per frame.
+// frames with the datapath in the same thread and in a worker, one JSON line per case; then, in
+// each mode, a long 64-byte run that reports the heap (after a full GC) before and after, to show
+// that the steady state keeps nothing per frame. Each line also gives the CPU time per frame.
 // Options: `--frames N` (per case, default 2,000,000), `--long N` (frames of the heap run,
 // default 10,000,000; 0 skips it), `--sizes 64,512` (default 64,512,1514), `--modes same-thread`
 // (default same-thread,worker), `--rings split` (the ring layouts, default split,packed: each
@@ -117,4 +117,5 @@ if (modes.includes('same-thread')) {
 }
 if (modes.includes('worker')) {
   for (const size of sizes) for (const ring of rings) await one(size, true, frames, false, ring);
+  if (long > 0) await one(64, true, long, true);
 }

@@ -2,6 +2,7 @@ import {
   featureSet,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_CONFIG_MAC,
   VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS,
@@ -35,7 +36,8 @@ export const MVNET_DEFAULT_MTU = 1500;
 /**
  * The features mvnet offers. The 2019 sample offered only ANY_LAYOUT, VERSION_1 and
  * IOMMU_PLATFORM; this device also offers MAC, STATUS and MTU (with a real config space), event
- * idx and indirect descriptors, which its ring code honours.
+ * idx, indirect descriptors and in-order use (its datapath completes each ring's chains in the
+ * order it takes them), which its ring code honours.
  */
 export const MVNET_FEATURES = featureSet(
   VIRTIO_F_ANY_LAYOUT,
@@ -46,6 +48,7 @@ export const MVNET_FEATURES = featureSet(
   VIRTIO_NET_F_MTU,
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_RING_F_INDIRECT_DESC,
+  VIRTIO_F_IN_ORDER,
 );
 
 /** Bytes of the config space mvnet exposes: struct virtio_net_config up to and including mtu. */

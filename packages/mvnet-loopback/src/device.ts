@@ -15,6 +15,7 @@ import {
   hasFeature,
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_HDR_MRG_RXBUF_SIZE,
@@ -219,6 +220,7 @@ function makeOps(owner: MvnetLoopback): MdevVirtioOps {
         usedAddr: vq.deviceAddr,
         eventIdx: hasFeature(s.features, VIRTIO_RING_F_EVENT_IDX),
         packed,
+        inOrder: hasFeature(s.features, VIRTIO_F_IN_ORDER),
       };
       // Vringh.init zeroes the ring indices: a state set while the queue was down comes after it.
       const lastAvail = vq.pendingState ?? initialVqState(packed);

@@ -8,13 +8,30 @@ import type { MessagePort } from 'node:worker_threads';
 import type { AnyVringhConfig, SharedMemoryDescriptor } from '@mdev/virtio-ring';
 import type { MvnetStats, NetHdrLayout } from './datapath';
 
-/** Control words (Int32 indexes). */
-export const CTL_DOORBELL = 0; // main -> worker: bumped by every kick and request
-export const CTL_IRQ = 1; // worker -> main: bumped when pending bits were set
-export const CTL_ACK_SEQ = 2; // worker -> main: the last request handled
-export const CTL_ACK_VALUE = 3; // worker -> main: its result
-export const CTL_STOP = 4; // main -> worker: leave the loop
-export const CTL_WORDS = 8;
+/**
+ * Control words (Int32 indexes). The words the main thread writes and those the worker writes
+ * are on cache lines of their own, 128 bytes from each other and from the buffer's ends (a
+ * SharedArrayBuffer's memory need not start on a 64-byte line): a store by one side then never
+ * takes from the other a line that side polls. Per burst the main thread writes the doorbell
+ * line (the worker reads it), and the worker writes its line only to raise an interrupt or to
+ * go to sleep.
+ */
+export const CTL_DOORBELL = 32; // main -> worker: bumped by every kick and request
+export const CTL_STOP = 33; // main -> worker: leave the loop
+export const CTL_REQ_SEQ = 34; // main -> worker: the last request posted
+export const CTL_IRQ = 72; // worker -> main: bumped when pending bits were set
+export const CTL_ACK_SEQ = 73; // worker -> main: the last request handled
+export const CTL_ACK_VALUE = 74; // worker -> main: its result
+export const CTL_SLEEPING = 75; // worker -> main: 1 while it waits on the doorbell
+export const CTL_WORDS = 112;
+
+/**
+ * The pending word of slot `s` is `PENDING_BASE + s * PENDING_STRIDE` (Int32 indexes), a line
+ * of its own per slot, away from the buffer's ends.
+ */
+export const PENDING_BASE = 32;
+export const PENDING_STRIDE = 16;
+export const pendingWords = (slots: number): number => PENDING_BASE * 2 + slots * PENDING_STRIDE;
 
 /** Pending bits of a slot: queue interrupts and a ring fault. */
 export const PENDING_RX = 1 << 0;
@@ -31,7 +48,14 @@ export const STAT_KEYS: readonly (keyof MvnetStats)[] = [
   'rxTruncated',
   'ringErrors',
 ];
+/**
+ * A slot's counters start at Float64 index `STAT_BASE + slot * STAT_STRIDE`: a 64-byte row the
+ * worker writes after each run, away from the buffer's ends (the main thread reads it only when
+ * asked for the counters).
+ */
 export const STAT_STRIDE = 8;
+export const STAT_BASE = 16;
+export const statWords = (slots: number): number => STAT_BASE * 2 + slots * STAT_STRIDE;
 
 /**
  * How the worker reaches a region of a DMA map: the region's SharedArrayBuffer itself, or the fd

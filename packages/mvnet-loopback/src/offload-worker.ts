@@ -23,14 +23,19 @@ import {
   CTL_ACK_VALUE,
   CTL_DOORBELL,
   CTL_IRQ,
+  CTL_REQ_SEQ,
+  CTL_SLEEPING,
   CTL_STOP,
   type OffloadFailure,
   type OffloadMapRegion,
   type OffloadRequest,
   type OffloadWorkerData,
+  PENDING_BASE,
   PENDING_BROKEN,
   PENDING_RX,
+  PENDING_STRIDE,
   PENDING_TX,
+  STAT_BASE,
   STAT_KEYS,
   STAT_STRIDE,
 } from './offload-protocol';
@@ -86,10 +91,13 @@ const doorbell = new NotifyWord(data.control, CTL_DOORBELL * 4);
 const irq = new NotifyWord(data.control, CTL_IRQ * 4);
 const slots = new Map<number, Slot>();
 let raised = false;
+// The last CTL_REQ_SEQ whose requests were all read off the port.
+let requestsSeen = 0;
 
 function raise(slot: number, bits: number): void {
-  Atomics.or(pending, slot, bits);
-  raised = true;
+  // Pending bits the main thread has not taken yet were signalled already, and it takes them
+  // all at once: only a word going from 0 needs the interrupt word bumped (and a wake-up).
+  if (Atomics.or(pending, PENDING_BASE + slot * PENDING_STRIDE, bits) === 0) raised = true;
 }
 
 function addRegions(desc: SharedMemoryDescriptor): void {
@@ -221,7 +229,7 @@ function attach(slot: number): Slot {
 }
 
 function publish(slot: number, stats: MvnetStats): void {
-  const base = slot * STAT_STRIDE;
+  const base = STAT_BASE + slot * STAT_STRIDE;
   for (let k = 0; k < STAT_KEYS.length; k++) statsOut[base + k] = stats[STAT_KEYS[k]!];
 }
 
@@ -295,6 +303,16 @@ function answer(req: OffloadRequest, stopped = false): void {
  * asynchronous, so the caller awaits it and hands the request back.
  */
 function serveRequests(): OffloadRequest | null {
+  // The main thread bumps CTL_REQ_SEQ after each post: reading it is a load from the doorbell's
+  // line, where a look at the port would take the port's lock on every turn of the loop.
+  const posted = Atomics.load(ctl, CTL_REQ_SEQ);
+  if (posted === requestsSeen) return null;
+  const deferred = drainRequests();
+  if (deferred === null) requestsSeen = posted;
+  return deferred;
+}
+
+function drainRequests(): OffloadRequest | null {
   for (let m = receiveMessageOnPort(data.port); m; m = receiveMessageOnPort(data.port)) {
     const req = m.message as OffloadRequest;
     if (awaitsVhostUser(req)) return req;
@@ -369,9 +387,12 @@ async function main(): Promise<void> {
       if (found) continue;
     }
     // Sleep until a kick (a starved slot also wakes when its grace ends, to drop the frame).
+    // The main thread wakes a sleeper only: CTL_SLEEPING tells it one may be waiting.
+    Atomics.store(ctl, CTL_SLEEPING, 1);
     doorbell.wait(seen, state === 'starved' ? RX_GRACE_MS : 1000);
+    Atomics.store(ctl, CTL_SLEEPING, 0);
   }
-  const last = serveRequests();
+  const last = drainRequests();
   if (last) answer(last, true);
   // The parent detached every slot before stopping the worker; whatever a slot still maps goes
   // now, not when this thread's heap is torn down.

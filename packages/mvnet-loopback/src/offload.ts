@@ -30,6 +30,8 @@ import {
   CTL_ACK_VALUE,
   CTL_DOORBELL,
   CTL_IRQ,
+  CTL_REQ_SEQ,
+  CTL_SLEEPING,
   CTL_STOP,
   CTL_WORDS,
   type OffloadFailure,
@@ -37,12 +39,19 @@ import {
   type OffloadMapRegion,
   type OffloadRequest,
   type OffloadWorkerData,
+  PENDING_BASE,
   PENDING_BROKEN,
   PENDING_RX,
+  PENDING_STRIDE,
   PENDING_TX,
+  pendingWords,
+  STAT_BASE,
   STAT_KEYS,
   STAT_STRIDE,
+  statWords,
 } from './offload-protocol';
+
+const pendingAt = (slot: number): number => PENDING_BASE + slot * PENDING_STRIDE;
 
 /** How long a control request may wait for the worker (it boots on the first one). */
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -138,8 +147,8 @@ export class MvnetOffload implements MvnetHost {
     options: MvnetOffloadOptions = {},
   ) {
     const control = new SharedArrayBuffer(CTL_WORDS * 4);
-    const pending = new SharedArrayBuffer(slots * 4);
-    const stats = new SharedArrayBuffer(slots * STAT_STRIDE * 8);
+    const pending = new SharedArrayBuffer(pendingWords(slots) * 4);
+    const stats = new SharedArrayBuffer(statWords(slots) * 8);
     this.ctl = new Int32Array(control);
     this.pending = new Int32Array(pending);
     this.statsRow = new Float64Array(stats);
@@ -186,7 +195,7 @@ export class MvnetOffload implements MvnetHost {
 
   /** A doorbell write: the worker looks at every ready queue (of every slot). */
   kick(_slot?: number): void {
-    this.doorbell.signal();
+    this.ring();
     // The main thread may be busy for a while (a worker-pool turn); interrupts raised meanwhile
     // are delivered here too, so a driver that keeps transmitting also keeps receiving.
     this.deliverPending();
@@ -195,8 +204,8 @@ export class MvnetOffload implements MvnetHost {
   /** Delivers the interrupts and faults the worker raised for every slot. */
   deliverPending(): void {
     for (const [slot, s] of this.attached) {
-      if (Atomics.load(this.pending, slot) === 0) continue;
-      const bits = Atomics.exchange(this.pending, slot, 0);
+      if (Atomics.load(this.pending, pendingAt(slot)) === 0) continue;
+      const bits = Atomics.exchange(this.pending, pendingAt(slot), 0);
       if (bits === 0) continue;
       if (bits & PENDING_BROKEN) {
         // The worker stopped the slot's queues itself, and counted the ring error.
@@ -212,7 +221,7 @@ export class MvnetOffload implements MvnetHost {
 
   attach(slot: number, vqs: readonly MvnetQueue[], broken: () => void): MvnetStats {
     this.call({ op: 'attach', slot });
-    const stats = sharedStats(this.statsRow, slot * STAT_STRIDE);
+    const stats = sharedStats(this.statsRow, STAT_BASE + slot * STAT_STRIDE);
     this.attached.set(slot, { vqs, broken, stats });
     return stats.view;
   }
@@ -233,7 +242,7 @@ export class MvnetOffload implements MvnetHost {
       // instance in the slot cannot change them.
       s?.stats.freeze();
     }
-    Atomics.store(this.pending, slot, 0);
+    Atomics.store(this.pending, pendingAt(slot), 0);
   }
 
   /**
@@ -269,7 +278,7 @@ export class MvnetOffload implements MvnetHost {
     this.setReady(slot, -1, false);
     this.call({ op: 'reset', slot });
     // After the answer: the worker raises nothing more for the slot until a queue is ready.
-    Atomics.store(this.pending, slot, 0);
+    Atomics.store(this.pending, pendingAt(slot), 0);
   }
 
   /** Whether the worker keeps the process alive: some queue is ready. */
@@ -347,7 +356,9 @@ export class MvnetOffload implements MvnetHost {
       throw new KernelError('EIO', `mvnet: the datapath worker failed: ${this.failure}`);
     const seq = ++this.seq | 0;
     this.port.postMessage({ ...body, seq });
-    this.doorbell.signal();
+    // After the post: the worker reads the port once it sees this.
+    Atomics.store(this.ctl, CTL_REQ_SEQ, seq);
+    this.ring();
     const deadline = performance.now() + REQUEST_TIMEOUT_MS;
     for (;;) {
       const acked = Atomics.load(this.ctl, CTL_ACK_SEQ);
@@ -358,6 +369,16 @@ export class MvnetOffload implements MvnetHost {
       Atomics.wait(this.ctl, CTL_ACK_SEQ, acked, 50);
     }
     return Atomics.load(this.ctl, CTL_ACK_VALUE);
+  }
+
+  /**
+   * Rings the doorbell. The worker polls it while it runs; Atomics.notify, which takes a lock
+   * the worker's wait takes too, is for a worker that sleeps (or is about to: it sets
+   * CTL_SLEEPING before it waits, and the wait returns at once on a bumped word).
+   */
+  private ring(): void {
+    Atomics.add(this.ctl, CTL_DOORBELL, 1);
+    if (Atomics.load(this.ctl, CTL_SLEEPING) !== 0) Atomics.notify(this.ctl, CTL_DOORBELL);
   }
 
   /** The reason the worker posted for failing request `seq`, if it did (see OffloadFailure). */

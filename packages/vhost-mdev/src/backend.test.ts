@@ -148,6 +148,19 @@ describe('vhost_mdev', () => {
         }),
       ).toBe(true);
       expect(got).toEqual(sent.map(loopedFrame));
+      // mvnet offers VIRTIO_F_IN_ORDER through vhost_mdev, the frontend's rings use it, and the
+      // transmitted buffers come back in order.
+      expect(f.features & (1n << 35n)).toBe(1n << 35n);
+      const tx = f.rings[1]!.vq;
+      expect(tx.inOrder).toBe(true);
+      const done: number[] = [];
+      await until(() => {
+        for (let t = tx.getBufToken(); t !== undefined; t = tx.getBufToken()) done.push(t);
+        return done.length === 3;
+      });
+      expect(done).toHaveLength(3);
+      expect(done).toEqual([...done].sort((a, b) => a - b));
+      expect(tx.isBroken).toBe(false);
       // The device told the frontend through the call eventfd (the ring asks for interrupts).
       // With the worker datapath the frames can be seen on the ring a moment before the main
       // thread takes the interrupt and signals the fd: wait for it, bounded.

@@ -498,6 +498,10 @@ function makeRing(c: Case, index: number): VirtqueueLike<number> {
       },
     },
     eventIdx: false,
+    // A case may set features again after the ring exists, with or without VIRTIO_F_IN_ORDER.
+    // mvnet completes in ring order either way, and an in-order driver reads a used ring with
+    // an element per buffer as well as one with an element per batch.
+    inOrder: true,
     notify: () => {
       // The ring's kick fd of now (a case may replace it).
       const fd = c.f.rings[index]?.kick;

@@ -50,6 +50,8 @@ const HAS_REPLY = new Set([
 const F_VERSION_1 = 1n << 32n;
 /** VIRTIO_F_RING_PACKED. */
 const F_RING_PACKED = 1n << 34n;
+/** VIRTIO_F_IN_ORDER (virtio_config.h). */
+const F_IN_ORDER = 1n << 35n;
 
 export interface TestFrontendOptions {
   /** Bytes of the memory (a whole number of pages); default 2 MiB. */
@@ -78,6 +80,11 @@ export class TestFrontend {
   readonly replyTimeoutMs: number;
   /** Per ring: its Virtqueue and eventfds, once `startRing` made them. */
   readonly rings: { vq: VirtqueueLike<number>; kick: Fd; call: Fd }[] = [];
+  /**
+   * The features `negotiate` set: its rings are packed with RING_PACKED, and use descriptors in
+   * order with IN_ORDER.
+   */
+  features = 0n;
 
   private constructor(sock: Fd, options: TestFrontendOptions) {
     this.memSize = options.memSize ?? 2 << 20;
@@ -183,7 +190,7 @@ export class TestFrontend {
     await this.request({ type: 'SET_OWNER' });
     const features = offered & (mask | (1n << VHOST_USER_F_PROTOCOL_FEATURES) | F_VERSION_1);
     await this.request({ type: 'SET_FEATURES', features }, { needReply: true });
-    this.#features = features;
+    this.features = features;
     await this.request(
       {
         type: 'SET_MEM_TABLE',
@@ -202,9 +209,6 @@ export class TestFrontend {
     return features;
   }
 
-  /** The features `negotiate` set. */
-  #features = 0n;
-
   /**
    * Creates ring `index` in the memory and hands it over (NUM, BASE, ADDR, CALL, KICK, ENABLE),
    * each request with a reply-ack. Its `notify` signals the kick eventfd. The layout is the
@@ -217,7 +221,7 @@ export class TestFrontend {
     const kick = createEventFd();
     const call = createEventFd();
     // A packed ring (VIRTIO_F_RING_PACKED negotiated) starts in lap 1: QEMU's base for it.
-    const packed = options.packed ?? (this.#features & F_RING_PACKED) !== 0n;
+    const packed = options.packed ?? (this.features & F_RING_PACKED) !== 0n;
     const vq = createVirtqueue<number>({
       packed,
       index,
@@ -226,6 +230,7 @@ export class TestFrontend {
       memory: this.memory,
       dma: offsetDmaOps(this.allocator),
       eventIdx: options.eventIdx ?? false,
+      inOrder: (this.features & F_IN_ORDER) !== 0n,
       notify: () => {
         if (!kick.closed) signalEventFd(kick);
         return true;

@@ -159,14 +159,21 @@ export class VirtNet implements NetDevice {
   private kickPending = false;
   private readonly napi: Work;
   private readonly configWork: Work;
-  // Pools: `slots` fixed-size buffers each, at `base` in host memory, seen through `u8`.
+  // Pools: `slots` fixed-size buffers each, at `base` in host memory, seen through `u8`; `alloc`
+  // is where each pool's memory starts (`base` is a little after it, see allocPools).
+  private rxAlloc = 0;
+  private txAlloc = 0;
   private rxBase = 0;
   private rxSlot = 0;
   private rxU8: Uint8Array = new Uint8Array(0);
   private txBase = 0;
   private txSlot = 0;
   private txU8: Uint8Array = new Uint8Array(0);
+  // The free transmit buffers, oldest first: a ring of `txFreeTop` slots from `txFreeHead`. Taken
+  // in the order they came back, each buffer goes to the descriptor it had (descriptors are
+  // used in order with VIRTIO_F_IN_ORDER), so that descriptor's bytes stay as they are.
   private txFree = new Uint16Array(0);
+  private txFreeHead = 0;
   private txFreeTop = 0;
   private txLen = new Uint32Array(0);
   private readonly txNeed: number;
@@ -206,6 +213,10 @@ export class VirtNet implements NetDevice {
     if (!rvq || !svq) throw new TypeError('virtio-net: find_vqs gave no queues');
     this.rvq = rvq;
     this.svq = svq;
+    // Every add path here ends with kickPrepare, which then publishes the batch's buffers with
+    // one store of the avail index: a device on another core reads that line once a burst.
+    rvq.batchAvail = true;
+    svq.batchAvail = true;
     this.name = netdevAllocName();
     this.ifindex = allocIfindex();
   }
@@ -257,20 +268,28 @@ export class VirtNet implements NetDevice {
     this.txSlot = alignUp(this.hdrLen + this.maxFrameLen, SLOT_ALIGN);
     const rxBytes = this.rxSlot * this.rvq.num;
     const txBytes = this.txSlot * this.svq.num;
-    const rx = ram.alloc(rxBytes, 4096);
-    const tx = rx === null ? null : ram.alloc(txBytes, 4096);
+    const rx = ram.alloc(rxBytes + SLOT_ALIGN, 4096);
+    const tx = rx === null ? null : ram.alloc(txBytes + SLOT_ALIGN, 4096);
     if (rx === null || tx === null) {
       if (rx !== null) ram.free(rx);
       throw new RangeError(`${this.name}: no host memory for the buffer pools`);
     }
-    this.rxBase = rx;
-    this.txBase = tx;
-    this.rxU8 = ram.memory.view(rx, rxBytes);
-    this.txU8 = ram.memory.view(tx, txBytes);
+    this.rxAlloc = rx;
+    this.txAlloc = tx;
+    // Each buffer starts `hdrLen` bytes before a cache line, so that its frame starts on one (as
+    // DPDK keeps the virtio-net header in an mbuf's headroom): a 64-byte frame is one line, and
+    // with the device on another core each frame moves one line each way, not two. The header's
+    // line is written by one side only (zeros by nobody on TX, the device on RX).
+    const pad = SLOT_ALIGN - (this.hdrLen % SLOT_ALIGN);
+    this.rxBase = rx + pad;
+    this.txBase = tx + pad;
+    this.rxU8 = ram.memory.view(this.rxBase, rxBytes);
+    this.txU8 = ram.memory.view(this.txBase, txBytes);
     // Transmit headers stay zero (no offloads, num_buffers 0): the device only reads them.
     this.txFree = new Uint16Array(this.svq.num);
     this.txLen = new Uint32Array(this.svq.num);
-    for (let i = 0; i < this.svq.num; i++) this.txFree[i] = this.svq.num - 1 - i;
+    for (let i = 0; i < this.svq.num; i++) this.txFree[i] = i;
+    this.txFreeHead = 0;
     this.txFreeTop = this.svq.num;
     this.reasm = new Uint8Array(this.maxFrameLen + this.hdrLen);
   }
@@ -278,8 +297,8 @@ export class VirtNet implements NetDevice {
   /** Frees the pools after the device is reset and its queues deleted. */
   #freePools(): void {
     if (this.rxU8.length === 0) return;
-    this.vdev.ram.free(this.rxBase);
-    this.vdev.ram.free(this.txBase);
+    this.vdev.ram.free(this.rxAlloc);
+    this.vdev.ram.free(this.txAlloc);
     this.rxU8 = new Uint8Array(0);
     this.txU8 = new Uint8Array(0);
   }
@@ -371,7 +390,7 @@ export class VirtNet implements NetDevice {
       build(this.txU8, slot * this.txSlot + this.hdrLen);
     } catch (err) {
       // Nothing was queued: the buffer goes back and the caller sees its own error.
-      this.txFree[this.txFreeTop++] = slot;
+      this.untakeTx(slot);
       throw err;
     }
     return this.txCommit(slot, len, more);
@@ -401,7 +420,17 @@ export class VirtNet implements NetDevice {
         if (this.stopped) return -1;
       }
     }
-    return this.txFree[--this.txFreeTop]!;
+    const slot = this.txFree[this.txFreeHead]!;
+    this.txFreeHead = (this.txFreeHead + 1) & (this.txFree.length - 1);
+    this.txFreeTop--;
+    return slot;
+  }
+
+  /** Gives back the buffer txBegin just took, first in line again. */
+  private untakeTx(slot: number): void {
+    this.txFreeHead = (this.txFreeHead - 1) & (this.txFree.length - 1);
+    this.txFree[this.txFreeHead] = slot;
+    this.txFreeTop++;
   }
 
   /** Queues the frame in transmit buffer `slot` (`len` bytes after the header). */
@@ -420,7 +449,7 @@ export class VirtNet implements NetDevice {
       err = vq.addChain(this.chainAddr, this.chainLen, 2, 0, slot);
     }
     if (err !== 0) {
-      this.txFree[this.txFreeTop++] = slot;
+      this.untakeTx(slot);
       if (err === -ENOSPC) {
         this.stopQueue();
         this.flush();
@@ -469,7 +498,7 @@ export class VirtNet implements NetDevice {
     for (let slot = vq.getBufToken(); slot !== undefined; slot = vq.getBufToken()) {
       this.counters.txPackets++;
       this.counters.txBytes += this.txLen[slot]!;
-      this.txFree[this.txFreeTop++] = slot;
+      this.txFree[(this.txFreeHead + this.txFreeTop++) & (this.txFree.length - 1)] = slot;
       n++;
     }
     return n;

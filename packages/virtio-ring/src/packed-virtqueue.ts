@@ -49,6 +49,14 @@ export interface VirtqueueLike<T = unknown> {
   readonly num: number;
   readonly eventIdx: boolean;
   readonly indirect: boolean;
+  /** VIRTIO_F_IN_ORDER was negotiated: the device uses buffers in the order they were made available. */
+  readonly inOrder: boolean;
+  /**
+   * Publish the buffers added since the last `kickPrepare` there, once per batch (split: one
+   * store of the avail index). A packed ring publishes each buffer by its descriptor's flags and
+   * takes the setting for the same API shape.
+   */
+  batchAvail: boolean;
   callback: VirtqueueCallback<T> | null;
   lastLen: number;
   readonly descAddr: number;
@@ -135,6 +143,11 @@ export class PackedVirtqueue<T = unknown> implements VirtqueueLike<T> {
   readonly eventIdx: boolean;
   readonly indirect: boolean;
   readonly inOrder: boolean;
+  /**
+   * Taken for the same API shape as the split ring's: each buffer is published by its head
+   * descriptor's flags, written last, so there is no index to store once per batch.
+   */
+  batchAvail = false;
   private readonly dma: DmaMapOps;
   private readonly direct: boolean;
   private readonly memory: GuestMemory;

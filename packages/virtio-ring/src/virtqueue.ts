@@ -78,6 +78,13 @@ export interface VirtqueueOptions<T> {
   eventIdx?: boolean;
   /** VIRTIO_RING_F_INDIRECT_DESC negotiated. */
   indirect?: boolean;
+  /**
+   * VIRTIO_F_IN_ORDER negotiated (virtio 1.2 2.7.9): descriptors are used in ring order, chains
+   * take consecutive descriptors, and the device may write one used element for a batch of
+   * buffers (naming the batch's last one, at the batch's first slot), as Linux's in-order
+   * virtqueue_get_buf reads it.
+   */
+  inOrder?: boolean;
   /** The transport's kick; returns false when the device is gone. */
   notify: (vq: Virtqueue<T>) => boolean;
   /** The driver's interrupt handler for this queue. */
@@ -105,6 +112,14 @@ export class Virtqueue<T = unknown> {
   readonly num: number;
   readonly eventIdx: boolean;
   readonly indirect: boolean;
+  readonly inOrder: boolean;
+  /**
+   * The avail index is stored once per batch, by `kickPrepare` (every add path of a driver
+   * that kicks ends with it), not by every add: a device polling from another core then reads
+   * the index line once per burst, and the driver writes it once per burst (as DPDK's virtio
+   * PMD does). Off by default, as in virtio_ring.c, where each add publishes its buffer.
+   */
+  batchAvail = false;
   private readonly dma: DmaMapOps;
   /** The DMA ops map by identity (`isDirectDma`): no map or unmap per buffer. */
   private readonly direct: boolean;
@@ -142,6 +157,10 @@ export class Virtqueue<T = unknown> {
   private readonly indirect32: (Uint32Array | undefined)[];
   private readonly indirect16: (Uint16Array | undefined)[];
   private readonly indirectInUse: Uint8Array;
+  // In order: the head made available at each avail position, and each head's position, kept
+  // on the driver's side (the device can write the avail ring).
+  private readonly orderHeads: Uint16Array;
+  private readonly availPos: Uint16Array;
   // Per head: what the indirect table's entries map (address, length, direction), kept on the
   // driver's side. The table itself is in memory the device can write, so unmapping from it
   // would unmap whatever a device wrote there (the kernel keeps the same private copy).
@@ -158,6 +177,12 @@ export class Virtqueue<T = unknown> {
   private availIdxShadow = 0;
   private availFlagsShadow = 0;
   private lastUsedIdx = 0;
+  // The used index as last read: read again only once the driver has caught up with it, so a
+  // batch of used buffers costs one read of the device's line.
+  private usedShadow = 0;
+  // In order: buffers left in the batch the last used element read named, and its length.
+  private batchLeft = 0;
+  private batchLen = 0;
   private numAdded = 0;
   private broken = false;
   private deleted = false;
@@ -172,6 +197,7 @@ export class Virtqueue<T = unknown> {
     this.num = num;
     this.eventIdx = opts.eventIdx ?? false;
     this.indirect = opts.indirect ?? false;
+    this.inOrder = opts.inOrder ?? false;
     this.dma = opts.dma;
     this.direct = isDirectDma(opts.dma);
     this.memory = opts.memory;
@@ -200,6 +226,8 @@ export class Virtqueue<T = unknown> {
     this.indirect32 = new Array(num).fill(undefined);
     this.indirect16 = new Array(num).fill(undefined);
     this.indirectInUse = new Uint8Array(num);
+    this.orderHeads = new Uint16Array(num);
+    this.availPos = new Uint16Array(num);
     this.indirectMapAddr = new Array(num).fill(undefined);
     this.indirectMapLen = new Array(num).fill(undefined);
     this.indirectMapWrite = new Array(num).fill(undefined);
@@ -489,10 +517,27 @@ export class Virtqueue<T = unknown> {
 
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
     const w = i * VRING_DESC_WORDS32;
-    storeAddr64(this.desc32, w + VRING_DESC32_ADDR_LO, dmaAddr);
-    this.desc32[w + VRING_DESC32_LEN] = len;
-    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS] = flags;
-    this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_NEXT] = next;
+    const h = i * VRING_DESC_WORDS16;
+    const d32 = this.desc32;
+    const d16 = this.desc16;
+    const lo = dmaAddr >>> 0;
+    // A descriptor that says this already (a buffer posted again to the descriptor it had, as
+    // in order) is not written when another thread can reach the ring: a store, even of the same
+    // bytes, would take the line from the cache of a device polling on another core, which then
+    // reads it back. Alone, the store costs less than the compare.
+    if (
+      this.memory.shared !== true ||
+      d32[w + VRING_DESC32_ADDR_LO] !== lo ||
+      d32[w + VRING_DESC32_ADDR_LO + 1] !== (dmaAddr - lo) / U32 ||
+      d32[w + VRING_DESC32_LEN] !== len ||
+      d16[h + VRING_DESC16_FLAGS] !== flags ||
+      d16[h + VRING_DESC16_NEXT] !== next
+    ) {
+      storeAddr64(d32, w + VRING_DESC32_ADDR_LO, dmaAddr);
+      d32[w + VRING_DESC32_LEN] = len;
+      d16[h + VRING_DESC16_FLAGS] = flags;
+      d16[h + VRING_DESC16_NEXT] = next;
+    }
     this.extraNext[i] = next;
     if (this.direct === true) return;
     this.extraAddr[i] = dmaAddr;
@@ -502,10 +547,19 @@ export class Virtqueue<T = unknown> {
 
   private publish(head: number): void {
     const mask = this.num - 1;
-    this.avail16[VRING_AVAIL16_RING + (this.availIdxShadow & mask)] = head;
-    this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
-    // virtio_wmb: the descriptor and ring entry above are written before the index that exposes them.
-    storeIndex(this.memory, this.avail16, VRING_AVAIL16_IDX, this.availIdxShadow);
+    const pos = this.availIdxShadow;
+    // As in writeDesc: an entry that names this head already (in order, it does) is not written.
+    if (this.memory.shared !== true || this.avail16[VRING_AVAIL16_RING + (pos & mask)] !== head)
+      this.avail16[VRING_AVAIL16_RING + (pos & mask)] = head;
+    if (this.inOrder === true) {
+      this.orderHeads[pos & mask] = head;
+      this.availPos[head] = pos;
+    }
+    this.availIdxShadow = (pos + 1) & 0xffff;
+    // virtio_wmb: the descriptor and ring entry above are written before the index that exposes
+    // them (here or, batched, in kickPrepare).
+    if (this.batchAvail !== true)
+      storeIndex(this.memory, this.avail16, VRING_AVAIL16_IDX, this.availIdxShadow);
     // 0xffff adds without a kick would make the index arithmetic of kickPrepare ambiguous:
     // kick now, as virtqueue_add_split does ("very unlikely, but theoretically possible").
     if (++this.numAdded === 0xffff) this.kick();
@@ -520,6 +574,9 @@ export class Virtqueue<T = unknown> {
     if (this.deleted) return false;
     const newIdx = this.availIdxShadow;
     const old = (newIdx - this.numAdded) & 0xffff;
+    // Batched: the buffers added since the last kick are published now, with one store.
+    if (this.batchAvail === true && this.numAdded > 0)
+      storeIndex(this.memory, this.avail16, VRING_AVAIL16_IDX, newIdx);
     this.numAdded = 0;
     // virtio_mb: the avail index store above is ordered before reading the device's suppression state.
     if (this.eventIdx === true) {
@@ -566,21 +623,44 @@ export class Virtqueue<T = unknown> {
   /** Allocation-free getBuf: the token, with its length in `lastLen`; undefined when none. */
   getBufToken(): T | undefined {
     if (this.broken === true) return undefined;
-    // virtio_rmb: the used index is read (acquire) before the used element it covers.
-    const usedIdx = loadIndex(this.memory, this.used16, VRING_USED16_IDX);
-    if (this.lastUsedIdx === usedIdx) return undefined;
-    if (((usedIdx - this.lastUsedIdx) & 0xffff) > this.num) {
-      // More used than the ring can have had in flight: the device is lying about the index.
-      this.markBroken(`used index ${usedIdx} is more than ${this.num} past ${this.lastUsedIdx}`);
-      return undefined;
+    const last = this.lastUsedIdx;
+    if (this.usedShadow === last) {
+      // virtio_rmb: the used index is read (acquire) before the used elements it covers.
+      const usedIdx = loadIndex(this.memory, this.used16, VRING_USED16_IDX);
+      if (usedIdx === last) return undefined;
+      if (((usedIdx - last) & 0xffff) > this.num) {
+        // More used than the ring can have had in flight: the device is lying about the index.
+        this.markBroken(`used index ${usedIdx} is more than ${this.num} past ${last}`);
+        return undefined;
+      }
+      this.usedShadow = usedIdx;
     }
-    const slot = this.lastUsedIdx & (this.num - 1);
-    const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
-    const id = this.used32[e + VRING_USED32_ELEM_ID]!;
-    let len = this.used32[e + VRING_USED32_ELEM_LEN]!;
-    if (id >= this.num) {
-      this.markBroken(`used id ${id} out of range`);
-      return undefined;
+    const slot = last & (this.num - 1);
+    let id: number;
+    let len: number;
+    if (this.inOrder === true) {
+      // In order, the buffer used next is the one made available next.
+      id = this.orderHeads[slot]!;
+      if (this.batchLeft !== 0) {
+        len = --this.batchLeft === 0 ? this.batchLen : this.inBytes[id]!;
+      } else {
+        const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+        const named = this.used32[e + VRING_USED32_ELEM_ID]!;
+        len = this.used32[e + VRING_USED32_ELEM_LEN]!;
+        // An element naming another buffer than this one starts a batch (readBatch).
+        if (named !== id) {
+          if (!this.readBatch(named, len)) return undefined;
+          len = this.inBytes[id]!;
+        }
+      }
+    } else {
+      const e = VRING_USED32_RING + slot * VRING_USED_ELEM_WORDS32;
+      id = this.used32[e + VRING_USED32_ELEM_ID]!;
+      len = this.used32[e + VRING_USED32_ELEM_LEN]!;
+      if (id >= this.num) {
+        this.markBroken(`used id ${id} out of range`);
+        return undefined;
+      }
     }
     const token = this.tokens[id];
     if (token === undefined) {
@@ -600,13 +680,38 @@ export class Virtqueue<T = unknown> {
       len = 0;
     }
     this.detach(id);
-    this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
+    this.lastUsedIdx = (last + 1) & 0xffff;
     if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0 && this.eventIdx === true) {
       // virtio_store_mb: ask for the next interrupt once the device passes what we consumed.
       storeIndex(this.memory, this.avail16, this.usedEvent16, this.lastUsedIdx);
     }
     this.lastLen = len;
     return token;
+  }
+
+  /**
+   * In order: the used element at the next slot names `id`, a later buffer than the next one:
+   * it is the last of a batch (virtio 1.2 2.7.9), whose buffers before it are used too, with
+   * their whole writable length (as Linux's virtqueue_get_buf_ctx_split_in_order takes them).
+   * A name that is not a buffer in flight among those the used index covers breaks the queue.
+   * Counts the next buffer as taken.
+   */
+  private readBatch(id: number, len: number): boolean {
+    if (id >= this.num || this.tokens[id] === undefined) {
+      this.markBroken(`used id ${id} is not a head in flight`);
+      return false;
+    }
+    const last = this.lastUsedIdx;
+    const n = (this.availPos[id]! - last) & 0xffff;
+    if (n >= ((this.usedShadow - last) & 0xffff)) {
+      const next = this.orderHeads[last & (this.num - 1)];
+      this.markBroken(`used id ${id} is not in order (the next is ${next})`);
+      return false;
+    }
+    // n >= 1: the next buffer is not the named one.
+    this.batchLeft = n;
+    this.batchLen = len;
+    return true;
   }
 
   private detach(head: number): void {
@@ -635,8 +740,12 @@ export class Virtqueue<T = unknown> {
       }
       this.unmapDesc(i);
     }
-    this.extraNext[i] = this.freeHead;
-    this.freeHead = head;
+    // In order, chains are freed in the order they were added, so the free descriptors stay
+    // the run after the ones in flight, in table order (2.7.9: the driver uses them in order).
+    if (this.inOrder !== true) {
+      this.extraNext[i] = this.freeHead;
+      this.freeHead = head;
+    }
     this.freeCount += count;
     this.tokens[head] = undefined;
   }
@@ -755,6 +864,8 @@ export class Virtqueue<T = unknown> {
     this.availIdxShadow = 0;
     this.availFlagsShadow = 0;
     this.lastUsedIdx = 0;
+    this.usedShadow = 0;
+    this.batchLeft = 0;
     this.numAdded = 0;
     this.broken = false;
     this.brokenReason = '';

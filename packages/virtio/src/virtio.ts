@@ -17,6 +17,7 @@ import {
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_ORDER_PLATFORM,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
@@ -209,6 +210,7 @@ const RING_TRANSPORT_FEATURES = [
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_ORDER_PLATFORM,
   VIRTIO_F_RING_PACKED,
+  VIRTIO_F_IN_ORDER,
 ];
 
 /**
@@ -483,8 +485,8 @@ export function vringDmaOps(vdev: VirtioDevice): DmaMapOps {
 /**
  * Mirrors vring_create_virtqueue() for a transport: a virtqueue in the device's host memory,
  * packed when VIRTIO_F_RING_PACKED was negotiated and split otherwise, mapped as `vringDmaOps`
- * says, with EVENT_IDX and INDIRECT_DESC as negotiated. The queue joins `vdev.vqs`. Null when the
- * ring cannot be allocated (ENOMEM).
+ * says, with EVENT_IDX, INDIRECT_DESC and IN_ORDER as negotiated. The queue joins `vdev.vqs`.
+ * Null when the ring cannot be allocated (ENOMEM).
  */
 export function vringCreateVirtqueue<T>(
   vdev: VirtioDevice,
@@ -500,6 +502,7 @@ export function vringCreateVirtqueue<T>(
     dma: vringDmaOps(vdev),
     eventIdx: virtioHasFeature(vdev, VIRTIO_RING_F_EVENT_IDX),
     indirect: virtioHasFeature(vdev, VIRTIO_RING_F_INDIRECT_DESC),
+    inOrder: virtioHasFeature(vdev, VIRTIO_F_IN_ORDER),
     notify: opts.notify,
     callback: opts.callback,
     name: opts.name,
