@@ -48,6 +48,7 @@ const HAS_REPLY = new Set([
 
 /** VIRTIO_F_VERSION_1. */
 const F_VERSION_1 = 1n << 32n;
+const F_RING_PACKED = 1n << 34n;
 
 export interface TestFrontendOptions {
   /** Bytes of the memory (a whole number of pages); default 2 MiB. */
@@ -181,6 +182,7 @@ export class TestFrontend {
     await this.request({ type: 'SET_OWNER' });
     const features = offered & (mask | (1n << VHOST_USER_F_PROTOCOL_FEATURES) | F_VERSION_1);
     await this.request({ type: 'SET_FEATURES', features }, { needReply: true });
+    this.packed = (features & F_RING_PACKED) !== 0n;
     await this.request(
       {
         type: 'SET_MEM_TABLE',
@@ -210,7 +212,7 @@ export class TestFrontend {
     const kick = createEventFd();
     const call = createEventFd();
     // A packed ring (VIRTIO_F_RING_PACKED negotiated) starts in lap 1: QEMU's base for it.
-    const packed = options.packed === true;
+    const packed = options.packed ?? this.packed;
     const vq = createVirtqueue<number>({
       packed,
       index,
@@ -246,6 +248,9 @@ export class TestFrontend {
     await this.request({ type: 'SET_VRING_ENABLE', index, enable: true }, ack);
     return vq;
   }
+
+  /** Whether `negotiate` set VIRTIO_F_RING_PACKED: `startRing` then makes packed rings. */
+  packed = false;
 
   #closed = false;
 
