@@ -6,7 +6,9 @@
 //   - `mdev vhost-user --offload`, datapath in a worker (both threads share CPU 0 here).
 // One JSON line per cell with the frontend's received Mpps (median of the per-second samples
 // after a warm-up) and its ratio to the DPDK cell. Informational, never a test; skipped with the
-// reason where testpmd is not installed. Options: `--seconds N` per cell (default 8).
+// reason where testpmd is not installed. Options: `--seconds N` per cell (default 8), `--rings
+// split,packed` (the frontend's ring layout, `packed_vq=1` for packed; default both, each
+// against the three backends).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,10 +16,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string' }, rings: { type: 'string' } },
+});
 const seconds = Number(values.seconds ?? 8);
-if (!Number.isInteger(seconds) || seconds < 4) {
-  console.error('usage: vhost.bench [--seconds N] (N >= 4)');
+const rings = (values.rings ?? 'split,packed').split(',');
+if (
+  !Number.isInteger(seconds) ||
+  seconds < 4 ||
+  !rings.every((r) => r === 'split' || r === 'packed')
+) {
+  console.error('usage: vhost.bench [--seconds N] (N >= 4) [--rings split,packed]');
   process.exit(2);
 }
 
@@ -70,11 +79,11 @@ function dpdkArgs(prefix: string, lcores: string): string[] {
 }
 
 /** The frontend's received Mpps: the median of its per-second samples after a warm-up. */
-async function frontend(sock: string, tag: string): Promise<number> {
+async function frontend(sock: string, tag: string, packed: boolean): Promise<number> {
   const pmd = start(TESTPMD, [
     ...dpdkArgs(`vu-${tag}-${process.pid}`, '0@1,1@1'),
     '--vdev',
-    `net_virtio_user0,path=${sock},queues=1`,
+    `net_virtio_user0,path=${sock},queues=1${packed ? ',packed_vq=1' : ''}`,
     '--',
     '--no-mlockall',
     '--total-num-mbufs=16384',
@@ -96,19 +105,20 @@ async function cell(
   name: string,
   backend: () => { child: ChildProcess; out: () => string },
   sock: string,
+  packed: boolean,
 ) {
   const b = backend();
   try {
     if (!(await waitFor(() => existsSync(sock), 10_000))) {
       throw new Error(`${name}: the backend made no socket\n${b.out()}`);
     }
-    return await frontend(sock, name);
+    return await frontend(sock, name, packed);
   } finally {
     await stop(b.child);
   }
 }
 
-const cells: [string, () => Promise<number>][] = [
+const cellsOf = (packed: boolean): [string, () => Promise<number>][] => [
   [
     'dpdk net_vhost',
     () => {
@@ -129,6 +139,7 @@ const cells: [string, () => Promise<number>][] = [
             '--auto-start',
           ]),
         sock,
+        packed,
       );
     },
   ],
@@ -151,22 +162,27 @@ const cells: [string, () => Promise<number>][] = [
             ...args,
           ]),
         sock,
+        packed,
       );
     },
   ]),
 ];
 
-let base = 0;
-for (const [name, run] of cells) {
-  const mpps = await run();
-  if (base === 0) base = mpps;
-  console.log(
-    JSON.stringify({
-      bench: 'vhost-user',
-      frontend: 'testpmd virtio-user flowgen, 64 B',
-      backend: name,
-      mpps: Number(mpps.toFixed(3)),
-      ratio: Number((mpps / base).toFixed(2)),
-    }),
-  );
+for (const ring of rings) {
+  // Each layout against its own DPDK cell: the ratio compares backends on one layout.
+  let base = 0;
+  for (const [name, run] of cellsOf(ring === 'packed')) {
+    const mpps = await run();
+    if (base === 0) base = mpps;
+    console.log(
+      JSON.stringify({
+        bench: 'vhost-user',
+        frontend: 'testpmd virtio-user flowgen, 64 B',
+        ring,
+        backend: name,
+        mpps: Number(mpps.toFixed(3)),
+        ratio: Number((mpps / base).toFixed(2)),
+      }),
+    );
+  }
 }
