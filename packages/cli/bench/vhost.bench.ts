@@ -10,8 +10,10 @@
 //   - `mdev vhost-user` over mvnet_loopback, datapath in the thread,
 //   - `mdev vhost-user --offload`, datapath in a worker (both threads share CPU 0 here).
 // One JSON line per cell with its Mpps and the ratio to the all-DPDK cell (testpmd against
-// net_vhost). Informational, never a test; skipped with the reason where testpmd is not
-// installed. Options: `--seconds N` per cell (default 8).
+// net_vhost) on the same ring layout. Informational, never a test; skipped with the reason where
+// testpmd is not installed. Options: `--seconds N` per cell (default 8), `--rings split,packed`
+// (the frontend's ring layout: testpmd's `packed_vq=1`, pktgen's `--ring packed`; default both,
+// each against the three backends).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,10 +21,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string' }, rings: { type: 'string' } },
+});
 const seconds = Number(values.seconds ?? 8);
-if (!Number.isInteger(seconds) || seconds < 4) {
-  console.error('usage: vhost.bench [--seconds N] (N >= 4)');
+const rings = (values.rings ?? 'split,packed').split(',');
+if (
+  !Number.isInteger(seconds) ||
+  seconds < 4 ||
+  !rings.every((r) => r === 'split' || r === 'packed')
+) {
+  console.error('usage: vhost.bench [--seconds N] (N >= 4) [--rings split,packed]');
   process.exit(2);
 }
 
@@ -75,11 +84,11 @@ function dpdkArgs(prefix: string, lcores: string): string[] {
 }
 
 /** testpmd's received Mpps: the median of its per-second samples after a warm-up. */
-async function testpmdFrontend(sock: string, tag: string): Promise<number> {
+async function testpmdFrontend(sock: string, tag: string, packed: boolean): Promise<number> {
   const pmd = start(TESTPMD, [
     ...dpdkArgs(`vu-${tag}-${process.pid}`, '0@1,1@1'),
     '--vdev',
-    `net_virtio_user0,path=${sock},queues=1`,
+    `net_virtio_user0,path=${sock},queues=1${packed ? ',packed_vq=1' : ''}`,
     '--',
     '--no-mlockall',
     '--total-num-mbufs=16384',
@@ -98,7 +107,7 @@ async function testpmdFrontend(sock: string, tag: string): Promise<number> {
 }
 
 /** pktgen's received Mpps over a run of `seconds`; a run with a frame lost or corrupted fails. */
-async function pktgenFrontend(sock: string, tag: string): Promise<number> {
+async function pktgenFrontend(sock: string, tag: string, packed: boolean): Promise<number> {
   const run = start('taskset', [
     '-c',
     '1',
@@ -110,6 +119,8 @@ async function pktgenFrontend(sock: string, tag: string): Promise<number> {
     'pktgen',
     '--vhost-user',
     sock,
+    '--ring',
+    packed ? 'packed' : 'split',
     '--duration',
     `${seconds}`,
     '--json',
@@ -125,7 +136,9 @@ async function pktgenFrontend(sock: string, tag: string): Promise<number> {
   return (JSON.parse(line) as { mpps: number }).mpps;
 }
 
-const frontends: [string, (sock: string, tag: string) => Promise<number>][] = [
+type Frontend = (sock: string, tag: string, packed: boolean) => Promise<number>;
+
+const frontends: [string, Frontend][] = [
   ['testpmd virtio-user flowgen, 64 B', testpmdFrontend],
   ['mdev pktgen --vhost-user, 64 B', pktgenFrontend],
 ];
@@ -134,7 +147,8 @@ async function cell(
   name: string,
   backend: () => { child: ChildProcess; out: () => string },
   sock: string,
-  frontend: (sock: string, tag: string) => Promise<number>,
+  frontend: Frontend,
+  packed: boolean,
 ) {
   // A file left by the cell before would pass for the new backend's socket.
   rmSync(sock, { force: true });
@@ -143,19 +157,16 @@ async function cell(
     if (!(await waitFor(() => existsSync(sock), 10_000))) {
       throw new Error(`${name}: the backend made no socket\n${b.out()}`);
     }
-    return await frontend(sock, name);
+    return await frontend(sock, name, packed);
   } finally {
     await stop(b.child);
   }
 }
 
-const backends: [
-  string,
-  (frontend: (sock: string, tag: string) => Promise<number>) => Promise<number>,
-][] = [
+const backends: [string, (frontend: Frontend, packed: boolean) => Promise<number>][] = [
   [
     'dpdk net_vhost',
-    (frontend) => {
+    (frontend, packed) => {
       const sock = join(dir, 'dpdk.sock');
       return cell(
         'dpdk',
@@ -174,15 +185,14 @@ const backends: [
           ]),
         sock,
         frontend,
+        packed,
       );
     },
   ],
   ...(['in-thread', 'worker'] as const).map(
-    (
-      mode,
-    ): [string, (frontend: (sock: string, tag: string) => Promise<number>) => Promise<number>] => [
+    (mode): [string, (frontend: Frontend, packed: boolean) => Promise<number>] => [
       `mdev vhost-user (${mode})`,
-      (frontend) => {
+      (frontend, packed) => {
         const sock = join(dir, `mdev-${mode}.sock`);
         const args = ['vhost-user', '--socket', sock, ...(mode === 'worker' ? ['--offload'] : [])];
         return cell(
@@ -200,26 +210,30 @@ const backends: [
             ]),
           sock,
           frontend,
+          packed,
         );
       },
     ],
   ),
 ];
 
-// The all-DPDK cell comes first: every ratio is to it.
-let base = 0;
-for (const [frontendName, frontend] of frontends) {
-  for (const [name, run] of backends) {
-    const mpps = await run(frontend);
-    if (base === 0) base = mpps;
-    console.log(
-      JSON.stringify({
-        bench: 'vhost-user',
-        frontend: frontendName,
-        backend: name,
-        mpps: Number(mpps.toFixed(3)),
-        ratio: Number((mpps / base).toFixed(2)),
-      }),
-    );
+for (const ring of rings) {
+  // Each layout against its own all-DPDK cell, which comes first: the ratios of a layout are to it.
+  let base = 0;
+  for (const [frontendName, frontend] of frontends) {
+    for (const [name, run] of backends) {
+      const mpps = await run(frontend, ring === 'packed');
+      if (base === 0) base = mpps;
+      console.log(
+        JSON.stringify({
+          bench: 'vhost-user',
+          frontend: frontendName,
+          ring,
+          backend: name,
+          mpps: Number(mpps.toFixed(3)),
+          ratio: Number((mpps / base).toFixed(2)),
+        }),
+      );
+    }
   }
 }

@@ -18,6 +18,7 @@ const F_WRITE = layout.VRING_DESC_F_WRITE;
 const F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
 const F_AVAIL = 1 << pl.VRING_PACKED_DESC_F_AVAIL;
 const F_USED = 1 << pl.VRING_PACKED_DESC_F_USED;
+const F_BOTH = F_AVAIL | F_USED;
 const DESC_SIZE = pl.VRING_PACKED_DESC_SIZE;
 const W32 = pl.VRING_PACKED_DESC_WORDS32;
 const W16 = pl.VRING_PACKED_DESC_WORDS16;
@@ -591,9 +592,8 @@ export class PackedVirtqueue<T = unknown> implements VirtqueueLike<T> {
   /** Whether the descriptor at `idx` was used in lap `wrap` (is_used_desc_packed). */
   private isUsed(idx: number, wrap: number): boolean {
     const flags = loadIndex(this.memory, this.desc16, idx * W16 + D16_FLAGS);
-    const avail = (flags & F_AVAIL) !== 0 ? 1 : 0;
-    const used = (flags & F_USED) !== 0 ? 1 : 0;
-    return avail === used && used === wrap;
+    // Both flags equal to the counter: both set in lap 1 (-1 & mask), both clear in lap 0.
+    return (flags & F_BOTH) === (-wrap & F_BOTH);
   }
 
   moreUsed(): boolean {

@@ -541,6 +541,20 @@ describe('packed ring: a hostile driver', () => {
     expect(s.dev.broken).toBe(true);
   });
 
+  it('completes only a buffer id it holds, and writes nothing otherwise', () => {
+    const s = setup({ num: 4 });
+    s.vq.addOutbuf(s.buf(8, 0), 8, 1);
+    expect(s.dev.getDesc(new VringhIov(), null)).toBe(1);
+    for (const bad of [s.dev.head + 1, 0x1_0000, -1, 0.5]) {
+      expect(s.dev.complete(bad, 0)).toBe(-EINVAL);
+    }
+    expect(s.desc(0).flags()).toBe(packedAvailFlags(1));
+    expect(s.dev.complete(s.dev.head, 0)).toBe(0);
+    // Used once: a second completion of the same id is refused.
+    expect(s.dev.complete(s.dev.head, 0)).toBe(-EINVAL);
+    expect(s.desc(1).flags()).toBe(0);
+  });
+
   it('refuses a chain with a direction the caller has no iov for (EPROTO)', () => {
     const s = setup({ num: 4 });
     s.vq.addInbuf(s.buf(8, 0), 8, 1);

@@ -15,6 +15,7 @@ const F_WRITE = layout.VRING_DESC_F_WRITE;
 const F_INDIRECT = layout.VRING_DESC_F_INDIRECT;
 const F_AVAIL = 1 << pl.VRING_PACKED_DESC_F_AVAIL;
 const F_USED = 1 << pl.VRING_PACKED_DESC_F_USED;
+const F_BOTH = F_AVAIL | F_USED;
 const DESC_SIZE = pl.VRING_PACKED_DESC_SIZE;
 const W32 = pl.VRING_PACKED_DESC_WORDS32;
 const W16 = pl.VRING_PACKED_DESC_WORDS16;
@@ -265,9 +266,9 @@ export class VringhPacked implements VringhLike {
 
   // Whether the descriptor at `i` was made available in lap `wrap` (2.8.1).
   private isAvail(flags: number, wrap: number): boolean {
-    const avail = (flags & F_AVAIL) !== 0 ? 1 : 0;
-    const used = (flags & F_USED) !== 0 ? 1 : 0;
-    return avail === wrap && used !== wrap;
+    // The avail flag equal to the counter and the used flag not: F_AVAIL alone in lap 1,
+    // F_USED alone in lap 0 (F_USED shifted down by 8 is F_AVAIL).
+    return (flags & F_BOTH) === F_USED >>> (wrap << 3);
   }
 
   hasAvail(): boolean {
@@ -488,7 +489,8 @@ export class VringhPacked implements VringhLike {
    */
   completeDeferred(id: number, len: number): number {
     if (this.ready !== true) return -EINVAL;
-    if (!(id >= 0 && id < ID_SPACE) || this.inFlight[id] === 0) return -EINVAL;
+    // Also an id out of range or no integer: the typed array reads undefined there.
+    if (this.inFlight[id] !== 1) return -EINVAL;
     const slot = this.usedIdx;
     this.desc32[slot * W32 + D32_LEN] = len;
     this.desc16[slot * W16 + D16_ID] = id;
