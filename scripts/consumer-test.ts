@@ -13,7 +13,7 @@
  *
  * Scenarios: "ring" (virtio-ring alone drives a ring, no other @mdev package), "pktgen" (the
  * whole stack through `npx mdev pktgen`, same-thread and worker datapath, and `mdev vhost-user`
- * serving its socket until SIGTERM), "vhost-user" (the
+ * serving `mdev pktgen --vhost-user` in another process until SIGTERM), "vhost-user" (the
  * package's prebuilt addon loads: fd passing and mmap), "mtty" (mdev-core + mdev-vfio +
  * samples-legacy, no virtio package), "vendor" (mdev-core + mdev-virtio + the virtio-mdev
  * transport + virtio-net, no CLI: the root README's vendor skeleton, taken from the README
@@ -95,15 +95,19 @@ const scenarios: Scenario[] = [
         console.log(`  ${line}`);
       }
       // `mdev vhost-user` from the packed CLI: it loads the vhost layers and their addon when it
-      // runs, serves its socket, and stops cleanly on SIGTERM with its counters.
+      // runs, serves its socket to `mdev pktgen --vhost-user` (the virtio-user transport, from
+      // dist/ too) in another process, and stops cleanly on SIGTERM with its counters.
       const bin = join(dir, 'node_modules', '@mdev', 'cli', 'bin', 'mdev.js');
       const sock = join(dir, 'vu.sock');
       const script = [
         `node ${JSON.stringify(bin)} vhost-user --socket ${JSON.stringify(sock)} --json &`,
         'pid=$!',
         `for i in $(seq 300); do [ -S ${JSON.stringify(sock)} ] && break; sleep 0.1; done`,
+        `node ${JSON.stringify(bin)} pktgen --vhost-user ${JSON.stringify(sock)} --count 20000 --json > pktgen.json`,
+        'code=$?',
         'kill -TERM $pid',
         'wait $pid',
+        'exit $code',
       ].join('\n');
       const r = spawnSync('sh', ['-c', script], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
       const events = r.stdout
@@ -114,7 +118,14 @@ const scenarios: Scenario[] = [
       if (r.status !== 0 || events[0] !== 'listening' || events.at(-1) !== 'stopped') {
         throw new Error(`mdev vhost-user exited ${r.status}:\n${r.stdout}${r.stderr}`);
       }
-      console.log(`  mdev vhost-user: ${events.join(', ')}`);
+      const run = JSON.parse(readFileSync(join(dir, 'pktgen.json'), 'utf8')) as Record<
+        string,
+        number
+      >;
+      if (run.tx !== 20000 || run.rx !== 20000 || run.lost !== 0 || run.corrupted !== 0) {
+        throw new Error(`mdev pktgen --vhost-user: ${JSON.stringify(run)}`);
+      }
+      console.log(`  mdev vhost-user: ${events.join(', ')}; pktgen --vhost-user: ${run.rx} back`);
     },
   },
   {
