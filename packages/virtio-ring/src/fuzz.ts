@@ -205,6 +205,8 @@ function fuzzOne(rng: Rng, r: VringhIov, w: VringhIov, stats: FuzzStats): void {
   const num = 1 << rng.below(5);
   const ring = new RawRing(memory, BASE, num);
   const eventIdx = rng.chance(0.5);
+  // In order: runs of chains completed with length 0 get one used element (completeDeferred).
+  const inOrder = rng.chance(0.5);
   // Background pattern, so writes anywhere are visible.
   for (const reg of memory.regions)
     for (let k = 0; k < reg.size; k++) reg.u8[k] = (k * 31 + 7) & 0xff;
@@ -248,7 +250,8 @@ function fuzzOne(rng: Rng, r: VringhIov, w: VringhIov, stats: FuzzStats): void {
   for (let i = 0; i < num; i++) writeDesc(i, ring.descAddr);
 
   const dev = new Vringh(memory);
-  if (dev.init({ ...ring, num, eventIdx }) !== 0) throw new Error('init refused a good ring');
+  if (dev.init({ ...ring, num, eventIdx, inOrder }) !== 0)
+    throw new Error('init refused a good ring');
   const availBase = ring.availIdx;
   // Offer some heads, sometimes out of range, sometimes with an index jump.
   const offers = 1 + rng.below(num * 2);
@@ -321,10 +324,14 @@ function fuzzOne(rng: Rng, r: VringhIov, w: VringhIov, stats: FuzzStats): void {
     }
     if (wantR) dev.pull(r, new Uint8Array(Math.min(r.total, 0x20000)));
     if (rng.chance(0.1)) dev.abandon(1);
+    else if (rng.chance(0.5))
+      dev.completeDeferred(dev.head, wantW && rng.chance(0.5) ? w.total : 0);
     else dev.complete(dev.head, wantW ? w.total : 0);
     if (rng.chance(0.3)) dev.needNotify();
     if (rng.chance(0.1)) dev.notifyEnable();
   }
+  // Whatever completeDeferred held is published.
+  dev.needNotify();
   const now = memory.regions[0]!.u8;
   for (let k = 0; k < REGION; k++) {
     if (now[k] !== before[k] && !allowed[k]) {

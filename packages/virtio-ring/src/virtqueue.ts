@@ -516,33 +516,36 @@ export class Virtqueue<T = unknown> {
   }
 
   private writeDesc(i: number, dmaAddr: number, len: number, flags: number, next: number): void {
-    const w = i * VRING_DESC_WORDS32;
-    const h = i * VRING_DESC_WORDS16;
-    const d32 = this.desc32;
-    const d16 = this.desc16;
-    const lo = dmaAddr >>> 0;
     // A descriptor that says this already (a buffer posted again to the descriptor it had, as
     // in order) is not written when another thread can reach the ring: a store, even of the same
     // bytes, would take the line from the cache of a device polling on another core, which then
     // reads it back. Alone, the store costs less than the compare.
-    if (
-      this.memory.shared !== true ||
-      d32[w + VRING_DESC32_ADDR_LO] !== lo ||
-      d32[w + VRING_DESC32_ADDR_LO + 1] !== (dmaAddr - lo) / U32 ||
-      d32[w + VRING_DESC32_LEN] !== len ||
-      d16[h + VRING_DESC16_FLAGS] !== flags ||
-      d16[h + VRING_DESC16_NEXT] !== next
-    ) {
-      storeAddr64(d32, w + VRING_DESC32_ADDR_LO, dmaAddr);
-      d32[w + VRING_DESC32_LEN] = len;
-      d16[h + VRING_DESC16_FLAGS] = flags;
-      d16[h + VRING_DESC16_NEXT] = next;
+    if (this.memory.shared !== true || !this.descSays(i, dmaAddr, len, flags, next)) {
+      const w = i * VRING_DESC_WORDS32;
+      storeAddr64(this.desc32, w + VRING_DESC32_ADDR_LO, dmaAddr);
+      this.desc32[w + VRING_DESC32_LEN] = len;
+      this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_FLAGS] = flags;
+      this.desc16[i * VRING_DESC_WORDS16 + VRING_DESC16_NEXT] = next;
     }
     this.extraNext[i] = next;
     if (this.direct === true) return;
     this.extraAddr[i] = dmaAddr;
     this.extraLen[i] = len;
     this.extraFlags[i] = flags;
+  }
+
+  /** Whether descriptor `i` holds these fields already (writeDesc). Apart, to keep it small. */
+  private descSays(i: number, dmaAddr: number, len: number, flags: number, next: number): boolean {
+    const w = i * VRING_DESC_WORDS32;
+    const h = i * VRING_DESC_WORDS16;
+    const lo = dmaAddr >>> 0;
+    return (
+      this.desc32[w + VRING_DESC32_ADDR_LO] === lo &&
+      this.desc32[w + VRING_DESC32_ADDR_LO + 1] === (dmaAddr - lo) / U32 &&
+      this.desc32[w + VRING_DESC32_LEN] === len &&
+      this.desc16[h + VRING_DESC16_FLAGS] === flags &&
+      this.desc16[h + VRING_DESC16_NEXT] === next
+    );
   }
 
   private publish(head: number): void {

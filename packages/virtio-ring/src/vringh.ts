@@ -571,14 +571,9 @@ export class Vringh {
     // An element that says this already (in order, a ring's lap after lap of same-size frames)
     // is not written when another thread can reach the ring: the store would take the line from
     // the driver's core, which reads it.
-    const u = this.used32;
-    if (
-      this.space.shared === false ||
-      u[e + VRING_USED32_ELEM_ID] !== head ||
-      u[e + VRING_USED32_ELEM_LEN] !== len
-    ) {
-      u[e + VRING_USED32_ELEM_ID] = head;
-      u[e + VRING_USED32_ELEM_LEN] = len;
+    if (this.space.shared === false || !this.usedSays(e, head, len)) {
+      this.used32[e + VRING_USED32_ELEM_ID] = head;
+      this.used32[e + VRING_USED32_ELEM_LEN] = len;
     }
     this.completed++;
     this.unpublished = true;
@@ -604,6 +599,14 @@ export class Vringh {
       (this.lastUsed + this.completed) & 0xffff,
     );
     return 0;
+  }
+
+  /** Whether the used element at word `e` says `head` and `len` already (completeDeferred). */
+  private usedSays(e: number, head: number, len: number): boolean {
+    return (
+      this.used32[e + VRING_USED32_ELEM_ID] === head &&
+      this.used32[e + VRING_USED32_ELEM_LEN] === len
+    );
   }
 
   // completeDeferred() in order, for a chain completed with length 0: one element for the run,
