@@ -17,6 +17,7 @@ import {
   type Fd,
   listenUnix,
   mapShared,
+  requestHasReply,
   requestName,
   signalEventFd,
   unmap,
@@ -34,17 +35,6 @@ import {
   type VirtqueueLike,
 } from '@mdev/virtio-ring';
 import { VHOST_MDEV_PROTOCOL_FEATURES } from './backend';
-
-/** Requests whose reply is a message of its own (the rest get one only as a reply-ack). */
-const HAS_REPLY = new Set([
-  'GET_FEATURES',
-  'GET_PROTOCOL_FEATURES',
-  'GET_QUEUE_NUM',
-  'GET_MAX_MEM_SLOTS',
-  'GET_STATUS',
-  'GET_VRING_BASE',
-  'GET_CONFIG',
-]);
 
 /** VIRTIO_F_VERSION_1. */
 const F_VERSION_1 = 1n << 32n;
@@ -149,9 +139,9 @@ export class TestFrontend {
   ): Promise<VhostUserReply | null> {
     const message = encodeRequest(body, options);
     this.conn.send(message);
-    const own = HAS_REPLY.has(body.type);
-    if (!own && options.needReply !== true) return null;
     const request = new DataView(message.bytes.buffer).getUint32(0, true);
+    const own = requestHasReply(request);
+    if (!own && options.needReply !== true) return null;
     const deadline = Date.now() + this.replyTimeoutMs;
     for (;;) {
       const reply = this.conn.receiveReply(request, !own);

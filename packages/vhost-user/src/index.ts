@@ -15,6 +15,7 @@ export {
   encodeRequest,
   encodeU64Reply,
   encodeVringBaseReply,
+  requestHasReply,
   requestName,
   VHOST_MEMORY_BASELINE_NREGIONS,
   VHOST_USER_CONFIG_FLAGS,

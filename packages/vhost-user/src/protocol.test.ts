@@ -10,6 +10,7 @@ import {
   encodeRequest,
   encodeU64Reply,
   encodeVringBaseReply,
+  requestHasReply,
   VHOST_USER_GET_CONFIG,
   VHOST_USER_GET_FEATURES,
   VHOST_USER_GET_MAX_MEM_SLOTS,
@@ -179,6 +180,21 @@ describe('reply codec round trips', () => {
     expect(() =>
       decodeReply(VHOST_USER_GET_FEATURES, { ...ok, payload: ok.payload.subarray(0, 4) }),
     ).toThrow(expect.objectContaining({ code: 'ERR_VHOST_USER_BAD_SIZE' }));
+  });
+});
+
+describe('requestHasReply', () => {
+  it('names the requests answered by a message of their own, and no other', () => {
+    const own = [
+      VHOST_USER_GET_FEATURES,
+      VHOST_USER_GET_VRING_BASE,
+      VHOST_USER_GET_PROTOCOL_FEATURES,
+      VHOST_USER_GET_QUEUE_NUM,
+      VHOST_USER_GET_CONFIG,
+      VHOST_USER_GET_MAX_MEM_SLOTS,
+      VHOST_USER_GET_STATUS,
+    ];
+    for (let r = 0; r < 64; r++) expect(requestHasReply(r), `request ${r}`).toBe(own.includes(r));
   });
 });
 

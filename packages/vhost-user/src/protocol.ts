@@ -194,6 +194,11 @@ export function requestName(request: number): string {
   return REQUESTS.get(request)?.name ?? `request ${request}`;
 }
 
+/** Whether the backend answers `request` with a reply of its own (else only with a reply-ack). */
+export function requestHasReply(request: number): boolean {
+  return (REQUESTS.get(request)?.reply ?? null) !== null;
+}
+
 /** One memory region of SET_MEM_TABLE, with the fd that backs it. */
 export interface VhostUserMemoryRegion {
   guestAddr: number;

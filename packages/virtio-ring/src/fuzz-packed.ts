@@ -8,7 +8,8 @@
  * which chains are valid, and stays broken once it reported an error.
  */
 
-import type { FuzzStats } from './fuzz';
+// The memory map, the random source and the address and length pickers are the split fuzzer's.
+import { BASE, DATA, type FuzzStats, REGION, Rng, randomAddr, randomLen, SECOND } from './fuzz';
 import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from './layout';
 import { GuestMemory } from './memory';
 import {
@@ -19,69 +20,10 @@ import {
 import { VringhIov } from './vringh';
 import { VringhPacked } from './vringh-packed';
 
-const BASE = 0x10_0000;
-const REGION = 0x8000;
-const SECOND = BASE + 0x4_0000;
 const DRIVER_EVENT = BASE + 0x1000;
 const DEVICE_EVENT = BASE + 0x1010;
-const DATA = BASE + 0x2000;
 const F_AVAIL = 1 << VRING_PACKED_DESC_F_AVAIL;
 const F_USED = 1 << VRING_PACKED_DESC_F_USED;
-
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 0x9e3779b9;
-  }
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-  below(n: number): number {
-    return this.next() % n;
-  }
-  chance(p: number): boolean {
-    return this.next() / 0x1_0000_0000 < p;
-  }
-}
-
-function randomAddr(rng: Rng, len: number): number {
-  switch (rng.below(12)) {
-    case 0:
-      return 2 ** 64 - 1 - rng.below(64);
-    case 1:
-      return 2 ** 53 - 1 - rng.below(16);
-    case 2:
-      return BASE + REGION - rng.below(32);
-    case 3:
-      return BASE + REGION + rng.below(0x1000);
-    case 4:
-      return rng.below(0x1000);
-    case 5:
-      return SECOND + rng.below(0x1000) - (len > 0 ? rng.below(4) : 0);
-    default:
-      return DATA + rng.below(BASE + REGION - DATA - Math.min(len, 0x800));
-  }
-}
-
-function randomLen(rng: Rng): number {
-  switch (rng.below(10)) {
-    case 0:
-      return 0;
-    case 1:
-      return 0xffff_ffff;
-    case 2:
-      return 0x8000_0000 + rng.below(1024);
-    case 3:
-      return rng.below(0x10000);
-    default:
-      return 1 + rng.below(256);
-  }
-}
 
 function randomFlags(rng: Rng): number {
   let f = 0;

@@ -16,10 +16,10 @@ import { GuestMemory } from './memory';
 import { RawRing } from './raw-ring';
 import { Vringh, VringhIov } from './vringh';
 
-const BASE = 0x10_0000;
-const REGION = 0x8000;
-const SECOND = BASE + 0x4_0000; // a second region, with an unmapped gap before it
-const DATA = BASE + 0x2000; // buffers and indirect tables live in [DATA, BASE + REGION)
+export const BASE = 0x10_0000;
+export const REGION = 0x8000;
+export const SECOND = BASE + 0x4_0000; // a second region, with an unmapped gap before it
+export const DATA = BASE + 0x2000; // buffers and indirect tables live in [DATA, BASE + REGION)
 
 /** A failure the fuzzer found, with what is needed to replay it. */
 export interface FuzzFailure {
@@ -37,7 +37,7 @@ export interface FuzzStats {
 }
 
 /** xorshift32: small, fast and reproducible from a seed. */
-class Rng {
+export class Rng {
   private s: number;
   constructor(seed: number) {
     this.s = seed >>> 0 || 0x9e3779b9;
@@ -58,7 +58,8 @@ class Rng {
   }
 }
 
-function randomAddr(rng: Rng, len: number): number {
+/** A descriptor address: mostly a good one, else one that wraps, runs off or misses a region. */
+export function randomAddr(rng: Rng, len: number): number {
   switch (rng.below(12)) {
     case 0:
       return 2 ** 64 - 1 - rng.below(64); // wraps (and is above 2^53)
@@ -77,7 +78,8 @@ function randomAddr(rng: Rng, len: number): number {
   }
 }
 
-function randomLen(rng: Rng): number {
+/** A descriptor length: mostly small, else 0, huge or past 2^31. */
+export function randomLen(rng: Rng): number {
   switch (rng.below(10)) {
     case 0:
       return 0;

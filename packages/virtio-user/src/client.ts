@@ -10,23 +10,13 @@ import {
   type Fd,
   POLLIN,
   pollFds,
+  requestHasReply,
   requestName,
   VhostUserConnection,
   VhostUserProtocolError,
   type VhostUserReply,
   type VhostUserRequest,
 } from '@mdev/vhost-user';
-
-/** Requests whose reply is a message of its own; the others get one only as a reply-ack. */
-const HAS_REPLY: ReadonlySet<VhostUserRequest['type']> = new Set([
-  'GET_FEATURES',
-  'GET_PROTOCOL_FEATURES',
-  'GET_QUEUE_NUM',
-  'GET_MAX_MEM_SLOTS',
-  'GET_STATUS',
-  'GET_VRING_BASE',
-  'GET_CONFIG',
-]);
 
 /** How a reply-ack's value becomes an errno: 0 is success, anything else a failure. */
 function ackError(request: VhostUserRequest['type'], value: bigint): KernelError {
@@ -60,16 +50,17 @@ export class VhostUserClient {
    */
   request(body: VhostUserRequest, options: { ack?: boolean } = {}): VhostUserReply | null {
     if (this.#failed) throw this.#failed;
-    const own = HAS_REPLY.has(body.type);
+    const plain = encodeRequest(body);
+    const request = new DataView(plain.bytes.buffer).getUint32(0, true);
+    const own = requestHasReply(request);
     const ack = !own && (options.ack ?? this.replyAck);
-    const message = encodeRequest(body, { needReply: ack });
+    const message = ack ? encodeRequest(body, { needReply: true }) : plain;
     try {
       this.conn.send(message);
     } catch (err) {
-      throw this.#fail('ECONNRESET', `${body.type}: the backend does not take requests: ${err}`);
+      throw this.fail('ECONNRESET', `${body.type}: the backend does not take requests: ${err}`);
     }
     if (!own && !ack) return null;
-    const request = new DataView(message.bytes.buffer).getUint32(0, true);
     const deadline = Date.now() + this.replyTimeoutMs;
     for (;;) {
       let reply: VhostUserReply | null;
@@ -77,17 +68,17 @@ export class VhostUserClient {
         reply = this.conn.receiveReply(request, ack);
       } catch (err) {
         const why = err instanceof VhostUserProtocolError ? err.message : String(err);
-        throw this.#fail('EPROTO', `${requestName(request)}: a bad reply: ${why}`);
+        throw this.fail('EPROTO', `${requestName(request)}: a bad reply: ${why}`);
       }
       if (reply !== null) {
         if (ack && reply.type === 'u64' && reply.value !== 0n)
           throw ackError(body.type, reply.value);
         return reply;
       }
-      if (this.conn.ended) throw this.#fail('ECONNRESET', `${body.type}: the backend hung up`);
+      if (this.conn.ended) throw this.fail('ECONNRESET', `${body.type}: the backend hung up`);
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw this.#fail('ETIMEDOUT', `${body.type}: no reply in ${this.replyTimeoutMs} ms`);
+        throw this.fail('ETIMEDOUT', `${body.type}: no reply in ${this.replyTimeoutMs} ms`);
       }
       pollFds([{ fd: this.conn.socket, events: POLLIN }], left);
     }
@@ -96,16 +87,12 @@ export class VhostUserClient {
   /** A request with a 64-bit reply: its value. */
   u64(body: VhostUserRequest): bigint {
     const reply = this.request(body);
-    if (reply?.type !== 'u64') throw this.#fail('EPROTO', `${body.type}: not a 64-bit reply`);
+    if (reply?.type !== 'u64') throw this.fail('EPROTO', `${body.type}: not a 64-bit reply`);
     return reply.value;
   }
 
   /** Marks the connection failed (a hang-up seen elsewhere, a reply that makes no sense). */
   fail(code: 'ECONNRESET' | 'EPROTO' | 'ETIMEDOUT', message: string): KernelError {
-    return this.#fail(code, message);
-  }
-
-  #fail(code: 'ECONNRESET' | 'EPROTO' | 'ETIMEDOUT', message: string): KernelError {
     if (this.#failed) return this.#failed;
     const err = new KernelError(code, `vhost-user: ${message}`);
     this.#failed = err;
@@ -116,7 +103,7 @@ export class VhostUserClient {
   /** Closes the socket. Idempotent. */
   close(): void {
     this.onFailed = null;
-    this.#fail('ECONNRESET', 'the connection is closed');
+    this.fail('ECONNRESET', 'the connection is closed');
     this.conn.close();
   }
 }
